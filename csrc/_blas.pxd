@@ -1,0 +1,130 @@
+# Row-major GEMM for the kernel modules: C = alpha op(A) op(B) + beta C.
+#
+# The BLAS entry points are function pointers into NumPy's own, already loaded OpenBLAS (one copy,
+# one thread pool); fastnn.backends.cpu finds them with ctypes and installs them with
+# fastnn._ext.blas.set_gemm(). They live in a GemmRoute owned by blas.pyx; a module that cimports
+# this file fetches its address once at import (see dense.pyx), so nothing here needs linking
+# (a .pxd beside a .pyx is not found under the qualified name fastnn._ext.*, hence _blas.pxd).
+# While no BLAS is installed every product runs in the portable loops below (correct, not fast).
+
+from libc.stdint cimport int64_t
+from cython cimport floating
+
+ctypedef void (*sgemm32_t)(int order, int trans_a, int trans_b, int m, int n, int k,
+                           float alpha, const float* a, int lda, const float* b, int ldb,
+                           float beta, float* c, int ldc) noexcept nogil
+ctypedef void (*sgemm64_t)(int order, int trans_a, int trans_b, int64_t m, int64_t n, int64_t k,
+                           float alpha, const float* a, int64_t lda, const float* b, int64_t ldb,
+                           float beta, float* c, int64_t ldc) noexcept nogil
+ctypedef void (*dgemm32_t)(int order, int trans_a, int trans_b, int m, int n, int k,
+                           double alpha, const double* a, int lda, const double* b, int ldb,
+                           double beta, double* c, int ldc) noexcept nogil
+ctypedef void (*dgemm64_t)(int order, int trans_a, int trans_b, int64_t m, int64_t n, int64_t k,
+                           double alpha, const double* a, int64_t lda, const double* b, int64_t ldb,
+                           double beta, double* c, int64_t ldc) noexcept nogil
+
+cdef enum:
+    CBLAS_ROW_MAJOR = 101
+    CBLAS_NO_TRANS = 111
+    CBLAS_TRANS = 112
+
+ctypedef struct GemmRoute:
+    sgemm32_t sgemm32      # exactly one of each 32/64 pair is set (or none: built-in loops)
+    sgemm64_t sgemm64
+    dgemm32_t dgemm32
+    dgemm64_t dgemm64
+    double small_mnk       # m*n*k at or below which the built-in loop is used
+
+
+cdef inline void loop_gemm(bint trans_a, bint trans_b, Py_ssize_t m, Py_ssize_t n, Py_ssize_t k,
+                           floating alpha, const floating* a, Py_ssize_t lda,
+                           const floating* b, Py_ssize_t ldb,
+                           floating beta, floating* c, Py_ssize_t ldc) noexcept nogil:
+    """The built-in GEMM: rank-1 updates along contiguous rows of C when B is not transposed,
+    four independent dot products at a time when it is. m, n, k >= 1."""
+    cdef Py_ssize_t i, j, p
+    cdef floating aip, s0, s1, s2, s3
+    cdef floating* cr
+    cdef const floating* br
+    cdef const floating* b0
+    for i in range(m):                               # C = beta C (never read when beta == 0)
+        cr = c + i * ldc
+        if beta == 0:
+            for j in range(n):
+                cr[j] = 0
+        elif beta != 1:
+            for j in range(n):
+                cr[j] = beta * cr[j]
+    if not trans_b:
+        for i in range(m):
+            cr = c + i * ldc
+            for p in range(k):
+                aip = alpha * (a[p * lda + i] if trans_a else a[i * lda + p])
+                br = b + p * ldb
+                for j in range(n):
+                    cr[j] += aip * br[j]
+    else:
+        for i in range(m):
+            cr = c + i * ldc
+            j = 0
+            while j + 4 <= n:
+                s0 = 0
+                s1 = 0
+                s2 = 0
+                s3 = 0
+                b0 = b + j * ldb
+                for p in range(k):
+                    aip = a[p * lda + i] if trans_a else a[i * lda + p]
+                    s0 += aip * b0[p]
+                    s1 += aip * b0[ldb + p]
+                    s2 += aip * b0[2 * ldb + p]
+                    s3 += aip * b0[3 * ldb + p]
+                cr[j] += alpha * s0
+                cr[j + 1] += alpha * s1
+                cr[j + 2] += alpha * s2
+                cr[j + 3] += alpha * s3
+                j += 4
+            while j < n:
+                s0 = 0
+                b0 = b + j * ldb
+                for p in range(k):
+                    s0 += (a[p * lda + i] if trans_a else a[i * lda + p]) * b0[p]
+                cr[j] += alpha * s0
+                j += 1
+
+
+cdef inline void gemm(const GemmRoute* route, bint trans_a, bint trans_b,
+                      Py_ssize_t m, Py_ssize_t n, Py_ssize_t k,
+                      floating alpha, const floating* a, Py_ssize_t lda,
+                      const floating* b, Py_ssize_t ldb,
+                      floating beta, floating* c, Py_ssize_t ldc) noexcept nogil:
+    """C (m, n) = alpha op(A) op(B) + beta C for row-major A, B, C with leading dimensions
+    lda, ldb, ldc; op(X) = X.T when trans_x. Any of m, n, k may be 0 (then a/b may be NULL)."""
+    cdef Py_ssize_t i, j
+    cdef int ta = CBLAS_TRANS if trans_a else CBLAS_NO_TRANS
+    cdef int tb = CBLAS_TRANS if trans_b else CBLAS_NO_TRANS
+    if m <= 0 or n <= 0:
+        return
+    if k <= 0:                                       # BLAS would reject lda = 0: C = beta C here
+        for i in range(m):
+            for j in range(n):
+                c[i * ldc + j] = 0 if beta == 0 else beta * c[i * ldc + j]
+        return
+    if <double>m * n * k > route.small_mnk:
+        if floating is float:
+            if route.sgemm64 != NULL:
+                route.sgemm64(CBLAS_ROW_MAJOR, ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc)
+                return
+            if route.sgemm32 != NULL and max(m, n, k, lda, ldb, ldc) <= 2147483647:
+                route.sgemm32(CBLAS_ROW_MAJOR, ta, tb, <int>m, <int>n, <int>k, alpha, a, <int>lda,
+                              b, <int>ldb, beta, c, <int>ldc)
+                return
+        else:
+            if route.dgemm64 != NULL:
+                route.dgemm64(CBLAS_ROW_MAJOR, ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc)
+                return
+            if route.dgemm32 != NULL and max(m, n, k, lda, ldb, ldc) <= 2147483647:
+                route.dgemm32(CBLAS_ROW_MAJOR, ta, tb, <int>m, <int>n, <int>k, alpha, a, <int>lda,
+                              b, <int>ldb, beta, c, <int>ldc)
+                return
+    loop_gemm(trans_a, trans_b, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc)

@@ -1,0 +1,140 @@
+"""Dense layer kernels: out = f(x @ w + b) and its gradients.
+
+x (n, n_in), w (n_in, n_out), b (n_out,), out/z/dy/dz/y (n, n_out), dw like w, db like b, dx like
+x; all C-contiguous, one floating dtype. The adapter (fastnn.backends.cpu) allocates; the shape
+checks here only keep a wrong call from touching memory out of bounds (it then raises and the
+adapter explains). GEMMs go through the route of _blas.pxd; the elementwise work is one serial
+pass over the output (forward) or over dz (backward).
+"""
+
+from libc.stdint cimport uintptr_t
+from cython cimport floating
+
+from _activations cimport act_forward, act_backward, IDENTITY, GELU, SILU, N_ACTIVATIONS
+from _blas cimport GemmRoute, gemm
+from _types cimport ptr1, cptr1, ptr2, cptr2
+
+import fastnn._ext.blas as _blas
+
+cdef const GemmRoute* _route = <const GemmRoute*><uintptr_t>_blas.route_address()
+
+
+cdef inline bint _is(const floating[:, ::1] a, Py_ssize_t n, Py_ssize_t m):
+    """a is None or has shape (n, m)."""
+    return a is None or (a.shape[0] == n and a.shape[1] == m)
+
+
+cdef int _check_activation(int code, const floating[:, ::1] x, const floating[:, ::1] y) except -1:
+    if code < 0 or code >= N_ACTIVATIONS:
+        raise ValueError(f"dense: unknown activation code {code}.")
+    if code == GELU or code == SILU:
+        if x is None:
+            raise ValueError("dense_backward: this activation needs z, the pre-activation; got None.")
+    elif code != IDENTITY and y is None:
+        raise ValueError("dense_backward: this activation needs y, the forward output; got None.")
+    return 0
+
+
+def forward(const floating[:, ::1] x not None, const floating[:, ::1] w not None,
+            const floating[::1] b, int code, double alpha, floating[:, ::1] z,
+            floating[:, ::1] out not None):
+    """out = f(x @ w + b): GEMM into z (when given, it keeps x @ w + b) or out, then one pass
+    adding b (may be None) and applying activation ``code``."""
+    cdef Py_ssize_t n = x.shape[0], n_in = x.shape[1], n_out = w.shape[1]
+    if (w.shape[0] != n_in or out.shape[0] != n or out.shape[1] != n_out or not _is(z, n, n_out)
+            or (b is not None and b.shape[0] != n_out) or code < 0 or code >= N_ACTIVATIONS):
+        raise ValueError("dense_forward: shapes do not match.")
+    cdef floating* buf = ptr2(z) if z is not None else ptr2(out)
+    cdef const floating* bias = cptr1(b) if b is not None else NULL
+    cdef floating* zdst = buf if (z is not None and bias != NULL) else NULL
+    with nogil:
+        gemm(_route, False, False, n, n_out, n_in, 1, cptr2(x), n_in, cptr2(w), n_out, 0, buf, n_out)
+        act_forward(code, <floating>alpha, buf, bias, zdst, ptr2(out), n, n_out)
+
+
+def bias_activation(const floating[::1] b, int code, double alpha, floating[:, ::1] z,
+                    floating[:, ::1] out not None):
+    """The pass of forward() alone, for a product already in z (when given) or out."""
+    cdef Py_ssize_t n = out.shape[0], n_out = out.shape[1]
+    if not _is(z, n, n_out) or (b is not None and b.shape[0] != n_out) or code < 0 or code >= N_ACTIVATIONS:
+        raise ValueError("dense_forward: shapes do not match.")
+    cdef floating* buf = ptr2(z) if z is not None else ptr2(out)
+    cdef const floating* bias = cptr1(b) if b is not None else NULL
+    cdef floating* zdst = buf if (z is not None and bias != NULL) else NULL
+    with nogil:
+        act_forward(code, <floating>alpha, buf, bias, zdst, ptr2(out), n, n_out)
+
+
+cdef inline void _column_sums(const floating* a, floating* out, Py_ssize_t n, Py_ssize_t m) noexcept nogil:
+    cdef Py_ssize_t i, j
+    for j in range(m):
+        out[j] = 0
+    for i in range(n):
+        for j in range(m):
+            out[j] += a[i * m + j]
+
+
+cdef const floating* _dz_pass(int code, floating alpha, const floating* dy, const floating* z,
+                              const floating* y, floating* dz, floating* db,
+                              Py_ssize_t n, Py_ssize_t m) noexcept nogil:
+    """dz = dy * f'(.) and db = its column sums (db may be NULL); returns the pointer to dz, which
+    for identity without a separate workspace is dy itself."""
+    if code == IDENTITY and (dz == NULL or <const floating*>dz == dy):
+        if db != NULL:
+            _column_sums(dy, db, n, m)
+        return dy
+    act_backward(code, alpha, dy, z, y, dz, db, n, m)
+    return dz
+
+
+def backward(const floating[:, ::1] dy not None, const floating[:, ::1] x,
+             const floating[:, ::1] w, const floating[:, ::1] y, const floating[:, ::1] z,
+             int code, double alpha, floating[:, ::1] dw, floating[::1] db,
+             floating[:, ::1] dx, floating[:, ::1] dz):
+    """dz = dy * f'(z or y) (dz may alias dy; it may be None only for identity), db = dz.sum(0),
+    dw = x.T @ dz, dx = dz @ w.T; dw, db and dx are skipped when None (x needs to be given only
+    with dw, w only with dx)."""
+    cdef Py_ssize_t n = dy.shape[0], n_out = dy.shape[1]
+    cdef Py_ssize_t n_in = x.shape[1] if x is not None else (w.shape[0] if w is not None else 0)
+    _check_activation(code, z, y)
+    if (not _is(y, n, n_out) or not _is(z, n, n_out) or not _is(dz, n, n_out)
+            or not _is(x, n, n_in) or not _is(w, n_in, n_out) or not _is(dw, n_in, n_out)
+            or not _is(dx, n, n_in) or (db is not None and db.shape[0] != n_out)
+            or (dw is not None and x is None) or (dx is not None and w is None)
+            or (dz is None and code != IDENTITY)):
+        raise ValueError("dense_backward: shapes do not match.")
+    cdef const floating* pdy = cptr2(dy)
+    cdef const floating* py = cptr2(y) if y is not None else NULL
+    cdef const floating* pz = cptr2(z) if z is not None else NULL
+    cdef floating* pdz = ptr2(dz) if dz is not None else NULL
+    cdef floating* pdb = ptr1(db) if db is not None else NULL
+    cdef const floating* px = cptr2(x) if x is not None else NULL
+    cdef const floating* pw = cptr2(w) if w is not None else NULL
+    cdef floating* pdw = ptr2(dw) if dw is not None else NULL
+    cdef floating* pdx = ptr2(dx) if dx is not None else NULL
+    cdef const floating* d
+    with nogil:
+        d = _dz_pass(code, <floating>alpha, pdy, pz, py, pdz, pdb, n, n_out)
+        if pdw != NULL:
+            gemm(_route, True, False, n_in, n_out, n, 1, px, n_in, d, n_out, 0, pdw, n_out)
+        if pdx != NULL:
+            gemm(_route, False, True, n, n_in, n_out, 1, d, n_out, pw, n_out, 0, pdx, n_in)
+
+
+def backward_pass(const floating[:, ::1] dy not None, const floating[:, ::1] y,
+                  const floating[:, ::1] z, int code, double alpha, floating[::1] db,
+                  floating[:, ::1] dz):
+    """The elementwise part of backward() alone, dz and db, for the NumPy GEMM route (for
+    identity without dz, the gradient to multiply is dy itself)."""
+    cdef Py_ssize_t n = dy.shape[0], n_out = dy.shape[1]
+    _check_activation(code, z, y)
+    if (not _is(y, n, n_out) or not _is(z, n, n_out) or not _is(dz, n, n_out)
+            or (db is not None and db.shape[0] != n_out) or (dz is None and code != IDENTITY)):
+        raise ValueError("dense_backward: shapes do not match.")
+    cdef const floating* pdy = cptr2(dy)
+    cdef const floating* py = cptr2(y) if y is not None else NULL
+    cdef const floating* pz = cptr2(z) if z is not None else NULL
+    cdef floating* pdz = ptr2(dz) if dz is not None else NULL
+    cdef floating* pdb = ptr1(db) if db is not None else NULL
+    with nogil:
+        _dz_pass(code, <floating>alpha, pdy, pz, py, pdz, pdb, n, n_out)

@@ -1,0 +1,47 @@
+"""fastnn: fast neural-network training on CPU and NVIDIA GPUs without a big framework.
+
+>>> import fastnn as fnn
+>>> X, y = fnn.datasets.load_digits()
+>>> model = fnn.Sequential([fnn.layers.Dense(128, activation="relu"), fnn.layers.Dense(10)], seed=0)
+>>> trainer = fnn.Trainer(model, "cross_entropy", fnn.optim.SGD(0.05, momentum=0.9), seed=0)
+"""
+
+from __future__ import annotations
+
+__version__ = "0.1.0"
+
+from . import callbacks, data, datasets, layers, losses, metrics, optim, schedules
+from .errors import ModelFormatError, TrainingDiverged
+from .io import load
+from .model import Sequential
+from .trainer import Trainer
+
+
+def set_num_threads(n):
+    """Set the number of threads of fastnn's CPU work (the one BLAS thread pool it shares with
+    NumPy; fastnn's own elementwise kernels run on the calling thread)."""
+    from ._checks import check_int
+    from .backends import cpu
+
+    cpu.set_num_threads(check_int("set_num_threads", "n", n, low=1))
+
+
+def get_num_threads():
+    """Threads fastnn's CPU work uses (see set_num_threads)."""
+    from .backends import cpu
+
+    return cpu.get_num_threads()
+
+
+def info():
+    """Versions, BLAS, threads, CPU features and devices, as a dict."""
+    from ._info import collect
+
+    return collect()
+
+
+__all__ = [
+    "ModelFormatError", "Sequential", "Trainer", "TrainingDiverged", "callbacks", "data", "datasets",
+    "get_num_threads", "info", "layers", "load", "losses", "metrics", "optim", "schedules", "set_num_threads",
+    "__version__",
+]

@@ -1,0 +1,276 @@
+"""The kernel interface. Every body here is also the NumPy reference: plain, float64-safe,
+written for clarity and never optimised. Faster backends override what they accelerate and
+are tested against these bodies.
+
+Conventions shared by every kernel:
+- arrays are 2-D (n_samples, n_features) or flat 1-D parameter buffers, float32 or float64,
+  all arguments of one call in the same dtype; integer labels are int64;
+- ``out``/workspace arguments are written, never read; optimizer kernels mutate the
+  parameter and its state in place and return None;
+- loss kernels *add* the weighted sum of per-element losses to ``loss_out`` (a float64 array
+  of shape (1,)) so that a device backend never has to synchronise per batch, and write the
+  gradient ``scale * weight_i * dloss/dpred`` into ``grad`` when it is given.
+Shapes and dtypes are checked by the Python layers before a kernel is called.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+#: Activation names in the order of their integer codes (the compiled kernels use the codes).
+ACTIVATIONS = ("identity", "sigmoid", "tanh", "relu", "leaky_relu", "elu", "gelu", "softplus", "silu", "softmax")
+ACTIVATION_CODES = {name: code for code, name in enumerate(ACTIVATIONS)}
+#: Activations whose derivative needs the pre-activation input x; the others use the output y.
+NEEDS_INPUT = frozenset({"gelu", "silu"})
+#: Default shape parameter per activation (the slope or scale ``alpha``).
+DEFAULT_ALPHA = {"leaky_relu": 0.01, "elu": 1.0}
+
+_erf = np.frompyfunc(math.erf, 1, 1)
+
+
+def _sigmoid(x):
+    e = np.exp(-np.abs(x))
+    return np.where(x >= 0, 1.0 / (1.0 + e), e / (1.0 + e))
+
+
+def _write(out, value, like):
+    """Store ``value`` into ``out`` (allocated in ``like``'s dtype when None) and return it."""
+    if out is None:
+        return np.array(value, dtype=like.dtype)
+    out[...] = value
+    return out
+
+
+class Backend:
+    """Kernel interface. Every body here is also the NumPy reference (``device="reference"``)."""
+
+    name = "reference"
+
+    # ------------------------------------------------------------------ memory
+    def asarray(self, x, dtype=None):
+        """Host array -> backend array (a C-contiguous copy only when needed)."""
+        return np.ascontiguousarray(x, dtype=dtype)
+
+    def to_numpy(self, x):
+        """Backend array -> NumPy array."""
+        return np.asarray(x)
+
+    def empty(self, shape, dtype):
+        """Uninitialised C-contiguous array."""
+        return np.empty(shape, dtype=dtype)
+
+    def zeros(self, shape, dtype):
+        """Zero-filled C-contiguous array."""
+        return np.zeros(shape, dtype=dtype)
+
+    def copy(self, src, out):
+        """out[...] = src (same shape)."""
+        out[...] = src
+        return out
+
+    def fill(self, x, value):
+        """x[...] = value, in place."""
+        x[...] = value
+        return x
+
+    def take_rows(self, x, idx, *, out):
+        """out = x[idx]: gather rows (a minibatch). idx int64 (n,), out (n, x.shape[1])."""
+        np.take(x, idx, axis=0, out=out)
+        return out
+
+    # ------------------------------------------------------------- activations
+    def activation(self, name, x, *, alpha=0.0, out=None):
+        """y = f(x) elementwise (softmax: row-wise). x, out: (n, m)."""
+        like, x = x, np.asarray(x, dtype=np.float64)
+        if name == "identity":
+            y = x
+        elif name == "sigmoid":
+            y = _sigmoid(x)
+        elif name == "tanh":
+            y = np.tanh(x)
+        elif name == "relu":
+            y = np.maximum(x, 0.0)
+        elif name == "leaky_relu":
+            y = np.where(x > 0, x, alpha * x)
+        elif name == "elu":
+            y = np.where(x > 0, x, alpha * np.expm1(np.minimum(x, 0.0)))
+        elif name == "gelu":  # exact form with erf, PyTorch's default
+            y = 0.5 * x * (1.0 + _erf(x / math.sqrt(2.0)).astype(np.float64))
+        elif name == "softplus":
+            y = np.maximum(x, 0.0) + np.log1p(np.exp(-np.abs(x)))
+        elif name == "silu":
+            y = x * _sigmoid(x)
+        elif name == "softmax":
+            e = np.exp(x - x.max(axis=1, keepdims=True))
+            y = e / e.sum(axis=1, keepdims=True)
+        else:
+            raise ValueError(f"activation: unknown name {name!r}")
+        return _write(out, y, like)
+
+    def activation_backward(self, name, dy, x, y, *, alpha=0.0, out=None):
+        """dx = dy * f'(x). Uses the output y, or the input x for the names in NEEDS_INPUT
+        (the other argument may be None). dy, x, y, out: (n, m)."""
+        like, dy = dy, np.asarray(dy, dtype=np.float64)
+        y = None if y is None else np.asarray(y, dtype=np.float64)
+        if name == "identity":
+            d = dy
+        elif name == "sigmoid":
+            d = dy * y * (1.0 - y)
+        elif name == "tanh":
+            d = dy * (1.0 - y * y)
+        elif name == "relu":
+            d = dy * (y > 0)
+        elif name == "leaky_relu":  # alpha >= 0, so y > 0 exactly where x > 0
+            d = dy * np.where(y > 0, 1.0, alpha)
+        elif name == "elu":  # alpha > 0: for x <= 0, f'(x) = alpha * exp(x) = y + alpha
+            d = dy * np.where(y > 0, 1.0, y + alpha)
+        elif name == "softplus":  # f'(x) = sigmoid(x) = 1 - exp(-y)
+            d = dy * -np.expm1(-y)
+        elif name == "softmax":
+            d = y * (dy - (dy * y).sum(axis=1, keepdims=True))
+        elif name == "gelu":
+            x = np.asarray(x, dtype=np.float64)
+            cdf = 0.5 * (1.0 + _erf(x / math.sqrt(2.0)).astype(np.float64))
+            pdf = np.exp(-0.5 * x * x) / math.sqrt(2.0 * math.pi)
+            d = dy * (cdf + x * pdf)
+        elif name == "silu":
+            x = np.asarray(x, dtype=np.float64)
+            s = _sigmoid(x)
+            d = dy * s * (1.0 + x * (1.0 - s))
+        else:
+            raise ValueError(f"activation_backward: unknown name {name!r}")
+        return _write(out, d, like)
+
+    # ------------------------------------------------------------------ dense
+    def dense_forward(self, x, w, b, activation="identity", *, alpha=0.0, z=None, out=None):
+        """out = f(x @ w + b), the activation fused into the pass over the output.
+
+        x (n, n_in), w (n_in, n_out), b (n_out,) or None, out (n, n_out). ``z`` (n, n_out),
+        when given, receives the pre-activation (needed by the backward of NEEDS_INPUT).
+        """
+        zz = np.asarray(x, np.float64) @ np.asarray(w, np.float64)
+        if b is not None:
+            zz = zz + np.asarray(b, np.float64)
+        if z is not None:
+            z[...] = zz
+        y = Backend.activation(self, activation, zz, alpha=alpha)  # the reference's own, in float64
+        return _write(out, y, x)
+
+    def dense_backward(self, dy, x, w, y, z, activation="identity", *, alpha=0.0,
+                       dw=None, db=None, dx=None, dz=None):
+        """Gradients of out = f(x @ w + b) given dy = dLoss/dout.
+
+        dz = dy * f'(z) (written to the workspace ``dz`` when given; it may alias dy);
+        dw = x.T @ dz, db = dz.sum(0), dx = dz @ w.T, each skipped when its output is None
+        (a frozen layer has no dw/db; the first layer needs no dx). Returns dx.
+        """
+        d = Backend.activation_backward(self, activation, np.asarray(dy, np.float64), z, y, alpha=alpha)
+        if dz is not None:
+            dz[...] = d
+        if dw is not None:
+            dw[...] = np.asarray(x, np.float64).T @ d
+        if db is not None:
+            db[...] = d.sum(axis=0)
+        if dx is not None:
+            dx[...] = d @ np.asarray(w, np.float64).T
+        return dx
+
+    # ----------------------------------------------------------------- losses
+    @staticmethod
+    def _accumulate(per_sample, weight, loss_out, grad, dgrad, scale):
+        """Shared tail of the loss kernels: weights, the loss sum and the scaled gradient."""
+        w = np.ones(per_sample.shape[0]) if weight is None else np.asarray(weight, np.float64)
+        loss_out[0] += float(np.sum(w * per_sample))
+        if grad is not None:
+            grad[...] = scale * w[:, None] * dgrad
+        return loss_out
+
+    def cross_entropy(self, logits, target, *, label_smoothing=0.0, weight=None, scale=1.0,
+                      loss_out, grad=None):
+        """Fused stable softmax + cross-entropy on logits (n, k).
+
+        target: int64 labels (n,) or float targets (n, k) (one-hot or soft). With label
+        smoothing eps, t' = (1 - eps) t + eps / k. Per-sample loss -sum_k t'_k log p_k;
+        gradient p * sum_k t'_k - t' (= p - t' when targets sum to one).
+        """
+        z = np.asarray(logits, np.float64)
+        n, k = z.shape
+        if target.ndim == 1:
+            t = np.zeros((n, k))
+            t[np.arange(n), target] = 1.0
+        else:
+            t = np.asarray(target, np.float64)
+        t = (1.0 - label_smoothing) * t + label_smoothing / k
+        shifted = z - z.max(axis=1, keepdims=True)
+        logp = shifted - np.log(np.exp(shifted).sum(axis=1, keepdims=True))
+        per_sample = -(t * logp).sum(axis=1)
+        dgrad = np.exp(logp) * t.sum(axis=1, keepdims=True) - t
+        return self._accumulate(per_sample, weight, loss_out, grad, dgrad, scale)
+
+    def binary_cross_entropy(self, logits, target, *, weight=None, scale=1.0, loss_out, grad=None):
+        """Fused stable sigmoid + binary cross-entropy on logits (n, k), targets in [0, 1].
+
+        Per element max(z, 0) - z t + log(1 + exp(-|z|)); gradient sigmoid(z) - t.
+        """
+        z = np.asarray(logits, np.float64)
+        t = np.asarray(target, np.float64)
+        per_elem = np.maximum(z, 0.0) - z * t + np.log1p(np.exp(-np.abs(z)))
+        return self._accumulate(per_elem.sum(axis=1), weight, loss_out, grad, _sigmoid(z) - t, scale)
+
+    def mse(self, pred, target, *, weight=None, scale=1.0, loss_out, grad=None):
+        """Squared error per element (p - t)^2; gradient 2 (p - t). pred, target (n, k)."""
+        d = np.asarray(pred, np.float64) - np.asarray(target, np.float64)
+        return self._accumulate((d * d).sum(axis=1), weight, loss_out, grad, 2.0 * d, scale)
+
+    def mae(self, pred, target, *, weight=None, scale=1.0, loss_out, grad=None):
+        """Absolute error per element |p - t|; gradient sign(p - t) (0 where equal)."""
+        d = np.asarray(pred, np.float64) - np.asarray(target, np.float64)
+        return self._accumulate(np.abs(d).sum(axis=1), weight, loss_out, grad, np.sign(d), scale)
+
+    def huber(self, pred, target, *, delta=1.0, weight=None, scale=1.0, loss_out, grad=None):
+        """Huber per element: d^2/2 where |d| <= delta, else delta (|d| - delta/2);
+        gradient clip(d, -delta, delta). As PyTorch's HuberLoss."""
+        d = np.asarray(pred, np.float64) - np.asarray(target, np.float64)
+        a = np.abs(d)
+        per_elem = np.where(a <= delta, 0.5 * d * d, delta * (a - 0.5 * delta))
+        return self._accumulate(per_elem.sum(axis=1), weight, loss_out, grad,
+                                np.clip(d, -delta, delta), scale)
+
+    # ------------------------------------------------------ flat buffers, update
+    def sum_squares(self, x):
+        """sum(x**2) as a Python float (squared global norm of a flat buffer)."""
+        x = np.asarray(x, np.float64)
+        return float(np.dot(x, x))
+
+    def scale_(self, x, factor):
+        """x *= factor, in place."""
+        x *= factor
+        return x
+
+    def clip_(self, x, value):
+        """x = clip(x, -value, value), in place."""
+        np.clip(x, -value, value, out=x)
+        return x
+
+    def penalty(self, w, g, *, l1=0.0, l2=0.0):
+        """Elastic-net penalty l1 * sum|w| + l2 * sum w^2, returned as a float; when g is given,
+        its gradient l1 * sign(w) + 2 * l2 * w is added to g in place. w, g: flat (n,)."""
+        w64 = np.asarray(w, np.float64)
+        if g is not None:
+            g += (l1 * np.sign(w64) + 2.0 * l2 * w64).astype(g.dtype)
+        return float(l1 * np.abs(w64).sum() + l2 * np.dot(w64, w64))
+
+    def sgd_update(self, p, g, buf, *, lr, momentum=0.0, dampening=0.0, nesterov=False,
+                   weight_decay=0.0, first_step=False):
+        """PyTorch's SGD on flat buffers, in place: g' = g + wd p; with momentum,
+        buf = g' on the first step, else momentum buf + (1 - dampening) g';
+        g' = g' + momentum buf (Nesterov) or buf; then p -= lr g'. g is not modified."""
+        p64 = np.asarray(p, np.float64)
+        d = np.asarray(g, np.float64) + weight_decay * p64
+        if momentum != 0.0:
+            b = d if first_step else momentum * np.asarray(buf, np.float64) + (1.0 - dampening) * d
+            buf[...] = b
+            d = d + momentum * b if nesterov else b
+        p[...] = p64 - lr * d

@@ -1,0 +1,579 @@
+"""CpuBackend: the compiled CPU kernels of fastnn._ext behind the Backend interface.
+
+Matrix products run in NumPy's own OpenBLAS, called from Cython through function pointers found
+here once, at import: the library NumPy already loaded is opened again with RTLD_NOLOAD, so the
+same copy and the same thread pool serve NumPy and fastnn (there is never a second OpenBLAS, and
+no OpenMP). Bias, activation, losses and updates are single serial passes in Cython. Where no
+OpenBLAS is found (a NumPy built on MKL or Accelerate), or with ``FASTNN_BLAS=numpy`` or
+``CpuBackend(blas="numpy")``, products go through ``np.matmul(..., out=)`` instead.
+
+Each kernel tries the compiled path first; the memoryview signature itself checks the dtypes
+(float32 or float64, all alike), C-contiguity and ndim, and the kernel entry checks shapes
+before it touches memory. When it refuses, the arguments are examined: mixed float dtypes and
+mismatched shapes raise errors that say what to do; other dtypes, non-contiguous or read-only
+arrays are computed by the NumPy reference (a plain ``Backend``, so that the reference's own
+calls between kernels stay in float64).
+"""
+
+from __future__ import annotations
+
+import ctypes
+import glob
+import os
+import sys
+
+import numpy as np
+
+from .._checks import FLOAT_DTYPES, check_int
+from .base import ACTIVATION_CODES, ACTIVATIONS, NEEDS_INPUT, Backend
+
+try:
+    from .._ext import activations as _activations
+    from .._ext import blas as _blas
+    from .._ext import dense as _dense
+    from .._ext import losses as _losses
+    from .._ext import memory as _memory
+    from .._ext import optim as _optim
+except ImportError as exc:  # a source checkout that was never built
+    raise ImportError(
+        "fastnn.backends.cpu: the compiled kernels (fastnn._ext) are missing; build them with "
+        "`python setup.py build_ext --inplace` or install with `pip install .`."
+    ) from exc
+
+__all__ = ["CpuBackend", "blas_info", "get_num_threads", "set_num_threads"]
+
+_F32, _F64 = FLOAT_DTYPES
+_I64 = np.dtype(np.int64)
+_REFERENCE = Backend()
+# What a refusing kernel raises: wrong dtype/ndim/contiguity (ValueError, TypeError), a non-array
+# (AttributeError), an unknown name or dtype (KeyError), a shape on the way (IndexError).
+_REFUSED = (TypeError, ValueError, AttributeError, KeyError, IndexError)
+
+
+def _by_dtype(fused):
+    """{dtype: specialisation} of a Cython fused function: calling one skips the fused dispatch."""
+    return {_F32: fused["float"], _F64: fused["double"]}
+
+
+_ACT_FWD = _by_dtype(_activations.forward)
+_ACT_BWD = _by_dtype(_activations.backward)
+_DENSE_FWD = _by_dtype(_dense.forward)
+_DENSE_BIAS_ACT = _by_dtype(_dense.bias_activation)
+_DENSE_BWD = _by_dtype(_dense.backward)
+_DENSE_BWD_PASS = _by_dtype(_dense.backward_pass)
+_CE_LABELS = _by_dtype(_losses.cross_entropy_labels)
+_CE_SOFT = _by_dtype(_losses.cross_entropy_soft)
+_BCE = _by_dtype(_losses.binary_cross_entropy)
+_MSE = _by_dtype(_losses.mse)
+_MAE = _by_dtype(_losses.mae)
+_HUBER = _by_dtype(_losses.huber)
+_SGD = _by_dtype(_optim.sgd_update)
+_SUM_SQUARES = _by_dtype(_optim.sum_squares)
+_SCALE = _by_dtype(_optim.scale_)
+_CLIP = _by_dtype(_optim.clip_)
+_PENALTY = _by_dtype(_optim.penalty)
+_TAKE = ({_F32: _memory.take["float"], _F64: _memory.take["double"], _I64: _memory.take["int64_t"]},
+         {_F32: _memory.take_rows["float"], _F64: _memory.take_rows["double"],
+          _I64: _memory.take_rows["int64_t"]})
+
+
+# ---------------------------------------------------------------------------------- BLAS
+_GEMM_SYMBOLS = (  # (sgemm, dgemm, 64-bit integers), in order of preference
+    ("scipy_cblas_sgemm64_", "scipy_cblas_dgemm64_", True),
+    ("cblas_sgemm64_", "cblas_dgemm64_", True),
+    ("scipy_cblas_sgemm", "scipy_cblas_dgemm", False),
+    ("cblas_sgemm", "cblas_dgemm", False),
+)
+_SET_THREADS = ("scipy_openblas_set_num_threads64_", "openblas_set_num_threads64_",
+                "scipy_openblas_set_num_threads", "openblas_set_num_threads")
+_GET_THREADS = ("scipy_openblas_get_num_threads64_", "openblas_get_num_threads64_",
+                "scipy_openblas_get_num_threads", "openblas_get_num_threads")
+_GET_CONFIG = ("scipy_openblas_get_config64_", "openblas_get_config64_",
+               "scipy_openblas_get_config", "openblas_get_config")
+_BLAS_CHOICES = ("auto", "openblas", "numpy")
+
+
+def _openblas_candidates():
+    """Paths of the OpenBLAS NumPy bundles (wheels), then of any OpenBLAS already mapped into
+    this process (a NumPy linked to a system OpenBLAS, such as Debian's
+    .../openblas-pthread/libblas.so.3), in that order, without duplicates."""
+    np_dir = os.path.dirname(np.__file__)
+    patterns = (
+        os.path.join(os.path.dirname(np_dir), "numpy.libs", "*openblas*"),  # Linux, Windows wheels
+        os.path.join(np_dir, ".dylibs", "*openblas*"),                      # macOS wheels
+    )
+    found = [p for pattern in patterns for p in sorted(glob.glob(pattern))]
+    if sys.platform.startswith("linux"):
+        try:
+            with open("/proc/self/maps") as maps:
+                for line in maps:
+                    fields = line.split(None, 5)
+                    path = fields[5].strip() if len(fields) == 6 else ""
+                    if path.startswith("/") and "openblas" in path.lower() and ".so" in os.path.basename(path):
+                        found.append(path)
+        except OSError:
+            pass
+    return list(dict.fromkeys(p for p in found if not p.endswith((".a", ".lib"))))
+
+
+def _open_loaded(path):
+    """ctypes handle on ``path`` only if it is already loaded (never load a second copy)."""
+    noload = getattr(os, "RTLD_NOLOAD", None)
+    if noload is None:  # Windows: LoadLibrary of a loaded DLL returns that same module
+        return ctypes.CDLL(path)
+    return ctypes.CDLL(path, mode=noload | os.RTLD_LAZY | getattr(os, "RTLD_LOCAL", 0))
+
+
+def _lookup(lib, names):
+    """(name, function) of the first symbol of ``names`` that ``lib`` exports, else (None, None)."""
+    for name in names:
+        try:
+            return name, getattr(lib, name)
+        except AttributeError:
+            continue
+    return None, None
+
+
+def _discover():
+    """Find NumPy's loaded OpenBLAS and its symbols; returns the info dict (without threads)."""
+    info = {"route": "numpy", "library": None, "sgemm": None, "dgemm": None, "int_size": None,
+            "set_num_threads": None, "get_num_threads": None, "config": None,
+            "reason": "no OpenBLAS loaded by NumPy was found"}
+    for path in _openblas_candidates():
+        try:
+            lib = _open_loaded(path)
+        except OSError:  # not loaded in this process: not NumPy's
+            continue
+        for s_name, d_name, ilp64 in _GEMM_SYMBOLS:
+            try:
+                s_fn, d_fn = getattr(lib, s_name), getattr(lib, d_name)
+            except AttributeError:
+                continue
+            info.update(route="openblas", library=path, sgemm=s_name, dgemm=d_name,
+                        int_size=8 if ilp64 else 4, reason=None)
+            _state["gemm"] = (ctypes.cast(s_fn, ctypes.c_void_p).value,
+                              ctypes.cast(d_fn, ctypes.c_void_p).value, ilp64)
+            break
+        else:
+            continue
+        set_name, set_fn = _lookup(lib, _SET_THREADS)
+        get_name, get_fn = _lookup(lib, _GET_THREADS)
+        if set_fn is not None and get_fn is not None:
+            set_fn.argtypes, set_fn.restype = [ctypes.c_int], None
+            get_fn.argtypes, get_fn.restype = [], ctypes.c_int
+            info.update(set_num_threads=set_name, get_num_threads=get_name)
+            _state["threads"] = (set_fn, get_fn)
+        _, config_fn = _lookup(lib, _GET_CONFIG)
+        if config_fn is not None:
+            config_fn.argtypes, config_fn.restype = [], ctypes.c_char_p
+            info["config"] = (config_fn() or b"").decode("ascii", "replace").strip()
+        _state["lib"] = lib  # keep the handle
+        break
+    return info
+
+
+_state = {"gemm": None, "threads": None, "lib": None}
+_ENV_BLAS = os.environ.get("FASTNN_BLAS", "auto").strip().lower() or "auto"
+_INFO = _discover()
+if _state["gemm"] is not None and _ENV_BLAS != "numpy":
+    _blas.set_gemm(*_state["gemm"])
+
+
+def blas_info():
+    """Where fastnn's matrix products run: a dict with ``route`` ('openblas': cblas_?gemm of the
+    OpenBLAS NumPy loaded, called from Cython; 'numpy': np.matmul), ``library`` (its path),
+    ``sgemm``/``dgemm``/``set_num_threads``/``get_num_threads`` (symbols), ``int_size`` (8 for
+    ILP64), ``threads`` (pool size, None when unknown), ``config`` and ``reason`` (why 'numpy')."""
+    info = dict(_INFO)
+    if _ENV_BLAS == "numpy" and info["route"] == "openblas":
+        info.update(route="numpy", reason="FASTNN_BLAS=numpy")
+    info["threads"] = get_num_threads()
+    return info
+
+
+def set_num_threads(n):
+    """Set the size of OpenBLAS's thread pool, which NumPy and fastnn share; returns the
+    previous size, or None (and does nothing) when the pool cannot be controlled."""
+    n = check_int("set_num_threads", "n", n, low=1)
+    if _state["threads"] is None:
+        return None
+    set_fn, get_fn = _state["threads"]
+    old = get_fn()
+    set_fn(n)
+    return old
+
+
+def get_num_threads():
+    """Size of OpenBLAS's thread pool, or None when it cannot be queried."""
+    return None if _state["threads"] is None else int(_state["threads"][1]())
+
+
+# ----------------------------------------------------------------------- refused calls
+def _dtype_name(dtype):
+    return f"np.{dtype}" if dtype in FLOAT_DTYPES else repr(str(dtype))
+
+
+def _check_dtypes(owner, anchor, floats, outputs=()):
+    """Raise TypeError when the float arrays of one call mix float32 and float64. ``anchor``
+    names the array whose dtype the others should follow; ``floats`` is [(name, array)]."""
+    # (None == np.dtype("float64") is True in NumPy: keep non-arrays out of the comparisons)
+    floats = [(name, a) for name, a in floats if isinstance(a, np.ndarray) and a.dtype in FLOAT_DTYPES]
+    ref = dict(floats).get(anchor)
+    if ref is None:
+        if not floats:
+            return
+        anchor, ref = floats[0]
+    want = ref.dtype
+    for name, a in floats:
+        dt = a.dtype
+        if dt != want:
+            remedy = (f"allocate {name} with dtype={_dtype_name(want)}" if name in outputs
+                      else f"cast with {name}.astype({_dtype_name(want)})")
+            raise TypeError(f"{owner}: {name} is {dt} but {anchor} is {want}; {remedy}.")
+
+
+def _expect(owner, name, a, shape):
+    """Raise ValueError unless ``a`` (None skipped) has ``shape``; None entries match any size."""
+    if a is None or not hasattr(a, "shape"):
+        return
+    if len(a.shape) != len(shape) or any(s is not None and s != t for s, t in zip(shape, a.shape)):
+        dims = ", ".join("any" if s is None else str(s) for s in shape)
+        want = f"({dims},)" if len(shape) == 1 else f"({dims})"
+        raise ValueError(f"{owner}: {name} must have shape {want}; got {tuple(a.shape)}.")
+
+
+def _fast_ok(inputs, outputs=(), ndim=None):
+    """True when every array (None skipped) is an ndarray the compiled kernels take: float32 or
+    float64, C-contiguous, of the given ndim (a dict name -> ndim), outputs writeable."""
+    for name, a in list(inputs) + list(outputs):
+        if a is None:
+            continue
+        if not isinstance(a, np.ndarray) or a.dtype not in FLOAT_DTYPES or not a.flags.c_contiguous:
+            return False
+        if ndim is not None and a.ndim != ndim.get(name, 2):
+            return False
+    return all(a is None or a.flags.writeable for _, a in outputs)
+
+
+def _arrays(*arrays):
+    """True when every argument is None or an ndarray (anything else goes to the reference)."""
+    return all(a is None or isinstance(a, np.ndarray) for a in arrays)
+
+
+def _unknown_activation(owner, name):
+    if name not in ACTIVATION_CODES:
+        listed = ", ".join(repr(a) for a in ACTIVATIONS)
+        raise ValueError(f"{owner}: unknown activation {name!r}; choose one of {listed}.")
+
+
+def _loss_out_ok(loss_out):
+    return (isinstance(loss_out, np.ndarray) and loss_out.dtype == _F64 and loss_out.ndim == 1
+            and loss_out.shape[0] >= 1 and loss_out.flags.c_contiguous and loss_out.flags.writeable)
+
+
+class CpuBackend(Backend):
+    """Compiled CPU kernels (Cython) with GEMMs on NumPy's own OpenBLAS; see the module docstring.
+
+    Parameters
+    ----------
+    blas : {'auto', 'openblas', 'numpy'} or None, default None
+        How products run: 'openblas' calls NumPy's OpenBLAS from Cython (an error if none was
+        found), 'numpy' uses np.matmul, 'auto' the first when available. None reads the
+        environment variable FASTNN_BLAS (default 'auto').
+
+    >>> be = CpuBackend()
+    >>> be.dense_forward(np.ones((2, 3), np.float32), np.ones((3, 4), np.float32), None, "relu").shape
+    (2, 4)
+    """
+
+    name = "cpu"
+
+    def __init__(self, blas=None):
+        choice = _ENV_BLAS if blas is None else blas
+        if choice not in _BLAS_CHOICES:
+            source = " (from FASTNN_BLAS)" if blas is None else ""
+            listed = ", ".join(repr(c) for c in _BLAS_CHOICES)
+            raise ValueError(f"CpuBackend: unknown blas {choice!r}{source}; choose one of {listed}.")
+        if choice == "openblas" and _state["gemm"] is None:
+            raise RuntimeError(f"CpuBackend: blas='openblas' but {_INFO['reason']}; use blas='numpy'.")
+        if choice == "openblas" and not _blas.has_gemm():  # FASTNN_BLAS=numpy left it unset
+            _blas.set_gemm(*_state["gemm"])
+        # The route in the Cython module is process-wide; this instance may still bypass it.
+        self._gemm = choice != "numpy" and _blas.has_gemm()
+
+    def __repr__(self):
+        return f"CpuBackend(blas={'openblas' if self._gemm else 'numpy'!r})"
+
+    # ------------------------------------------------------------------ memory
+    def take_rows(self, x, idx, *, out):
+        # A memcpy per row: about 0.5 us less than np.take per minibatch at tiny shapes.
+        try:
+            _TAKE[x.ndim - 1][x.dtype](x, idx, out)
+            return out
+        except _REFUSED:  # anything unusual, bad indices included: np.take does it, or says why
+            return _REFERENCE.take_rows(x, idx, out=out)
+
+    # ------------------------------------------------------------- activations
+    def activation(self, name, x, *, alpha=0.0, out=None):
+        try:
+            code = ACTIVATION_CODES[name]
+            o = np.empty(x.shape, x.dtype) if out is None else out
+            _ACT_FWD[x.dtype](code, alpha, x, o)
+            return o
+        except _REFUSED:
+            owner = "activation"
+            _unknown_activation(owner, name)
+            if not _arrays(x, out):
+                return _REFERENCE.activation(name, x, alpha=alpha, out=out)
+            _check_dtypes(owner, "x", [("x", x), ("out", out)], outputs=("out",))
+            _expect(owner, "out", out, x.shape)
+            if _fast_ok([("x", x)], [("out", out)]):
+                raise
+            return _REFERENCE.activation(name, x, alpha=alpha, out=out)
+
+    def activation_backward(self, name, dy, x, y, *, alpha=0.0, out=None):
+        try:
+            code = ACTIVATION_CODES[name]
+            o = np.empty(dy.shape, dy.dtype) if out is None else out
+            _ACT_BWD[dy.dtype](code, alpha, dy, x, y, o)
+            return o
+        except _REFUSED:
+            owner = "activation_backward"
+            _unknown_activation(owner, name)
+            if not _arrays(dy, x, y, out):
+                return _REFERENCE.activation_backward(name, dy, x, y, alpha=alpha, out=out)
+            needed = ("x", x) if name in NEEDS_INPUT else ("y", y)
+            arrays = [("dy", dy), ("x", x), ("y", y)]
+            _check_dtypes(owner, "dy", arrays + [("out", out)], outputs=("out",))
+            if needed[1] is None and name != "identity":
+                raise ValueError(f"{owner}: {name} needs {needed[0]} (the activation's "
+                                 f"{'input' if needed[0] == 'x' else 'output'}); got None.")
+            _expect(owner, "x", x, dy.shape)
+            _expect(owner, "y", y, dy.shape)
+            _expect(owner, "out", out, dy.shape)
+            if _fast_ok(arrays, [("out", out)]):
+                raise
+            return _REFERENCE.activation_backward(name, dy, x, y, alpha=alpha, out=out)
+
+    # ------------------------------------------------------------------ dense
+    def dense_forward(self, x, w, b, activation="identity", *, alpha=0.0, z=None, out=None):
+        try:
+            code = ACTIVATION_CODES[activation]
+            o = np.empty((x.shape[0], w.shape[1]), x.dtype) if out is None else out
+            if self._gemm:
+                _DENSE_FWD[x.dtype](x, w, b, code, alpha, z, o)
+            else:
+                np.matmul(x, w, out=o if z is None else z)
+                _DENSE_BIAS_ACT[x.dtype](b, code, alpha, z, o)
+            return o
+        except _REFUSED:
+            owner = "dense_forward"
+            _unknown_activation(owner, activation)
+            if not _arrays(x, w, b, z, out) or x is None or w is None:
+                return _REFERENCE.dense_forward(x, w, b, activation, alpha=alpha, z=z, out=out)
+            inputs = [("x", x), ("w", w), ("b", b)]
+            outputs = [("z", z), ("out", out)]
+            _check_dtypes(owner, "w", inputs + outputs, outputs=("z", "out"))
+            _expect(owner, "w", w, (None, None))
+            n_in, n_out = w.shape
+            _expect(owner, "x", x, (None, n_in))
+            n = x.shape[0]
+            _expect(owner, "b", b, (n_out,))
+            _expect(owner, "z", z, (n, n_out))
+            _expect(owner, "out", out, (n, n_out))
+            if _fast_ok(inputs, outputs, ndim={"b": 1}):
+                raise
+            return _REFERENCE.dense_forward(x, w, b, activation, alpha=alpha, z=z, out=out)
+
+    def dense_backward(self, dy, x, w, y, z, activation="identity", *, alpha=0.0,
+                       dw=None, db=None, dx=None, dz=None):
+        try:
+            code = ACTIVATION_CODES[activation]
+            d = dz
+            if d is None and code:  # the kernel needs somewhere to put dy * f'; identity uses dy
+                d = np.empty(dy.shape, dy.dtype)
+            if self._gemm:
+                _DENSE_BWD[dy.dtype](dy, x, w, y, z, code, alpha, dw, db, dx, d)
+            else:
+                _DENSE_BWD_PASS[dy.dtype](dy, y, z, code, alpha, db, d)
+                g = dy if d is None else d
+                if dw is not None:
+                    np.matmul(x.T, g, out=dw)
+                if dx is not None:
+                    np.matmul(g, w.T, out=dx)
+            return dx
+        except _REFUSED:
+            owner = "dense_backward"
+            _unknown_activation(owner, activation)
+            if not _arrays(dy, x, w, y, z, dw, db, dx, dz) or dy is None:
+                return _REFERENCE.dense_backward(dy, x, w, y, z, activation, alpha=alpha,
+                                                 dw=dw, db=db, dx=dx, dz=dz)
+            needed = ("z", z) if activation in NEEDS_INPUT else ("y", y)
+            inputs = [("dy", dy), ("x", x), ("w", w), ("y", y), ("z", z)]
+            outputs = [("dw", dw), ("db", db), ("dx", dx), ("dz", dz)]
+            _check_dtypes(owner, "w", inputs + outputs, outputs=("dw", "db", "dx", "dz"))
+            if needed[1] is None and activation != "identity":
+                raise ValueError(f"{owner}: activation {activation!r} needs {needed[0]} "
+                                 f"(the forward {'pre-activation' if needed[0] == 'z' else 'output'}); got None.")
+            for name, a, grad, grad_name in (("x", x, dw, "dw"), ("w", w, dx, "dx")):
+                if a is None and grad is not None:
+                    raise ValueError(f"{owner}: {name} is needed for {grad_name}; got None.")
+            _expect(owner, "dy", dy, (None, None))
+            n, n_out = dy.shape
+            _expect(owner, "y", y, (n, n_out))
+            _expect(owner, "z", z, (n, n_out))
+            _expect(owner, "dz", dz, (n, n_out))
+            _expect(owner, "db", db, (n_out,))
+            _expect(owner, "x", x, (n, None))
+            _expect(owner, "w", w, (x.shape[1] if x is not None else None, n_out))
+            n_in = x.shape[1] if x is not None else (w.shape[0] if w is not None else None)
+            _expect(owner, "dw", dw, (n_in, n_out))
+            _expect(owner, "dx", dx, (n, n_in))
+            if _fast_ok(inputs, outputs, ndim={"db": 1}):
+                raise
+            return _REFERENCE.dense_backward(dy, x, w, y, z, activation, alpha=alpha,
+                                             dw=dw, db=db, dx=dx, dz=dz)
+
+    # ----------------------------------------------------------------- losses
+    def _loss_refused(self, owner, pred_name, pred, target, weight, loss_out, grad, labels=False):
+        """Shared slow path of the loss kernels: raise for a bad call; True: run the reference."""
+        if not _arrays(pred, target, weight, grad) or pred is None or target is None:
+            return True
+        floats = [(pred_name, pred), ("weight", weight), ("grad", grad)]
+        if not labels:
+            floats.insert(1, ("target", target))
+        _check_dtypes(owner, pred_name, floats, outputs=("grad",))
+        _expect(owner, pred_name, pred, (None, None))
+        n, k = pred.shape
+        _expect(owner, "target", target, (n,) if labels else (n, k))
+        _expect(owner, "weight", weight, (n,))
+        _expect(owner, "grad", grad, (n, k))
+        ok = _fast_ok(floats[:-1], [("grad", grad)], ndim={"weight": 1}) and _loss_out_ok(loss_out)
+        if labels:
+            ok = ok and isinstance(target, np.ndarray) and target.dtype == _I64 and target.flags.c_contiguous
+        return not ok
+
+    def cross_entropy(self, logits, target, *, label_smoothing=0.0, weight=None, scale=1.0,
+                      loss_out, grad=None):
+        try:
+            if target.ndim == 1:
+                _CE_LABELS[logits.dtype](logits, target, label_smoothing, weight, scale, loss_out, grad)
+            else:
+                _CE_SOFT[logits.dtype](logits, target, label_smoothing, weight, scale, loss_out, grad)
+            return loss_out
+        except _REFUSED:
+            labels = getattr(target, "ndim", 2) == 1
+            if not self._loss_refused("cross_entropy", "logits", logits, target, weight, loss_out,
+                                      grad, labels=labels):
+                raise
+            return _REFERENCE.cross_entropy(logits, target, label_smoothing=label_smoothing,
+                                            weight=weight, scale=scale, loss_out=loss_out, grad=grad)
+
+    def binary_cross_entropy(self, logits, target, *, weight=None, scale=1.0, loss_out, grad=None):
+        try:
+            _BCE[logits.dtype](logits, target, weight, scale, loss_out, grad)
+            return loss_out
+        except _REFUSED:
+            if not self._loss_refused("binary_cross_entropy", "logits", logits, target, weight,
+                                      loss_out, grad):
+                raise
+            return _REFERENCE.binary_cross_entropy(logits, target, weight=weight, scale=scale,
+                                                   loss_out=loss_out, grad=grad)
+
+    def mse(self, pred, target, *, weight=None, scale=1.0, loss_out, grad=None):
+        try:
+            _MSE[pred.dtype](pred, target, weight, scale, loss_out, grad)
+            return loss_out
+        except _REFUSED:
+            if not self._loss_refused("mse", "pred", pred, target, weight, loss_out, grad):
+                raise
+            return _REFERENCE.mse(pred, target, weight=weight, scale=scale, loss_out=loss_out, grad=grad)
+
+    def mae(self, pred, target, *, weight=None, scale=1.0, loss_out, grad=None):
+        try:
+            _MAE[pred.dtype](pred, target, weight, scale, loss_out, grad)
+            return loss_out
+        except _REFUSED:
+            if not self._loss_refused("mae", "pred", pred, target, weight, loss_out, grad):
+                raise
+            return _REFERENCE.mae(pred, target, weight=weight, scale=scale, loss_out=loss_out, grad=grad)
+
+    def huber(self, pred, target, *, delta=1.0, weight=None, scale=1.0, loss_out, grad=None):
+        try:
+            _HUBER[pred.dtype](pred, target, delta, weight, scale, loss_out, grad)
+            return loss_out
+        except _REFUSED:
+            if not self._loss_refused("huber", "pred", pred, target, weight, loss_out, grad):
+                raise
+            return _REFERENCE.huber(pred, target, delta=delta, weight=weight, scale=scale,
+                                    loss_out=loss_out, grad=grad)
+
+    # ------------------------------------------------------ flat buffers, update
+    def sum_squares(self, x):
+        try:
+            return _SUM_SQUARES[x.dtype](x)
+        except _REFUSED:
+            if _fast_ok([("x", x)], ndim={"x": 1}):
+                raise
+            return _REFERENCE.sum_squares(x)
+
+    def scale_(self, x, factor):
+        try:
+            _SCALE[x.dtype](x, factor)
+            return x
+        except _REFUSED:
+            if isinstance(x, np.ndarray) and x.ndim != 1 and _fast_ok([], [("x", x)], ndim={"x": x.ndim}):
+                _SCALE[x.dtype](x.reshape(-1), factor)  # any C-contiguous array, as a flat view
+                return x
+            if _fast_ok([], [("x", x)], ndim={"x": 1}):
+                raise
+            return _REFERENCE.scale_(x, factor)
+
+    def clip_(self, x, value):
+        try:
+            _CLIP[x.dtype](x, value)
+            return x
+        except _REFUSED:
+            if isinstance(x, np.ndarray) and x.ndim != 1 and _fast_ok([], [("x", x)], ndim={"x": x.ndim}):
+                _CLIP[x.dtype](x.reshape(-1), value)
+                return x
+            if _fast_ok([], [("x", x)], ndim={"x": 1}):
+                raise
+            return _REFERENCE.clip_(x, value)
+
+    def penalty(self, w, g, *, l1=0.0, l2=0.0):
+        try:
+            return _PENALTY[w.dtype](w, g, l1, l2)
+        except _REFUSED:
+            owner = "penalty"
+            if not _arrays(w, g) or w is None:
+                return _REFERENCE.penalty(w, g, l1=l1, l2=l2)
+            _check_dtypes(owner, "w", [("w", w), ("g", g)], outputs=("g",))
+            _expect(owner, "g", g, w.shape)
+            if _fast_ok([("w", w)], [("g", g)], ndim={"w": 1, "g": 1}):
+                raise
+            return _REFERENCE.penalty(w, g, l1=l1, l2=l2)
+
+    def sgd_update(self, p, g, buf, *, lr, momentum=0.0, dampening=0.0, nesterov=False,
+                   weight_decay=0.0, first_step=False):
+        try:
+            _SGD[p.dtype](p, g, buf if momentum else None, lr, momentum, dampening, nesterov,
+                          weight_decay, first_step)
+            return None
+        except _REFUSED:
+            owner = "sgd_update"
+            if not _arrays(p, g, buf) or p is None or g is None:
+                return _REFERENCE.sgd_update(p, g, buf, lr=lr, momentum=momentum, dampening=dampening,
+                                             nesterov=nesterov, weight_decay=weight_decay,
+                                             first_step=first_step)
+            arrays = [("p", p), ("g", g), ("buf", buf if momentum != 0.0 else None)]
+            _check_dtypes(owner, "p", arrays, outputs=("buf",))
+            _expect(owner, "g", g, p.shape)
+            _expect(owner, "buf", arrays[2][1], p.shape)
+            if momentum != 0.0 and buf is None:
+                raise ValueError(f"{owner}: buf must be an array like p when momentum != 0; got None.")
+            if _fast_ok([("g", g)], [("p", p), ("buf", arrays[2][1])], ndim={"p": 1, "g": 1, "buf": 1}):
+                raise
+            return _REFERENCE.sgd_update(p, g, buf, lr=lr, momentum=momentum, dampening=dampening,
+                                         nesterov=nesterov, weight_decay=weight_decay,
+                                         first_step=first_step)

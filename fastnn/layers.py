@@ -1,0 +1,318 @@
+"""Layers: thin owners of parameter views and workspaces; all math goes through the backend.
+
+A layer is built by its model (``build``), which hands it views into the model's flat
+parameter and gradient buffers (``bind``). Forward and backward write into workspaces that
+are allocated once for the largest batch seen and reused, so a training step allocates nothing.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ._checks import check_choice, check_float, check_int
+from .backends.base import ACTIVATIONS, DEFAULT_ALPHA, NEEDS_INPUT
+from .initializers import INITS, default_init, initialize
+
+
+def _check_activation(owner, name, alpha):
+    """Validate an activation name and its alpha; returns (name, alpha)."""
+    name = "identity" if name is None else name
+    check_choice(owner, "activation", name, ACTIVATIONS)
+    if alpha is None:
+        alpha = DEFAULT_ALPHA.get(name, 0.0)
+    if name == "leaky_relu":
+        alpha = check_float(owner, "alpha", alpha, low=0.0)
+    elif name == "elu":
+        alpha = check_float(owner, "alpha", alpha, low=0.0, low_open=True)
+    else:
+        alpha = check_float(owner, "alpha", alpha)
+    return name, alpha
+
+
+class _Workspace:
+    """Named (rows, width) buffers of one layer, grown to the largest batch seen.
+
+    ``get(n)`` returns a dict of C-contiguous row views ``buffer[:n]``, cached per n so that
+    the steady state creates no arrays at all.
+    """
+
+    def __init__(self):
+        self.widths = {}
+        self.capacity = 0
+        self._full = {}
+        self._views = {}
+
+    def get(self, backend, dtype, n):
+        if n > self.capacity:
+            self.capacity = n
+            self._full = {k: backend.empty((n, w), dtype) for k, w in self.widths.items()}
+            self._views = {}
+        views = self._views.get(n)
+        if views is None:
+            views = {k: buf[:n] for k, buf in self._full.items()}
+            self._views[n] = views
+        return views
+
+    def release(self):
+        self.capacity = 0
+        self._full = {}
+        self._views = {}
+
+
+class Layer:
+    """Base class of every layer.
+
+    Attributes: ``trainable`` (False freezes the layer: no weight gradient, no update),
+    ``built``, ``n_in``/``n_out`` once built, ``params``/``grads`` (dicts of views into the
+    model's flat buffers).
+    """
+
+    #: (name, kind) of each parameter; kind "weight" is penalised (l1/l2) and decayed.
+    param_names: tuple = ()
+
+    def __init__(self):
+        self.trainable = True
+        self.built = False
+        self.n_in = self.n_out = None
+        self.params = {}
+        self.grads = {}
+        self.backend = None
+        self.dtype = None
+        self._rng = None
+        self._ws = _Workspace()
+
+    # ------------------------------------------------------------- building
+    def build(self, n_in, backend, dtype):
+        """Fix the input width; returns the output width."""
+        self.n_in, self.backend, self.dtype = n_in, backend, dtype
+        self._ws = _Workspace()
+        self.n_out = self._output_width(n_in)
+        self.built = True
+        return self.n_out
+
+    def _output_width(self, n_in):
+        """Output width for an input width; also declares the workspace buffers' widths."""
+        return n_in
+
+    def param_shapes(self):
+        """[(name, shape, kind)] of the parameters, in storage order."""
+        return []
+
+    def bind(self, params, grads, rng):
+        """Receive views into the model's flat buffers and the model's random generator."""
+        self.params, self.grads, self._rng = params, grads, rng
+
+    def reset_parameters(self, seed=None):
+        """Re-draw the parameters with the layer's init; ``seed`` makes it reproducible,
+        None draws from the model's generator."""
+
+    @property
+    def weights(self):
+        """NumPy copies of the parameters, in the order of ``get_weights``."""
+        return [self.backend.to_numpy(self.params[name]).copy() for name, _, _ in self.param_shapes()]
+
+    # -------------------------------------------------------------- running
+    def forward(self, x, training=False, skip_activation=False):
+        raise NotImplementedError  # every concrete layer defines it
+
+    def backward(self, dy, need_dx=True):
+        raise NotImplementedError  # every concrete layer defines it
+
+    @property
+    def output_activation(self):
+        """Name of the activation applied last by this layer ('identity' if none)."""
+        return "identity"
+
+    def get_config(self):
+        return {"trainable": self.trainable}
+
+    def __repr__(self):
+        args = ", ".join(f"{k}={v!r}" for k, v in self.get_config().items() if k != "trainable")
+        return f"{type(self).__name__}({args})"
+
+
+class Dense(Layer):
+    """Fully connected layer: y = activation(x @ w + b).
+
+    Parameters
+    ----------
+    units : int
+        Output width, >= 1. The input width is taken from the previous layer.
+    activation : str or None, default None
+        One of fastnn.backends.ACTIVATIONS; None is identity. It is fused into the same pass
+        over the output as the bias.
+    init : str or callable, default by activation
+        One of 'zeros', 'normal', 'uniform', 'xavier_uniform', 'xavier_normal', 'he_uniform',
+        'he_normal', 'lecun_normal', 'orthogonal'; default 'he_normal' for relu/leaky_relu/elu
+        and 'xavier_uniform' otherwise. A callable ``init(shape, rng) -> array`` is used as is.
+    use_bias : bool, default True
+    alpha : float, optional
+        Slope of leaky_relu (default 0.01, >= 0) or scale of elu (default 1.0, > 0).
+
+    Shape: x (n_samples, n_in) -> y (n_samples, units); w (n_in, units), b (units,).
+
+    >>> import numpy as np, fastnn as fnn
+    >>> m = fnn.Sequential([fnn.layers.Dense(2)], input_dim=4, seed=0)
+    >>> m.predict(np.ones((3, 4), np.float32)).shape
+    (3, 2)
+    """
+
+    def __init__(self, units, activation=None, init=None, use_bias=True, alpha=None):
+        super().__init__()
+        self.units = check_int("Dense", "units", units, low=1)
+        self.activation, self.alpha = _check_activation("Dense", activation, alpha)
+        if init is None:
+            init = default_init(self.activation)
+        elif not callable(init):
+            check_choice("Dense", "init", init, INITS)
+        self.init = init
+        if not isinstance(use_bias, (bool, np.bool_)):
+            raise TypeError(f"Dense: use_bias must be True or False; got {use_bias!r}.")
+        self.use_bias = bool(use_bias)
+        self._x = self._y = self._z = None
+
+    def _output_width(self, n_in):
+        self._ws.widths = {"y": self.units, "dx": n_in}
+        if self.activation in NEEDS_INPUT:
+            self._ws.widths["z"] = self.units
+        return self.units
+
+    def param_shapes(self):
+        shapes = [("w", (self.n_in, self.units), "weight")]
+        if self.use_bias:
+            shapes.append(("b", (self.units,), "bias"))
+        return shapes
+
+    def reset_parameters(self, seed=None):
+        if not self.built:
+            return
+        rng = np.random.default_rng(seed) if seed is not None or self._rng is None else self._rng
+        shape = (self.n_in, self.units)
+        if callable(self.init):
+            w = np.asarray(self.init(shape, rng), dtype=np.float64)
+            if w.shape != shape or not np.isfinite(w).all():
+                raise ValueError(
+                    f"Dense: the init callable must return finite values of shape {shape}; got shape {w.shape}."
+                )
+        else:
+            w = initialize(self.init, shape, rng, activation=self.activation, alpha=self.alpha)
+        self.backend.copy(self.backend.asarray(w.astype(self.dtype)), self.params["w"])
+        if self.use_bias:
+            self.backend.fill(self.params["b"], 0.0)
+
+    @property
+    def output_activation(self):
+        return self.activation
+
+    def forward(self, x, training=False, skip_activation=False):
+        """y = f(x @ w + b) into the workspace; ``skip_activation`` gives the logits."""
+        ws = self._ws.get(self.backend, self.dtype, x.shape[0])
+        act = "identity" if skip_activation else self.activation
+        z = ws.get("z") if act in NEEDS_INPUT else None
+        y = self.backend.dense_forward(x, self.params["w"], self.params.get("b"), act,
+                                       alpha=self.alpha, z=z, out=ws["y"])
+        if training:
+            self._x, self._y, self._z, self._act = x, y, z, act
+        return y
+
+    def backward(self, dy, need_dx=True):
+        """Fill the weight gradients (unless frozen) and return dL/dx (or None)."""
+        ws = self._ws.get(self.backend, self.dtype, dy.shape[0])
+        train = self.trainable
+        return self.backend.dense_backward(
+            dy, self._x, self.params["w"], self._y, self._z, self._act, alpha=self.alpha,
+            dw=self.grads["w"] if train else None,
+            db=self.grads["b"] if train and self.use_bias else None,
+            dx=ws["dx"] if need_dx else None,
+            dz=dy,  # dy is a workspace of the next layer or the loss, free to overwrite
+        )
+
+    def get_config(self):
+        cfg = {"units": self.units, "activation": self.activation}
+        if self.activation in DEFAULT_ALPHA:
+            cfg["alpha"] = self.alpha
+        if isinstance(self.init, str):
+            cfg["init"] = self.init
+        cfg["use_bias"] = self.use_bias
+        cfg["trainable"] = self.trainable
+        return cfg
+
+
+class Activation(Layer):
+    """Elementwise (softmax: row-wise) activation layer: y = f(x).
+
+    Parameters
+    ----------
+    name : str
+        One of 'identity', 'sigmoid', 'tanh', 'relu', 'leaky_relu', 'elu', 'gelu',
+        'softplus', 'silu', 'softmax'.
+    alpha : float, optional
+        Slope of leaky_relu (default 0.01) or scale of elu (default 1.0).
+
+    Shape: x (n_samples, n) -> y (n_samples, n).
+
+    >>> import numpy as np, fastnn as fnn
+    >>> m = fnn.Sequential([fnn.layers.Activation("relu")], input_dim=2)
+    >>> m.predict(np.array([[-1.0, 2.0]], np.float32)).tolist()
+    [[0.0, 2.0]]
+    """
+
+    def __init__(self, name, alpha=None):
+        super().__init__()
+        self.name, self.alpha = _check_activation("Activation", name, alpha)
+        self._x = self._y = None
+        self._skipped = False
+
+    def _output_width(self, n_in):
+        self._ws.widths = {"y": n_in, "dx": n_in}
+        return n_in
+
+    @property
+    def output_activation(self):
+        return self.name
+
+    def forward(self, x, training=False, skip_activation=False):
+        if training:
+            self._skipped = skip_activation
+        if skip_activation:  # the loss applies this activation itself (fused logits path)
+            return x
+        ws = self._ws.get(self.backend, self.dtype, x.shape[0])
+        y = self.backend.activation(self.name, x, alpha=self.alpha, out=ws["y"])
+        if training:
+            self._x, self._y = x, y
+        return y
+
+    def backward(self, dy, need_dx=True):
+        if not need_dx:
+            return None
+        if self._skipped:
+            return dy
+        ws = self._ws.get(self.backend, self.dtype, dy.shape[0])
+        x = self._x if self.name in NEEDS_INPUT else None
+        return self.backend.activation_backward(self.name, dy, x, self._y, alpha=self.alpha, out=ws["dx"])
+
+    def get_config(self):
+        cfg = {"name": self.name}
+        if self.name in DEFAULT_ALPHA:
+            cfg["alpha"] = self.alpha
+        cfg["trainable"] = self.trainable
+        return cfg
+
+
+#: Layer classes by the name stored in model files.
+LAYER_TYPES = {"Dense": Dense, "Activation": Activation}
+
+
+def layer_from_config(kind, config):
+    """Rebuild a layer from ``(type name, get_config())``; used by fastnn.load."""
+    cls = LAYER_TYPES[kind]
+    config = dict(config)
+    trainable = config.pop("trainable", True)
+    if not isinstance(trainable, bool):
+        raise TypeError(f"{kind}: trainable must be True or False; got {trainable!r}.")
+    layer = cls(**config)
+    layer.trainable = trainable
+    return layer
+
+
+__all__ = ["Activation", "Dense", "Layer"]

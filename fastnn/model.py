@@ -1,0 +1,290 @@
+"""Sequential: a stack of layers whose parameters live in one flat buffer.
+
+All parameters of a model are views into ``model.params`` (one flat array) and all gradients
+views into ``model.grads``, so an optimizer update, a global gradient norm or a clip is one
+kernel call whatever the depth of the model.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ._checks import as_float_array, check_dtype_name, check_int, check_seed
+from .backends import get_backend
+from .layers import Layer
+
+#: Each parameter starts on a multiple of this many elements (64 bytes in float32), so every
+#: kernel sees aligned rows; the padding stays zero in parameters and gradients.
+_ALIGN = 16
+#: Rows per chunk in predict when no batch size is given (bounded workspace memory).
+_PREDICT_CHUNK = 4096
+
+
+class _ParamInfo:
+    """Where one parameter lives in the flat buffers."""
+
+    __slots__ = ("layer", "name", "kind", "shape", "start", "stop")
+
+    def __init__(self, layer, name, kind, shape, start, stop):
+        self.layer, self.name, self.kind, self.shape, self.start, self.stop = layer, name, kind, shape, start, stop
+
+
+class Sequential:
+    """A feed-forward stack of layers: y = f_L(... f_1(x)).
+
+    Parameters
+    ----------
+    layers : sequence of Layer, default ()
+    input_dim : int, optional
+        Number of input features; when None it is inferred on the first fit/predict.
+    seed : int, optional
+        Seed of the model's generator (initialization); None draws fresh entropy.
+    device : {'cpu', 'cuda', 'reference'}, default 'cpu'
+    dtype : {'float32', 'float64'}, default 'float32'
+
+    Attributes: ``layers``, ``params`` and ``grads`` (flat buffers, once built), ``n_params``.
+
+    >>> import numpy as np, fastnn as fnn
+    >>> m = fnn.Sequential([fnn.layers.Dense(8, activation="relu"), fnn.layers.Dense(3)],
+    ...                    input_dim=4, seed=0)
+    >>> m.n_params, m.predict(np.zeros((2, 4), np.float32)).shape
+    (67, (2, 3))
+    """
+
+    def __init__(self, layers=(), input_dim=None, seed=None, device="cpu", dtype="float32"):
+        self.seed = check_seed("Sequential", seed)
+        self.dtype = check_dtype_name("Sequential", dtype)
+        self.backend = get_backend(device, "Sequential")
+        self.input_dim = None if input_dim is None else check_int("Sequential", "input_dim", input_dim, low=1)
+        self._rng = np.random.default_rng(self.seed)
+        self.layers = []
+        self.params = self.grads = None
+        self.param_info = []
+        self.version = 0  # bumped whenever the flat buffers are re-made (optimizers re-bind)
+        self.metadata = {}  # JSON-able notes saved with the model (e.g. the CLI's scaler and classes)
+        if isinstance(layers, Layer) or not hasattr(layers, "__iter__"):
+            raise TypeError(f"Sequential: layers must be a list of layers; got {layers!r}.")
+        for layer in layers:
+            self._append(layer)
+        if self.input_dim is not None and self.layers:
+            self._build(self.input_dim)
+
+    # ------------------------------------------------------------------ shape
+    @property
+    def device(self):
+        return self.backend.name
+
+    @property
+    def built(self):
+        return self.params is not None
+
+    @property
+    def n_out(self):
+        """Output width (after build)."""
+        return self.layers[-1].n_out if self.built else None
+
+    @property
+    def n_params(self):
+        """Number of parameters (trainable or not), padding excluded."""
+        return sum(int(np.prod(p.shape)) for p in self.param_info)
+
+    @property
+    def output_activation(self):
+        """Activation applied last by the model ('identity' for logits)."""
+        return self.layers[-1].output_activation if self.layers else "identity"
+
+    def _append(self, layer):
+        if not isinstance(layer, Layer):
+            raise TypeError(f"Sequential: expected a fastnn layer; got {layer!r}.")
+        if any(layer is other for other in self.layers):
+            raise ValueError(f"Sequential: {layer!r} is already in the model; create a new layer instead.")
+        self.layers.append(layer)
+
+    def add(self, layer):
+        """Append a layer; the weights of the layers already built are kept."""
+        self._append(layer)
+        if self.built:
+            self._rebuild()
+        elif self.input_dim is not None:
+            self._build(self.input_dim)
+        return self
+
+    def pop(self):
+        """Remove and return the last layer; the other layers keep their weights."""
+        if not self.layers:
+            raise IndexError("Sequential.pop: the model has no layers.")
+        layer = self.layers.pop()
+        layer.built = False
+        if self.built:
+            self._rebuild() if self.layers else self._clear()
+        return layer
+
+    def _clear(self):
+        self.params = self.grads = None
+        self.param_info = []
+        self.version += 1
+
+    def _build(self, input_dim, keep=None):
+        """Build every layer for ``input_dim`` features and lay their parameters out in flat
+        buffers; ``keep`` maps a layer to host copies of weights to restore."""
+        if not self.layers:
+            raise ValueError("Sequential: the model has no layers; add one with model.add(...).")
+        n = self.input_dim = input_dim
+        specs = []
+        offset = 0
+        for layer in self.layers:
+            n = layer.build(n, self.backend, self.dtype)
+            for name, shape, kind in layer.param_shapes():
+                size = int(np.prod(shape))
+                specs.append(_ParamInfo(layer, name, kind, shape, offset, offset + size))
+                offset = -(-(offset + size) // _ALIGN) * _ALIGN
+        self.params = self.backend.zeros((offset,), self.dtype)
+        self.grads = self.backend.zeros((offset,), self.dtype)
+        self.param_info = specs
+        for layer in self.layers:
+            mine = [p for p in specs if p.layer is layer]
+            layer.bind({p.name: self.params[p.start:p.stop].reshape(p.shape) for p in mine},
+                       {p.name: self.grads[p.start:p.stop].reshape(p.shape) for p in mine}, self._rng)
+            old = (keep or {}).get(id(layer))
+            if old is not None and [w.shape for w in old] == [p.shape for p in mine]:
+                layer_set_weights(layer, old)
+            else:
+                layer.reset_parameters()
+        self.version += 1
+
+    def _rebuild(self):
+        keep = {id(layer): layer.weights for layer in self.layers if layer.built and layer.params}
+        self._build(self.input_dim, keep)
+
+    def _ensure_built(self, n_features, owner):
+        if not self.built:
+            self._build(n_features)
+        elif n_features != self.input_dim:
+            raise ValueError(f"{owner}: X has {n_features} features; the model was built for {self.input_dim}.")
+
+    def to(self, device):
+        """Move parameters (and future computation) to ``device``; returns the model."""
+        backend = get_backend(device, "Sequential.to")
+        if backend is self.backend:
+            return self
+        keep = {id(layer): layer.weights for layer in self.layers} if self.built else None
+        self.backend = backend
+        if keep is not None:
+            self._build(self.input_dim, keep)
+        return self
+
+    # ------------------------------------------------------------ computation
+    def _forward(self, x, training=False, logits=False):
+        """Run the stack on a backend array; ``logits`` stops before the final activation."""
+        last = len(self.layers) - 1
+        for i, layer in enumerate(self.layers):
+            x = layer.forward(x, training, skip_activation=logits and i == last)
+        return x
+
+    def _backward(self, dy):
+        """Backpropagate dL/dy through the layers that need it, filling ``grads``.
+
+        Stops below the first trainable layer with parameters: nothing under it needs dx.
+        """
+        first = next((i for i, layer in enumerate(self.layers) if layer.trainable and layer.params), None)
+        if first is None:
+            return
+        for i in range(len(self.layers) - 1, first - 1, -1):
+            dy = self.layers[i].backward(dy, need_dx=i > first)
+
+    def predict(self, X, batch_size=None):
+        """Model output for X (n_samples, n_features) as a NumPy array (n_samples, n_out).
+
+        A model ending in softmax/sigmoid returns probabilities; one ending in a Dense layer
+        without activation returns raw scores (logits).
+        """
+        X = as_float_array("Sequential.predict", "X", X, self.dtype)
+        if not self.layers:
+            raise ValueError("Sequential.predict: the model has no layers; add one with model.add(...).")
+        self._ensure_built(X.shape[1], "Sequential.predict")
+        chunk = _PREDICT_CHUNK if batch_size is None else check_int("Sequential.predict", "batch_size",
+                                                                       batch_size, low=1)
+        out = np.empty((X.shape[0], self.n_out), dtype=self.dtype)
+        for start in range(0, X.shape[0], chunk):
+            xb = self.backend.asarray(X[start:start + chunk])
+            out[start:start + chunk] = self.backend.to_numpy(self._forward(xb))
+        return out
+
+    # ------------------------------------------------------------ weights
+    def get_weights(self):
+        """NumPy copies of every parameter, layer by layer (Dense: [w, b])."""
+        return [w for layer in self.layers for w in (layer.weights if layer.built else [])]
+
+    def set_weights(self, weights):
+        """Set every parameter from a list shaped like ``get_weights()``."""
+        if not self.built:
+            raise ValueError("Sequential.set_weights: the model is not built yet; give input_dim or call fit first.")
+        weights = list(weights)
+        expected = [p.shape for p in self.param_info]
+        if len(weights) != len(expected):
+            raise ValueError(f"Sequential.set_weights: expected {len(expected)} arrays; got {len(weights)}.")
+        i = 0
+        for layer in self.layers:
+            n = len(layer.param_shapes())
+            layer_set_weights(layer, weights[i:i + n])
+            i += n
+
+    def reset_parameters(self, seed=None):
+        """Re-initialize every layer (seed: reproducible; None: from the model's generator)."""
+        if seed is not None:
+            self._rng = np.random.default_rng(check_seed("Sequential.reset_parameters", seed))
+        for layer in self.layers:
+            if layer.built:
+                layer._rng = self._rng
+                layer.reset_parameters()
+
+    # ------------------------------------------------------------- describing
+    def get_config(self):
+        """Architecture as plain JSON-able data (used by the model file)."""
+        return {
+            "input_dim": self.input_dim,
+            "dtype": self.dtype.name,
+            "seed": self.seed,
+            "layers": [{"type": type(layer).__name__, "config": layer.get_config()} for layer in self.layers],
+        }
+
+    def summary(self, print_fn=print):
+        """Print (and return) a table of layers, output shapes and parameter counts."""
+        rows = [("Layer", "Output shape", "Params", "Trainable")]
+        for layer in self.layers:
+            n = sum(int(np.prod(s)) for _, s, _ in layer.param_shapes()) if layer.built else 0
+            shape = f"(None, {layer.n_out})" if layer.built else "?"
+            rows.append((repr(layer), shape, f"{n:,}", "yes" if layer.trainable else "no"))
+        widths = [max(len(r[c]) for r in rows) for c in range(4)]
+        lines = ["  ".join(cell.ljust(w) for cell, w in zip(row, widths)) for row in rows]
+        lines.insert(1, "-" * len(lines[0]))
+        lines.append(f"Total params: {self.n_params:,}  (device={self.device}, dtype={self.dtype.name}, "
+                     f"input_dim={self.input_dim})")
+        text = "\n".join(lines)
+        if print_fn is not None:
+            print_fn(text)
+        return text
+
+    def save(self, path):
+        """Write the model to a ``.fnn`` file (zip of JSON + .npy, atomic; see fastnn.io)."""
+        from .io import save_model
+
+        save_model(self, path)
+
+    def __repr__(self):
+        inner = ", ".join(repr(layer) for layer in self.layers)
+        return f"Sequential([{inner}], input_dim={self.input_dim}, device={self.device!r}, dtype={self.dtype.name!r})"
+
+
+def layer_set_weights(layer, weights):
+    """Copy host arrays into a layer's parameter views, checking count, shape and finiteness."""
+    shapes = layer.param_shapes()
+    if len(weights) != len(shapes):
+        raise ValueError(f"{type(layer).__name__}.set_weights: expected {len(shapes)} arrays; got {len(weights)}.")
+    for (name, shape, _), w in zip(shapes, weights):
+        w = as_float_array(f"{type(layer).__name__}.set_weights", name, w, layer.dtype, ndim=len(shape),
+                           allow_empty=True)
+        if w.shape != tuple(shape):
+            raise ValueError(f"{type(layer).__name__}.set_weights: {name} must have shape {tuple(shape)}; "
+                             f"got {w.shape}.")
+        layer.backend.copy(layer.backend.asarray(w), layer.params[name])

@@ -1,0 +1,356 @@
+"""The minibatch Trainer: full-batch, minibatch and stochastic gradient descent.
+
+One training step is: gather the minibatch into a reused buffer, forward through the
+layers' workspaces, the fused loss kernel (loss and gradient in one pass), backward into the
+flat gradient buffer, penalties and clipping on that buffer, and one fused optimizer update.
+Every buffer is allocated before the first step, so the steady state allocates nothing.
+"""
+
+from __future__ import annotations
+
+import math
+import sys
+import time
+
+import numpy as np
+
+from ._checks import as_float_array, check_float, check_int, check_same_length, check_seed
+from .callbacks import Callback, History
+from .errors import TrainingDiverged
+from .losses import get_loss
+from .metrics import get_metric
+from .model import Sequential
+from .optim import SGD, get_optimizer
+
+
+class _Buffers:
+    """Host-side minibatch buffers (x, y, weight, loss gradient) with row views cached per n."""
+
+    def __init__(self, backend, capacity, shapes):
+        self.full = {k: backend.empty((capacity, *shape), dtype) for k, (shape, dtype) in shapes.items()}
+        self._views = {}
+
+    def get(self, n):
+        views = self._views.get(n)
+        if views is None:
+            views = self._views[n] = {k: v[:n] for k, v in self.full.items()}
+        return views
+
+
+class Trainer:
+    """Minibatch gradient-descent training of a Sequential model.
+
+    Parameters
+    ----------
+    model : Sequential
+    loss : str or Loss
+        'mse', 'mae', 'huber', 'binary_cross_entropy' or 'cross_entropy' (or an instance).
+        A final softmax (sigmoid) layer with cross_entropy (binary_cross_entropy) is trained
+        through the fused logits path.
+    optimizer : Optimizer or str, default SGD(lr=0.01)
+    batch_size : int or None, default 32
+        None: full-batch gradient descent; 1: pure stochastic gradient descent.
+    metrics : sequence of str, default ()
+        Any of 'accuracy', 'mse', 'mae', 'r2'.
+    l1, l2 : float, default 0
+        Penalty l1 * sum|w| + l2 * sum w^2 over the weights of trainable layers (not biases),
+        added to the loss and its gradient.
+    clip_norm : float, optional
+        Rescale the gradient so that its global norm is at most this (PyTorch's clip_grad_norm_).
+    clip_value : float, optional
+        Clip each gradient element to [-clip_value, clip_value].
+    shuffle : bool, default True
+        Reshuffle the training set every epoch.
+    seed : int, optional
+        Seed of the shuffling generator.
+
+    >>> import fastnn as fnn
+    >>> X, y = fnn.datasets.load_iris()
+    >>> model = fnn.Sequential([fnn.layers.Dense(16, activation="relu"), fnn.layers.Dense(3)], seed=0)
+    >>> trainer = fnn.Trainer(model, "cross_entropy", fnn.optim.SGD(0.1, momentum=0.9), seed=0)
+    >>> history = trainer.fit(X, y, epochs=30, verbose=0)
+    >>> trainer.evaluate(X, y)["loss"] < 0.3
+    True
+    """
+
+    def __init__(self, model, loss, optimizer=None, batch_size=32, metrics=(), l1=0.0, l2=0.0,
+                 clip_norm=None, clip_value=None, shuffle=True, seed=None):
+        if not isinstance(model, Sequential):
+            raise TypeError(f"Trainer: model must be a fastnn.Sequential; got {type(model).__name__}.")
+        self.model = model
+        self.loss = get_loss(loss, "Trainer")
+        self.optimizer = SGD(lr=0.01) if optimizer is None else get_optimizer(optimizer, owner="Trainer")
+        self.batch_size = None if batch_size is None else check_int("Trainer", "batch_size", batch_size, low=1)
+        if isinstance(metrics, str):
+            metrics = (metrics,)
+        self.metrics = [get_metric(m, "Trainer") for m in metrics]
+        self.l1 = check_float("Trainer", "l1", l1, low=0.0)
+        self.l2 = check_float("Trainer", "l2", l2, low=0.0)
+        self.clip_norm = None if clip_norm is None else check_float("Trainer", "clip_norm", clip_norm,
+                                                                    low=0.0, low_open=True)
+        self.clip_value = None if clip_value is None else check_float("Trainer", "clip_value", clip_value,
+                                                                      low=0.0, low_open=True)
+        if not isinstance(shuffle, (bool, np.bool_)):
+            raise TypeError(f"Trainer: shuffle must be True or False; got {shuffle!r}.")
+        self.shuffle = bool(shuffle)
+        self.seed = check_seed("Trainer", seed)
+        self.rng = np.random.default_rng(self.seed)
+        self.history = History()
+        self.epoch = 0
+        self.stop_training = False
+        self._buffers = None
+        self._buffer_key = None
+        self._loss_acc = None
+
+    # ---------------------------------------------------------------- helpers
+    @property
+    def _fused(self):
+        """True when the model's final activation is computed inside the loss kernel."""
+        return self.loss.fuses is not None and self.model.output_activation == self.loss.fuses
+
+    def _prepare(self, owner, X, y, sample_weight=None, class_weight=None):
+        """Validate X, y and weights against the model (building it if needed)."""
+        model = self.model
+        if not model.layers:
+            raise ValueError(f"{owner}: the model has no layers; add one with model.add(...).")
+        X = as_float_array(owner, "X", X, model.dtype)
+        model._ensure_built(X.shape[1], owner)
+        y = self.loss.prepare_target(y, model.n_out, model.dtype, owner)
+        check_same_length(owner, X=X, y=y)
+        weight = self._sample_weights(owner, y, sample_weight, class_weight)
+        return X, y, weight
+
+    def _sample_weights(self, owner, y, sample_weight, class_weight):
+        """Per-sample weights (model dtype) from sample_weight x class_weight, or None."""
+        w = None
+        if sample_weight is not None:
+            w = as_float_array(owner, "sample_weight", sample_weight, np.float64, ndim=1)
+            check_same_length(owner, y=y, sample_weight=w)
+            if w.min() < 0:
+                raise ValueError(f"{owner}: sample_weight must be >= 0; got {float(w.min())!r}.")
+        if class_weight is not None:
+            labels = self._class_labels(owner, y)
+            n_classes = max(int(labels.max()) + 1, self.model.n_out)
+            if isinstance(class_weight, str):
+                if class_weight != "balanced":
+                    raise ValueError(f"{owner}: class_weight must be a dict or 'balanced'; got {class_weight!r}.")
+                counts = np.bincount(labels, minlength=n_classes).astype(np.float64)
+                table = np.where(counts > 0, len(labels) / (np.count_nonzero(counts) * np.maximum(counts, 1)), 0.0)
+            elif isinstance(class_weight, dict):
+                table = np.ones(n_classes)
+                for cls, value in class_weight.items():
+                    cls = check_int(owner, "a class_weight key", cls, low=0, high=n_classes - 1)
+                    table[cls] = check_float(owner, f"class_weight[{cls}]", value, low=0.0)
+            else:
+                raise TypeError(f"{owner}: class_weight must be a dict or 'balanced'; got {class_weight!r}.")
+            cw = table[labels]
+            w = cw if w is None else w * cw
+        return None if w is None else np.ascontiguousarray(w, dtype=self.model.dtype)
+
+    def _class_labels(self, owner, y):
+        if y.ndim == 1:
+            return y
+        if y.shape[1] == 1:
+            return (y[:, 0] > 0.5).astype(np.int64)
+        if self.loss.name == "cross_entropy":
+            return y.argmax(axis=1)
+        raise ValueError(f"{owner}: class_weight needs class labels; use it with cross_entropy or a single "
+                         f"binary output.")
+
+    def _split_validation(self, owner, X, y, w, validation, validation_split):
+        validation_split = check_float(owner, "validation_split", validation_split, low=0.0, high=1.0,
+                                       high_open=True)
+        if validation is not None and validation_split:
+            raise ValueError(f"{owner}: give validation or validation_split, not both.")
+        if validation_split:
+            n_val = int(round(len(X) * validation_split))
+            if n_val < 1 or n_val >= len(X):
+                raise ValueError(f"{owner}: validation_split={validation_split!r} leaves {n_val} of {len(X)} samples "
+                                 f"for validation; it must leave at least one sample on each side.")
+            # the last samples, before any shuffling, as Keras does
+            val = (X[-n_val:], y[-n_val:], None if w is None else w[-n_val:])
+            return X[:-n_val], y[:-n_val], None if w is None else w[:-n_val], val
+        if validation is None:
+            return X, y, w, None
+        if not isinstance(validation, (tuple, list)) or len(validation) not in (2, 3):
+            raise TypeError(f"{owner}: validation must be a tuple (X_val, y_val) or (X_val, y_val, sample_weight).")
+        Xv, yv, wv = self._prepare(owner + " (validation)", validation[0], validation[1],
+                                   validation[2] if len(validation) == 3 else None)
+        return X, y, w, (Xv, yv, wv)
+
+    # ---------------------------------------------------------------- training
+    def fit(self, X, y, epochs=1, validation=None, validation_split=0.0, callbacks=(), sample_weight=None,
+            class_weight=None, verbose=1):
+        """Train for ``epochs`` more epochs; returns the History (cumulative over fit calls).
+
+        X : (n_samples, n_features) numbers; y : targets as the loss expects them.
+        validation : (X_val, y_val[, w_val]) evaluated after every epoch, or
+        validation_split : fraction of the last samples held out for validation.
+        sample_weight : (n_samples,) >= 0; class_weight : {class: weight} or 'balanced'.
+        verbose : 0 silent, 1 one line per epoch.
+        """
+        owner = "Trainer.fit"
+        epochs = check_int(owner, "epochs", epochs, low=0)
+        X, y, w = self._prepare(owner, X, y, sample_weight, class_weight)
+        X, y, w, val = self._split_validation(owner, X, y, w, validation, validation_split)
+        callbacks = list(callbacks) if callbacks else []
+        for cb in callbacks:
+            if not isinstance(cb, Callback):
+                raise TypeError(f"{owner}: callbacks must be fastnn.callbacks.Callback instances; got {cb!r}.")
+        callbacks.append(self.history)
+        for cb in callbacks:
+            cb.set_trainer(self)
+
+        model, backend = self.model, self.model.backend
+        self.optimizer.bind(model)
+        backend.fill(model.grads, 0.0)  # frozen layers keep zero gradients
+        n = len(X)
+        bs = n if self.batch_size is None else min(self.batch_size, n)
+        Xd, yd = backend.asarray(X), backend.asarray(y)
+        wd = None if w is None else backend.asarray(w)
+        buffers = self._get_buffers(bs, X, y, w)
+        loss_acc = self._loss_acc
+        weight_params = [(model.params[p.start:p.stop], model.grads[p.start:p.stop]) for p in model.param_info
+                         if p.kind == "weight" and p.layer.trainable]
+        penalize = self.l1 > 0 or self.l2 > 0
+        fused = self._fused
+        count = self.loss.count
+
+        self.stop_training = False
+        for cb in callbacks:
+            cb.on_train_begin()
+        for _ in range(epochs):
+            epoch = self.epoch
+            t0 = time.perf_counter()
+            for cb in callbacks:
+                cb.on_epoch_begin(epoch)
+            lr = self.optimizer.current_lr()
+            order = self.rng.permutation(n) if self.shuffle and bs < n else None
+            backend.fill(loss_acc, 0.0)
+            penalty_sum = 0.0
+            grad_norm = math.nan
+            for m in self.metrics:
+                m.reset()
+            for batch, start in enumerate(range(0, n, bs)):
+                stop = min(start + bs, n)
+                rows = stop - start
+                views = buffers.get(rows)
+                if order is None:  # contiguous rows: views, no copy
+                    xb, yb = Xd[start:stop], yd[start:stop]
+                    wb = None if wd is None else wd[start:stop]
+                else:
+                    idx = order[start:stop]
+                    xb = backend.take_rows(Xd, idx, out=views["x"])
+                    yb = backend.take_rows(yd, idx, out=views["y"])
+                    wb = None if wd is None else backend.take_rows(wd, idx, out=views["w"])
+                for cb in callbacks:
+                    cb.on_batch_begin(batch)
+                out = model._forward(xb, training=True, logits=fused)
+                self.loss(backend, out, yb, weight=wb, scale=1.0 / count(rows, model.n_out), loss_out=loss_acc,
+                          grad=views["grad"])
+                if not math.isfinite(loss_acc[0]):
+                    raise TrainingDiverged(
+                        f"loss became {loss_acc[0]} at epoch {epoch + 1}, batch {batch + 1}; the weights are those "
+                        f"before that batch's update; lower lr, clip gradients (clip_norm=) or scale the inputs.")
+                for m in self.metrics:
+                    m.update(backend.to_numpy(out), backend.to_numpy(yb),
+                             None if wb is None else backend.to_numpy(wb), logits=fused)
+                model._backward(views["grad"])
+                if penalize:
+                    pen = 0.0
+                    for p, g in weight_params:
+                        pen += backend.penalty(p, g, l1=self.l1, l2=self.l2)
+                    penalty_sum += pen * rows
+                if self.clip_value is not None:
+                    backend.clip_(model.grads, self.clip_value)
+                if self.clip_norm is not None or stop == n:
+                    grad_norm = math.sqrt(backend.sum_squares(model.grads))
+                    if self.clip_norm is not None and grad_norm > self.clip_norm:
+                        backend.scale_(model.grads, self.clip_norm / (grad_norm + 1e-6))
+                self.optimizer.step()
+                for cb in callbacks:
+                    cb.on_batch_end(batch)
+            logs = {"loss": float(backend.to_numpy(loss_acc)[0]) / count(n, model.n_out) + penalty_sum / n}
+            for m in self.metrics:
+                logs[m.name] = m.result()
+            if val is not None:
+                for k, v in self._evaluate_arrays(*val).items():
+                    logs[f"val_{k}"] = v
+            logs["lr"] = lr
+            logs["grad_norm"] = grad_norm
+            logs["epoch_time"] = time.perf_counter() - t0
+            self.epoch += 1
+            for cb in callbacks:
+                cb.on_epoch_end(epoch, logs)
+            if verbose:
+                self._print_epoch(epoch, epochs, logs)
+            if self.stop_training:
+                break
+        for cb in callbacks:
+            cb.on_train_end()
+        return self.history
+
+    def _get_buffers(self, bs, X, y, w):
+        """Minibatch buffers for this batch size and target layout, kept across fit calls."""
+        dtype = self.model.dtype
+        key = (bs, X.shape[1], y.shape[1:], y.dtype, w is not None, self.model.n_out, dtype, self.model.device)
+        if self._buffer_key != key:
+            shapes = {"x": ((X.shape[1],), dtype), "y": (y.shape[1:], y.dtype),
+                      "grad": ((self.model.n_out,), dtype)}
+            if w is not None:
+                shapes["w"] = ((), dtype)
+            self._buffers = _Buffers(self.model.backend, bs, shapes)
+            self._loss_acc = self.model.backend.zeros((1,), np.float64)
+            self._buffer_key = key
+        return self._buffers
+
+    def _print_epoch(self, epoch, epochs, logs):
+        width = len(str(self.epoch - 1 + epochs))
+        parts = [f"epoch {epoch + 1:>{width}}"]
+        for k, v in logs.items():
+            if k in ("lr", "grad_norm", "epoch_time"):
+                continue
+            parts.append(f"{k} {v:.4f}")
+        parts.append(f"lr {logs['lr']:.3g}")
+        t = logs["epoch_time"]
+        parts.append(f"{t:.2f}s" if t >= 1 else f"{t * 1e3:.1f}ms")
+        print(" - ".join(parts), file=sys.stdout, flush=True)
+
+    # -------------------------------------------------------------- evaluation
+    def _evaluate_arrays(self, X, y, w):
+        """Loss (with the penalty) and metrics on validated arrays, in evaluation mode."""
+        model, backend = self.model, self.model.backend
+        fused = self._fused
+        acc = backend.zeros((1,), np.float64)
+        metrics = [type(m)() for m in self.metrics]
+        chunk = max(self.batch_size or len(X), 1024)
+        for start in range(0, len(X), chunk):
+            stop = min(start + chunk, len(X))
+            xb, yb = backend.asarray(X[start:stop]), backend.asarray(y[start:stop])
+            wb = None if w is None else backend.asarray(w[start:stop])
+            out = model._forward(xb, training=False, logits=fused)
+            self.loss(backend, out, yb, weight=wb, loss_out=acc)
+            for m in metrics:
+                m.update(backend.to_numpy(out), y[start:stop], None if w is None else w[start:stop], logits=fused)
+        result = {"loss": float(backend.to_numpy(acc)[0]) / self.loss.count(len(X), model.n_out) + self._penalty()}
+        result.update({m.name: m.result() for m in metrics})
+        return result
+
+    def _penalty(self):
+        if not (self.l1 or self.l2):
+            return 0.0
+        model = self.model
+        return sum(model.backend.penalty(model.params[p.start:p.stop], None, l1=self.l1, l2=self.l2)
+                   for p in model.param_info if p.kind == "weight" and p.layer.trainable)
+
+    def evaluate(self, X, y, sample_weight=None):
+        """{'loss': ..., <metric>: ...} on (X, y) in evaluation mode (no update)."""
+        X, y, w = self._prepare("Trainer.evaluate", X, y, sample_weight)
+        return self._evaluate_arrays(X, y, w)
+
+    def predict(self, X, batch_size=None):
+        """The model's output for X (see Sequential.predict)."""
+        return self.model.predict(X, batch_size=batch_size)
+
+
+__all__ = ["Trainer"]

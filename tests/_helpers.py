@@ -1,0 +1,41 @@
+"""Helpers shared by the tests: the NumPy reference backend (the oracle) and comparisons."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from fastnn.backends.base import Backend
+
+#: The oracle: every backend's kernels are compared with these plain NumPy bodies.
+REFERENCE = Backend()
+
+#: Relative tolerance per dtype for one kernel against the float64 reference.
+TOL = {np.dtype(np.float32): 1e-5, np.dtype(np.float64): 1e-12}
+
+
+def tol(dtype, factor=1.0):
+    return TOL[np.dtype(dtype)] * factor
+
+
+def assert_close(got, want, dtype, factor=1.0):
+    """Elementwise |got - want| <= t (|want| + max|want| + 1), t = TOL[dtype] * factor: a
+    relative check that does not demand relative accuracy where terms cancelled."""
+    got = np.asarray(got, np.float64)
+    want = np.asarray(want, np.float64)
+    assert got.shape == want.shape, (got.shape, want.shape)
+    t = tol(dtype, factor)
+    scale = 1.0 + (np.abs(want).max() if want.size else 0.0)
+    np.testing.assert_allclose(got, want, rtol=t, atol=t * scale)
+
+
+def layout(a, kind):
+    """The same values as ``a`` in another memory layout: 'C', 'F' (Fortran) or 'strided'."""
+    if kind == "C":
+        return np.ascontiguousarray(a)
+    if kind == "F":
+        return np.asfortranarray(a)
+    wide = np.zeros(a.shape[:-1] + (2 * a.shape[-1],), a.dtype)
+    wide[..., ::2] = a
+    view = wide[..., ::2]
+    assert not view.flags.c_contiguous or a.shape[-1] <= 1
+    return view

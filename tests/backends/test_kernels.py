@@ -1,0 +1,761 @@
+"""Each kernel of each backend against the NumPy reference: dtypes x shapes (0 rows, 1x1, one row,
+one feature, odd, a few hundred wide), non-contiguous inputs, extreme values, dtype errors."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import textwrap
+
+import numpy as np
+import pytest
+
+from _helpers import REFERENCE, assert_close, layout
+from fastnn.backends.base import ACTIVATIONS, DEFAULT_ALPHA, NEEDS_INPUT
+
+DTYPES = [np.float32, np.float64]
+SHAPES = [(0, 3), (1, 1), (1, 13), (7, 1), (7, 13), (256, 300)]
+# (n_samples, n_in, n_out)
+DENSE_SHAPES = [(0, 4, 3), (1, 1, 1), (1, 5, 3), (9, 1, 4), (7, 13, 5), (64, 300, 256)]
+LAYOUTS = ["F", "strided"]
+EXTREMES = np.array([-1e4, -100.0, -30.0, -1.0, -1e-30, -0.0, 0.0, 1e-30, 1.0, 30.0, 100.0, 1e4])
+
+
+class _NoReference:
+    """Stands in for CpuBackend's fallback: contiguous float32/float64 calls must never use it."""
+
+    def __getattr__(self, name):
+        raise AssertionError(f"CpuBackend fell back to the NumPy reference for {name}")
+
+
+@pytest.fixture(autouse=True)
+def _compiled_path_only(request, monkeypatch):
+    """Unless a test is marked ``fallback``, fail when CpuBackend runs the reference instead
+    of its compiled kernels (which would make the comparisons vacuous)."""
+    if request.node.get_closest_marker("fallback") is None:
+        from fastnn.backends import cpu
+
+        monkeypatch.setattr(cpu, "_REFERENCE", _NoReference())
+
+
+def _alpha(name):
+    return {"leaky_relu": 0.1, "elu": 1.3}.get(name, DEFAULT_ALPHA.get(name, 0.0))
+
+
+def _rand(rng, shape, dtype, scale=1.0):
+    return (scale * rng.standard_normal(shape)).astype(dtype)
+
+
+def _same_dtype(backend, got, dtype):
+    """Fast backends return the input's dtype; the reference allocates float64 when out is None."""
+    assert got.dtype == dtype
+
+
+def _host(backend):
+    """Backends whose arrays are NumPy arrays (non-contiguous inputs make sense only there)."""
+    if backend.name not in ("reference", "cpu"):
+        pytest.skip("host arrays only")
+
+
+def _act(backend, name, x, **kw):
+    return backend.to_numpy(backend.activation(name, backend.asarray(x), alpha=_alpha(name), **kw))
+
+
+def _act_backward(backend, name, dy, x, y):
+    return backend.to_numpy(backend.activation_backward(
+        name, backend.asarray(dy), backend.asarray(x), backend.asarray(y), alpha=_alpha(name)))
+
+
+# ------------------------------------------------------------------------------ memory
+@pytest.mark.parametrize("dtype", DTYPES + [np.int64])
+@pytest.mark.parametrize("shape", [(20,), (20, 1), (20, 7), (5, 300)], ids=str)
+def test_take_rows_matches_reference(backend, shape, dtype):
+    rng = np.random.default_rng(21)
+    x = (100 * rng.standard_normal(shape)).astype(dtype)
+    for idx in (rng.permutation(shape[0])[:4], np.array([-1, 0, -shape[0], 2]), np.array([], np.int64)):
+        idx = idx.astype(np.int64)
+        want = np.empty((len(idx),) + shape[1:], dtype)
+        REFERENCE.take_rows(x, idx, out=want)
+        out = backend.empty(want.shape, dtype)
+        assert backend.take_rows(backend.asarray(x), backend.asarray(idx), out=out) is out
+        np.testing.assert_array_equal(backend.to_numpy(out), want)
+
+
+@pytest.mark.fallback  # CpuBackend lets np.take word the error
+def test_take_rows_rejects_bad_indices(backend):
+    x = backend.asarray(np.ones((5, 3), np.float32))
+    out = backend.asarray(np.full((2, 3), 7.0, np.float32))
+    for bad in (5, -6):
+        with pytest.raises(IndexError):
+            backend.take_rows(x, backend.asarray(np.array([0, bad], np.int64)), out=out)
+
+
+@pytest.mark.fallback
+def test_take_rows_accepts_non_contiguous(backend):
+    _host(backend)
+    x = _rand(np.random.default_rng(22), (9, 4), np.float32)
+    idx = np.array([3, 1, 8], np.int64)
+    out = layout(np.empty((3, 4), np.float32), "F")
+    backend.take_rows(layout(x, "F"), layout(idx, "strided"), out=out)
+    np.testing.assert_array_equal(out, x[idx])
+
+
+# ------------------------------------------------------------------------- activations
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("shape", SHAPES, ids=str)
+@pytest.mark.parametrize("name", ACTIVATIONS)
+def test_activation_matches_reference(backend, name, shape, dtype):
+    rng = np.random.default_rng(0)
+    x = _rand(rng, shape, dtype, 3.0)
+    got = _act(backend, name, x)
+    assert got.shape == x.shape
+    _same_dtype(backend, got, dtype)
+    assert_close(got, REFERENCE.activation(name, x, alpha=_alpha(name)), dtype)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("shape", SHAPES, ids=str)
+@pytest.mark.parametrize("name", ACTIVATIONS)
+def test_activation_backward_matches_reference(backend, name, shape, dtype):
+    rng = np.random.default_rng(1)
+    x = _rand(rng, shape, dtype, 3.0)
+    y = REFERENCE.activation(name, x, alpha=_alpha(name)).astype(dtype)
+    dy = _rand(rng, shape, dtype)
+    got = _act_backward(backend, name, dy, x, y)
+    assert got.shape == x.shape
+    _same_dtype(backend, got, dtype)
+    assert_close(got, REFERENCE.activation_backward(name, dy, x, y, alpha=_alpha(name)), dtype)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("name", ACTIVATIONS)
+def test_activation_extreme_inputs_stay_finite(backend, name, dtype):
+    x = np.tile(EXTREMES.astype(dtype), (3, 1))
+    x[1] = x[1, ::-1]
+    with np.errstate(all="ignore"):
+        want = REFERENCE.activation(name, x, alpha=_alpha(name))
+    got = _act(backend, name, x)
+    assert np.isfinite(got).all(), got
+    assert_close(got, want, dtype)
+    y = got.astype(dtype)
+    dy = np.ones_like(x)
+    with np.errstate(all="ignore"):
+        want_grad = REFERENCE.activation_backward(name, dy, x, y, alpha=_alpha(name))
+    got_grad = _act_backward(backend, name, dy, x, y)
+    assert np.isfinite(got_grad).all(), got_grad
+    assert_close(got_grad, want_grad, dtype)
+
+
+@pytest.mark.fallback
+@pytest.mark.parametrize("kind", LAYOUTS)
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("name", ACTIVATIONS)
+def test_activation_accepts_non_contiguous(backend, name, dtype, kind):
+    _host(backend)
+    rng = np.random.default_rng(2)
+    x = _rand(rng, (7, 13), dtype, 2.0)
+    want = REFERENCE.activation(name, x, alpha=_alpha(name))
+    assert_close(backend.activation(name, layout(x, kind), alpha=_alpha(name)), want, dtype)
+    out = layout(np.empty_like(x), kind)
+    assert backend.activation(name, x, alpha=_alpha(name), out=out) is out
+    assert_close(out, want, dtype)
+    y = want.astype(dtype)
+    dy = _rand(rng, x.shape, dtype)
+    want_grad = REFERENCE.activation_backward(name, dy, x, y, alpha=_alpha(name))
+    got = backend.activation_backward(name, layout(dy, kind), layout(x, kind), layout(y, kind),
+                                      alpha=_alpha(name))
+    assert_close(got, want_grad, dtype)
+
+
+@pytest.mark.parametrize("name", ACTIVATIONS)
+def test_activation_writes_into_out_and_in_place(backend, name):
+    _host(backend)
+    rng = np.random.default_rng(3)
+    x = _rand(rng, (5, 6), np.float32)
+    want = REFERENCE.activation(name, x, alpha=_alpha(name))
+    out = np.full_like(x, np.nan)
+    assert backend.activation(name, x, alpha=_alpha(name), out=out) is out
+    assert_close(out, want, np.float32)
+    inplace = x.copy()
+    backend.activation(name, inplace, alpha=_alpha(name), out=inplace)
+    assert_close(inplace, want, np.float32)
+    dy = _rand(rng, x.shape, np.float32)
+    y = want.astype(np.float32)
+    want_grad = REFERENCE.activation_backward(name, dy, x, y, alpha=_alpha(name))
+    # the gradient may overwrite dy (as dense_backward's dz may alias dy)
+    backend.activation_backward(name, dy, x, y, alpha=_alpha(name), out=dy)
+    assert_close(dy, want_grad, np.float32)
+
+
+@pytest.mark.parametrize("name", ACTIVATIONS)
+def test_activation_backward_needs_only_its_argument(backend, name):
+    rng = np.random.default_rng(4)
+    x = _rand(rng, (4, 5), np.float64)
+    y = REFERENCE.activation(name, x)
+    dy = _rand(rng, x.shape, np.float64)
+    want = REFERENCE.activation_backward(name, dy, x, y)
+    if name in NEEDS_INPUT:
+        got = backend.activation_backward(name, backend.asarray(dy), backend.asarray(x), None)
+    else:
+        got = backend.activation_backward(name, backend.asarray(dy), None, backend.asarray(y))
+    assert_close(backend.to_numpy(got), want, np.float64)
+
+
+# ------------------------------------------------------------------------------- dense
+@pytest.mark.parametrize("with_z", [False, True], ids=["out", "z+out"])
+@pytest.mark.parametrize("bias", [True, False], ids=["bias", "nobias"])
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("shape", DENSE_SHAPES, ids=str)
+@pytest.mark.parametrize("activation", ACTIVATIONS)
+def test_dense_forward_matches_reference(backend, activation, shape, dtype, bias, with_z):
+    n, n_in, n_out = shape
+    rng = np.random.default_rng(5)
+    x, w = _rand(rng, (n, n_in), dtype), _rand(rng, (n_in, n_out), dtype, 1 / np.sqrt(n_in))
+    b = _rand(rng, (n_out,), dtype) if bias else None
+    want_z = np.empty((n, n_out))
+    want = REFERENCE.dense_forward(x, w, b, activation, alpha=_alpha(activation), z=want_z)
+    z = backend.zeros((n, n_out), dtype) if with_z else None
+    got = backend.dense_forward(backend.asarray(x), backend.asarray(w),
+                                None if b is None else backend.asarray(b), activation,
+                                alpha=_alpha(activation), z=z)
+    got = backend.to_numpy(got)
+    assert got.shape == (n, n_out)
+    _same_dtype(backend, got, dtype)
+    assert_close(got, want, dtype, factor=3)
+    if with_z:
+        assert_close(backend.to_numpy(z), want_z, dtype, factor=3)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("activation", ["relu", "softmax", "gelu"])
+def test_dense_forward_into_out(backend, activation, dtype):
+    rng = np.random.default_rng(6)
+    x, w, b = _rand(rng, (16, 4), dtype), _rand(rng, (4, 16), dtype), _rand(rng, (16,), dtype)
+    out = backend.empty((16, 16), dtype)
+    got = backend.dense_forward(backend.asarray(x), backend.asarray(w), backend.asarray(b), activation,
+                                out=out)
+    assert got is out
+    assert_close(backend.to_numpy(out), REFERENCE.dense_forward(x, w, b, activation), dtype)
+
+
+@pytest.mark.fallback
+@pytest.mark.parametrize("kind", LAYOUTS)
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_dense_forward_accepts_non_contiguous(backend, dtype, kind):
+    _host(backend)
+    rng = np.random.default_rng(7)
+    x, w, b = _rand(rng, (7, 13), dtype), _rand(rng, (13, 5), dtype), _rand(rng, (5,), dtype)
+    want = REFERENCE.dense_forward(x, w, b, "tanh")
+    assert_close(backend.dense_forward(layout(x, kind), w, b, "tanh"), want, dtype)
+    assert_close(backend.dense_forward(x, layout(w, kind), b, "tanh"), want, dtype)
+    assert_close(backend.dense_forward(x, w, layout(b, "strided"), "tanh"), want, dtype)
+    out = layout(np.empty((7, 5), dtype), kind)
+    assert backend.dense_forward(x, w, b, "tanh", out=out) is out
+    assert_close(out, want, dtype)
+
+
+# which of dw, db, dx are requested, and how dz is given
+_BACKWARD_CASES = {
+    "all": dict(dw=True, db=True, dx=True, dz="none"),
+    "dz-workspace": dict(dw=True, db=True, dx=True, dz="own"),
+    "dz-aliases-dy": dict(dw=True, db=True, dx=True, dz="alias"),
+    "first-layer": dict(dw=True, db=True, dx=False, dz="none"),
+    "frozen": dict(dw=False, db=False, dx=True, dz="none"),
+    "no-bias": dict(dw=True, db=False, dx=True, dz="none"),
+    "nothing": dict(dw=False, db=False, dx=False, dz="own"),
+}
+
+
+@pytest.mark.parametrize("case", list(_BACKWARD_CASES))
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("shape", DENSE_SHAPES, ids=str)
+@pytest.mark.parametrize("activation", ACTIVATIONS)
+def test_dense_backward_matches_reference(backend, activation, shape, dtype, case):
+    spec = _BACKWARD_CASES[case]
+    n, n_in, n_out = shape
+    rng = np.random.default_rng(8)
+    x, w = _rand(rng, (n, n_in), dtype), _rand(rng, (n_in, n_out), dtype, 1 / np.sqrt(max(n_in, 1)))
+    b = _rand(rng, (n_out,), dtype)
+    z = np.empty((n, n_out))
+    y = REFERENCE.dense_forward(x, w, b, activation, alpha=_alpha(activation), z=z).astype(dtype)
+    z = z.astype(dtype)
+    dy = _rand(rng, (n, n_out), dtype)
+    alpha = _alpha(activation)
+    want = {k: np.zeros(s) for k, s in (("dw", w.shape), ("db", b.shape), ("dx", x.shape), ("dz", dy.shape))}
+    REFERENCE.dense_backward(dy, x, w, y, z, activation, alpha=alpha, **want)
+
+    arrs = {k: backend.asarray(v) for k, v in dict(dy=dy, x=x, w=w, y=y, z=z).items()}
+    outs = {k: (backend.zeros(want[k].shape, dtype) if spec[k] else None) for k in ("dw", "db", "dx")}
+    if spec["dz"] == "own":
+        outs["dz"] = backend.zeros(dy.shape, dtype)
+    elif spec["dz"] == "alias":
+        outs["dz"] = arrs["dy"]
+    else:
+        outs["dz"] = None
+    ret = backend.dense_backward(arrs["dy"], arrs["x"], arrs["w"], arrs["y"], arrs["z"], activation,
+                                 alpha=alpha, **outs)
+    assert ret is outs["dx"]
+    factor = 3 if n_in < 100 else 10
+    for k in ("dw", "db", "dx", "dz"):
+        if outs[k] is not None:
+            assert_close(backend.to_numpy(outs[k]), want[k], dtype, factor=factor)
+    if spec["dz"] != "alias":
+        np.testing.assert_array_equal(backend.to_numpy(arrs["dy"]), dy)  # dy is read only
+
+
+@pytest.mark.fallback
+@pytest.mark.parametrize("kind", LAYOUTS)
+@pytest.mark.parametrize("activation", ["relu", "gelu", "softmax"])
+def test_dense_backward_accepts_non_contiguous(backend, activation, kind):
+    _host(backend)
+    dtype = np.float32
+    rng = np.random.default_rng(9)
+    x, w, b = _rand(rng, (7, 13), dtype), _rand(rng, (13, 5), dtype), _rand(rng, (5,), dtype)
+    z = np.empty((7, 5))
+    y = REFERENCE.dense_forward(x, w, b, activation, z=z).astype(dtype)
+    z = z.astype(dtype)
+    dy = _rand(rng, (7, 5), dtype)
+    want = {k: np.zeros(s) for k, s in (("dw", w.shape), ("db", b.shape), ("dx", x.shape))}
+    REFERENCE.dense_backward(dy, x, w, y, z, activation, **want)
+    got = {k: layout(np.zeros(v.shape, dtype), kind if v.ndim == 2 else "strided") for k, v in want.items()}
+    backend.dense_backward(layout(dy, kind), layout(x, kind), layout(w, kind), layout(y, kind),
+                           layout(z, kind), activation, **got)
+    for k in want:
+        assert_close(got[k], want[k], dtype)
+
+
+# ------------------------------------------------------------------------------ losses
+LOSS_SHAPES = [(0, 3), (1, 1), (1, 10), (7, 3), (64, 10), (256, 300)]
+
+
+def _loss_pair(backend, method, pred, target, weight, dtype, with_grad, **kw):
+    """(loss, grad) of backend and of the reference; loss_out starts at 0.5 to check it adds."""
+    scale = 1.0 / max(len(pred), 1)
+    results = []
+    for be in (backend, REFERENCE):
+        loss_out = be.asarray(np.full(1, 0.5))
+        grad = be.zeros(pred.shape, dtype) if with_grad else None
+        as_arr = (lambda a: None if a is None else be.asarray(a))
+        ret = getattr(be, method)(as_arr(pred), as_arr(target), weight=as_arr(weight), scale=scale,
+                                  loss_out=loss_out, grad=grad, **kw)
+        assert ret is loss_out
+        results.append((be.to_numpy(loss_out)[0], None if grad is None else be.to_numpy(grad)))
+    return results
+
+
+def _check_loss(results, dtype, n_terms):
+    (got_loss, got_grad), (want_loss, want_grad) = results
+    assert np.isfinite(got_loss)
+    # a float32 loss is a sum of n*k terms computed in float32: allow for that
+    assert_close(got_loss, want_loss, dtype, factor=1 + np.sqrt(n_terms))
+    if want_grad is not None:
+        assert np.isfinite(got_grad).all()
+        assert_close(got_grad, want_grad, dtype, factor=3)
+
+
+@pytest.mark.parametrize("with_grad", [True, False], ids=["grad", "nograd"])
+@pytest.mark.parametrize("smoothing", [0.0, 0.1])
+@pytest.mark.parametrize("weighted", [False, True], ids=["unweighted", "weighted"])
+@pytest.mark.parametrize("targets", ["labels", "onehot", "soft"])
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("shape", LOSS_SHAPES, ids=str)
+def test_cross_entropy_matches_reference(backend, shape, dtype, targets, weighted, smoothing, with_grad):
+    n, k = shape
+    rng = np.random.default_rng(10)
+    logits = _rand(rng, shape, dtype, 3.0)
+    labels = rng.integers(0, k, n).astype(np.int64)
+    if targets == "labels":
+        target = labels
+    elif targets == "onehot":
+        target = np.eye(k, dtype=dtype)[labels]
+    else:
+        target = rng.dirichlet(np.ones(k), n).astype(dtype) if n else np.zeros(shape, dtype)
+    weight = rng.uniform(0.1, 2.0, n).astype(dtype) if weighted else None
+    results = _loss_pair(backend, "cross_entropy", logits, target, weight, dtype, with_grad,
+                         label_smoothing=smoothing)
+    _check_loss(results, dtype, n * k)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("targets", ["labels", "soft"])
+def test_cross_entropy_is_stable_for_huge_logits(backend, dtype, targets):
+    logits = np.array([[1e4, 0.0, -1e4], [-1e4, 1e4, 1e4], [0.0, 0.0, 0.0], [-1e4, -1e4, -1e4]], dtype)
+    labels = np.array([0, 2, 1, 0], np.int64)
+    target = labels if targets == "labels" else np.eye(3, dtype=dtype)[labels]
+    results = _loss_pair(backend, "cross_entropy", logits, target, None, dtype, True, label_smoothing=0.1)
+    _check_loss(results, dtype, logits.size)
+
+
+def test_cross_entropy_rejects_labels_out_of_range(backend):
+    if backend.name == "reference":
+        pytest.skip("the reference indexes with NumPy (negative labels wrap)")
+    logits = backend.asarray(np.zeros((3, 4), np.float32))
+    loss_out = backend.zeros((1,), np.float64)
+    for bad in (4, -1):
+        labels = backend.asarray(np.array([0, bad, 1], np.int64))
+        with pytest.raises(ValueError, match=r"cross_entropy: target labels must be in \[0, 4\)"):
+            backend.cross_entropy(logits, labels, loss_out=loss_out, grad=backend.zeros((3, 4), np.float32))
+        assert backend.to_numpy(loss_out)[0] == 0.0
+
+
+@pytest.mark.parametrize("with_grad", [True, False], ids=["grad", "nograd"])
+@pytest.mark.parametrize("weighted", [False, True], ids=["unweighted", "weighted"])
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("shape", LOSS_SHAPES, ids=str)
+@pytest.mark.parametrize("method", ["binary_cross_entropy", "mse", "mae", "huber"])
+def test_elementwise_losses_match_reference(backend, method, shape, dtype, weighted, with_grad):
+    n, k = shape
+    rng = np.random.default_rng(11)
+    pred = _rand(rng, shape, dtype, 3.0)
+    if method == "binary_cross_entropy":
+        target = rng.uniform(0, 1, shape).astype(dtype)
+        target[:, :1] = (target[:, :1] > 0.5)
+    else:
+        target = _rand(rng, shape, dtype, 2.0)
+        target.flat[::5] = pred.flat[::5]  # exact ties: mae's sign(0) = 0, huber's d = 0
+    weight = rng.uniform(0.1, 2.0, n).astype(dtype) if weighted else None
+    kw = {"delta": 0.7} if method == "huber" else {}
+    results = _loss_pair(backend, method, pred, target, weight, dtype, with_grad, **kw)
+    _check_loss(results, dtype, n * k)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_binary_cross_entropy_is_stable_for_huge_logits(backend, dtype):
+    logits = np.array([[1e4, -1e4, 0.0, 100.0, -100.0, 30.0]], dtype)
+    target = np.array([[0.0, 1.0, 0.5, 1.0, 0.0, 0.3]], dtype)
+    results = _loss_pair(backend, "binary_cross_entropy", logits, target, None, dtype, True)
+    _check_loss(results, dtype, logits.size)
+
+
+@pytest.mark.fallback
+@pytest.mark.parametrize("method", ["cross_entropy", "binary_cross_entropy", "mse", "mae", "huber"])
+def test_losses_accept_non_contiguous(backend, method):
+    _host(backend)
+    dtype = np.float64
+    rng = np.random.default_rng(12)
+    pred = _rand(rng, (7, 5), dtype)
+    target = rng.uniform(0, 1, (7, 5)).astype(dtype)
+    weight = rng.uniform(0.5, 1.5, 7).astype(dtype)
+    results = []
+    for be, conv in ((backend, lambda a, kind: layout(a, kind)), (REFERENCE, lambda a, kind: a)):
+        loss_out, grad = np.zeros(1), layout(np.zeros((7, 5), dtype), "F")
+        getattr(be, method)(conv(pred, "F"), conv(target, "strided"), weight=conv(weight, "strided"),
+                            loss_out=loss_out, grad=grad)
+        results.append((loss_out[0], grad))
+    _check_loss(results, dtype, pred.size)
+
+
+# ---------------------------------------------------------------- flat buffers, update
+SIZES = [0, 1, 7, 1000, 100_003]
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("size", SIZES)
+def test_sum_squares_matches_reference(backend, size, dtype):
+    x = _rand(np.random.default_rng(13), size, dtype)
+    got = backend.sum_squares(backend.asarray(x))
+    assert isinstance(got, float)
+    assert_close(got, REFERENCE.sum_squares(x), np.float64, factor=100)  # double accumulation
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("size", SIZES)
+def test_scale_and_clip_match_reference(backend, size, dtype):
+    x = _rand(np.random.default_rng(14), size, dtype, 2.0)
+    for method, arg in (("scale_", 0.37), ("clip_", 0.8)):
+        want = getattr(REFERENCE, method)(x.copy(), arg)
+        buf = backend.asarray(x.copy())
+        assert getattr(backend, method)(buf, arg) is buf
+        np.testing.assert_array_equal(backend.to_numpy(buf), want)  # one rounding each: exact
+
+
+@pytest.mark.fallback
+@pytest.mark.parametrize("kind", ["2d", "strided"])
+def test_scale_and_clip_accept_other_layouts(backend, kind):
+    _host(backend)
+    x = _rand(np.random.default_rng(15), (6, 9), np.float32, 2.0)
+    for method, arg in (("scale_", 0.37), ("clip_", 0.8)):
+        want = getattr(REFERENCE, method)(x.copy(), arg)
+        buf = x.copy() if kind == "2d" else layout(x, "strided")
+        assert getattr(backend, method)(buf, arg) is buf
+        np.testing.assert_array_equal(buf, want)
+
+
+def test_clip_keeps_nan(backend):
+    x = backend.asarray(np.array([np.nan, 5.0, -5.0, 0.5], np.float32))
+    got = backend.to_numpy(backend.clip_(x, 1.0))
+    np.testing.assert_array_equal(got, [np.nan, 1.0, -1.0, 0.5])
+
+
+@pytest.mark.parametrize("with_grad", [True, False], ids=["grad", "nograd"])
+@pytest.mark.parametrize("l1, l2", [(0.0, 0.0), (0.3, 0.0), (0.0, 0.7), (0.3, 0.7)])
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("size", SIZES)
+def test_penalty_matches_reference(backend, size, dtype, l1, l2, with_grad):
+    rng = np.random.default_rng(16)
+    w = _rand(rng, size, dtype)
+    w[::7] = 0.0  # sign(0) = 0
+    g = _rand(rng, size, dtype)
+    want_g = g.copy()
+    want = REFERENCE.penalty(w, want_g if with_grad else None, l1=l1, l2=l2)
+    got_g = backend.asarray(g.copy()) if with_grad else None
+    got = backend.penalty(backend.asarray(w), got_g, l1=l1, l2=l2)
+    assert isinstance(got, float)
+    assert_close(got, want, np.float64, factor=100)
+    if with_grad:
+        assert_close(backend.to_numpy(got_g), want_g, dtype)
+
+
+SGD_CASES = {
+    "plain": dict(),
+    "weight-decay": dict(weight_decay=0.01),
+    "momentum": dict(momentum=0.9),
+    "dampening": dict(momentum=0.9, dampening=0.5, weight_decay=0.01),
+    "nesterov": dict(momentum=0.9, nesterov=True),
+    "nesterov-wd": dict(momentum=0.8, nesterov=True, weight_decay=0.05),
+}
+
+
+@pytest.mark.parametrize("case", list(SGD_CASES))
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("size", [1, 7, 10_001])
+def test_sgd_update_matches_reference_over_steps(backend, size, dtype, case):
+    kw = SGD_CASES[case]
+    rng = np.random.default_rng(17)
+    p = _rand(rng, size, dtype)
+    want_p, want_buf = p.copy(), np.full(size, np.nan, dtype)  # the first step must not read buf
+    got_p, got_buf = backend.asarray(p.copy()), backend.asarray(np.full(size, np.nan, dtype))
+    for step in range(5):
+        g = _rand(rng, size, dtype)
+        g_copy = g.copy()
+        REFERENCE.sgd_update(want_p, g, want_buf, lr=0.1, first_step=step == 0, **kw)
+        dev_g = backend.asarray(g)
+        ret = backend.sgd_update(got_p, dev_g, got_buf, lr=0.1, first_step=step == 0, **kw)
+        assert ret is None
+        np.testing.assert_array_equal(backend.to_numpy(dev_g), g_copy)  # g is not modified
+        assert_close(backend.to_numpy(got_p), want_p, dtype, factor=2 * (step + 1))
+        if kw.get("momentum"):
+            assert_close(backend.to_numpy(got_buf), want_buf, dtype, factor=2 * (step + 1))
+
+
+def test_sgd_update_without_momentum_needs_no_buffer(backend):
+    p = backend.asarray(np.ones(5, np.float32))
+    backend.sgd_update(p, backend.asarray(np.ones(5, np.float32)), None, lr=0.5)
+    np.testing.assert_array_equal(backend.to_numpy(p), np.full(5, 0.5, np.float32))
+
+
+@pytest.mark.fallback
+def test_sgd_update_accepts_non_contiguous(backend):
+    _host(backend)
+    rng = np.random.default_rng(18)
+    p, g = _rand(rng, 9, np.float32), _rand(rng, 9, np.float32)
+    want_p, want_buf = p.copy(), np.zeros(9, np.float32)
+    REFERENCE.sgd_update(want_p, g, want_buf, lr=0.1, momentum=0.9, first_step=True)
+    got_p, got_buf = layout(p, "strided"), layout(np.zeros(9, np.float32), "strided")
+    backend.sgd_update(got_p, layout(g, "strided"), got_buf, lr=0.1, momentum=0.9, first_step=True)
+    assert_close(got_p, want_p, np.float32)
+    assert_close(got_buf, want_buf, np.float32)
+
+
+# ------------------------------------------------------------------------ errors (cpu)
+def _cpu(backend):
+    if backend.name != "cpu":
+        pytest.skip("the reference computes mixed dtypes in float64; fast backends refuse them")
+
+
+def test_dtype_mismatch_is_a_type_error_that_says_what_to_do(backend):
+    _cpu(backend)
+    x64, w32 = np.ones((4, 3)), np.ones((3, 2), np.float32)
+    with pytest.raises(TypeError, match=r"^dense_forward: x is float64 but w is float32; "
+                                        r"cast with x\.astype\(np\.float32\)\.$"):
+        backend.dense_forward(x64, w32, None, "relu")
+    with pytest.raises(TypeError, match=r"dense_forward: b is float64 but w is float32"):
+        backend.dense_forward(x64.astype(np.float32), w32, np.zeros(2), "relu")
+    with pytest.raises(TypeError, match=r"dense_forward: out is float64 but w is float32; allocate out"):
+        backend.dense_forward(x64.astype(np.float32), w32, None, "relu", out=np.zeros((4, 2)))
+    # non-contiguous arrays are checked too before the reference would run
+    with pytest.raises(TypeError, match=r"dense_forward: x is float64 but w is float32"):
+        backend.dense_forward(np.asfortranarray(x64), w32, None)
+    with pytest.raises(TypeError, match=r"dense_backward: dy is float64 but w is float32"):
+        backend.dense_backward(np.ones((4, 2)), x64.astype(np.float32), w32, None, None,
+                               dw=np.zeros((3, 2), np.float32))
+    with pytest.raises(TypeError, match=r"activation: out is float32 but x is float64"):
+        backend.activation("relu", x64, out=x64.astype(np.float32))
+    with pytest.raises(TypeError, match=r"activation_backward: y is float32 but dy is float64"):
+        backend.activation_backward("relu", x64, None, x64.astype(np.float32))
+    with pytest.raises(TypeError, match=r"cross_entropy: weight is float64 but logits is float32"):
+        backend.cross_entropy(w32, np.zeros(3, np.int64), weight=np.ones(3), loss_out=np.zeros(1))
+    with pytest.raises(TypeError, match=r"mse: target is float64 but pred is float32"):
+        backend.mse(w32, np.ones((3, 2)), loss_out=np.zeros(1))
+    with pytest.raises(TypeError, match=r"sgd_update: g is float64 but p is float32"):
+        backend.sgd_update(np.ones(3, np.float32), np.ones(3), None, lr=0.1)
+    with pytest.raises(TypeError, match=r"penalty: g is float32 but w is float64"):
+        backend.penalty(np.ones(3), np.ones(3, np.float32), l1=0.1)
+
+
+def test_shape_mismatch_is_a_value_error(backend):
+    _cpu(backend)
+    x, w = np.ones((4, 3), np.float32), np.ones((3, 2), np.float32)
+    with pytest.raises(ValueError, match=r"dense_forward: x must have shape \(any, 5\); got \(4, 3\)\."):
+        backend.dense_forward(x, np.ones((5, 2), np.float32), None)
+    with pytest.raises(ValueError, match=r"dense_forward: b must have shape \(2,\); got \(3,\)\."):
+        backend.dense_forward(x, w, np.ones(3, np.float32))
+    with pytest.raises(ValueError, match=r"dense_forward: out must have shape \(4, 2\)"):
+        backend.dense_forward(x, w, None, out=np.ones((4, 3), np.float32))
+    with pytest.raises(ValueError, match=r"dense_backward: dw must have shape \(3, 2\)"):
+        backend.dense_backward(np.ones((4, 2), np.float32), x, w, None, None, dw=np.ones((2, 3), np.float32))
+    with pytest.raises(ValueError, match=r"dense_backward: activation 'relu' needs y"):
+        backend.dense_backward(np.ones((4, 2), np.float32), x, w, None, None, "relu")
+    with pytest.raises(ValueError, match=r"dense_backward: x is needed for dw"):
+        backend.dense_backward(np.ones((4, 2), np.float32), None, w, None, None, dw=w.copy())
+    with pytest.raises(ValueError, match=r"activation_backward: y must have shape \(4, 3\)"):
+        backend.activation_backward("tanh", x, None, w)
+    with pytest.raises(ValueError, match=r"cross_entropy: target must have shape \(4,\)"):
+        backend.cross_entropy(x, np.zeros(5, np.int64), loss_out=np.zeros(1))
+    with pytest.raises(ValueError, match=r"mae: grad must have shape \(4, 3\)"):
+        backend.mae(x, x, loss_out=np.zeros(1), grad=w)
+    with pytest.raises(ValueError, match=r"sgd_update: buf must have shape \(3,\)"):
+        backend.sgd_update(np.ones(3, np.float32), np.ones(3, np.float32), np.ones(2, np.float32),
+                           lr=0.1, momentum=0.9)
+
+
+@pytest.mark.parametrize("method", ["activation", "dense_forward"])
+def test_unknown_activation_is_a_value_error(backend, method):
+    x = backend.asarray(np.ones((2, 2), np.float32))
+    with pytest.raises(ValueError, match="unknown"):
+        if method == "activation":
+            backend.activation("swish", x)
+        else:
+            backend.dense_forward(x, x, None, "swish")
+
+
+@pytest.mark.fallback
+def test_other_dtypes_go_to_the_reference(backend):
+    _cpu(backend)
+    x, w = np.arange(6).reshape(2, 3), np.ones((3, 2))
+    np.testing.assert_array_equal(backend.dense_forward(x, w, None), REFERENCE.dense_forward(x, w, None))
+    np.testing.assert_array_equal(backend.activation("relu", x - 3), REFERENCE.activation("relu", x - 3))
+    labels = np.array([0, 2], np.int32)  # not int64
+    for be in (backend, REFERENCE):
+        loss_out = np.zeros(1)
+        be.cross_entropy(np.ones((2, 3)), labels, loss_out=loss_out)
+        assert_close(loss_out[0], 2 * np.log(3), np.float64)
+
+
+# -------------------------------------------------------------------------- BLAS (cpu)
+def test_blas_info_describes_the_route():
+    from fastnn.backends import cpu
+
+    info = cpu.blas_info()
+    assert info["route"] in ("openblas", "numpy")
+    if info["route"] == "openblas":
+        assert os.path.exists(info["library"]) and info["int_size"] in (4, 8)
+        assert info["sgemm"].endswith(("sgemm", "sgemm64_")) and info["dgemm"]
+    else:
+        assert info["reason"]
+
+
+def test_the_openblas_route_uses_numpys_copy_only():
+    from fastnn.backends import cpu
+
+    if cpu.blas_info()["route"] != "openblas" or not os.path.exists("/proc/self/maps"):
+        pytest.skip("needs NumPy's OpenBLAS on Linux")
+    with open("/proc/self/maps") as maps:
+        paths = {line.split()[-1] for line in maps if "openblas" in line.lower()}
+    assert len(paths) == 1, paths  # the one NumPy loaded: fastnn opened it with RTLD_NOLOAD
+
+
+def test_set_num_threads_round_trips():
+    from fastnn.backends import cpu
+
+    before = cpu.get_num_threads()
+    if before is None:
+        pytest.skip("the BLAS thread pool cannot be controlled here")
+    assert cpu.set_num_threads(1) == before
+    assert cpu.get_num_threads() == 1
+    cpu.set_num_threads(before)
+    assert cpu.get_num_threads() == before
+    with pytest.raises(ValueError, match="set_num_threads: n must be >= 1"):
+        cpu.set_num_threads(0)
+
+
+@pytest.mark.parametrize("small", [0.0, 1e18], ids=["blas", "builtin-loop"])
+@pytest.mark.parametrize("trans", [(False, False), (True, False), (False, True), (True, True)], ids=str)
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("mnk", [(1, 1, 1), (7, 13, 5), (33, 65, 17), (5, 3, 0)], ids=str)
+def test_blas_matmul_routes_agree(mnk, dtype, trans, small):
+    from fastnn._ext import blas
+
+    m, n, k = mnk
+    rng = np.random.default_rng(19)
+    a = _rand(rng, (k, m) if trans[0] else (m, k), dtype)
+    b = _rand(rng, (n, k) if trans[1] else (k, n), dtype)
+    c = _rand(rng, (m, n), dtype)
+    want = 0.5 * (a.T if trans[0] else a) @ (b.T if trans[1] else b) + 2.0 * c
+    old = blas.set_small_gemm(small)
+    try:
+        blas.matmul(a, b, c, trans[0], trans[1], 0.5, 2.0)
+    finally:
+        blas.set_small_gemm(old)
+    assert_close(c, want, dtype, factor=3)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_numpy_blas_fallback_matches_reference(dtype):
+    """The route used when NumPy has no OpenBLAS (MKL, Accelerate): np.matmul + Cython passes."""
+    from fastnn.backends.cpu import CpuBackend
+
+    be = CpuBackend(blas="numpy")
+    assert repr(be) == "CpuBackend(blas='numpy')"
+    rng = np.random.default_rng(20)
+    for activation in ("identity", "relu", "gelu", "softmax"):
+        x, w, b = _rand(rng, (7, 13), dtype), _rand(rng, (13, 5), dtype), _rand(rng, (5,), dtype)
+        z = np.zeros((7, 5), dtype)
+        want_z = np.zeros((7, 5))
+        want = REFERENCE.dense_forward(x, w, b, activation, z=want_z)
+        assert_close(be.dense_forward(x, w, b, activation, z=z), want, dtype, factor=3)
+        assert_close(z, want_z, dtype, factor=3)
+        dy = _rand(rng, (7, 5), dtype)
+        y, z = want.astype(dtype), want_z.astype(dtype)
+        want_g = {k: np.zeros(s) for k, s in (("dw", w.shape), ("db", b.shape), ("dx", x.shape))}
+        REFERENCE.dense_backward(dy, x, w, y, z, activation, **want_g)
+        got = {k: np.zeros(v.shape, dtype) for k, v in want_g.items()}
+        assert be.dense_backward(dy, x, w, y, z, activation, **got) is got["dx"]
+        for k in want_g:
+            assert_close(got[k], want_g[k], dtype, factor=3)
+
+
+def test_fastnn_blas_env_forces_the_numpy_route():
+    code = textwrap.dedent("""
+        import numpy as np
+        from fastnn.backends import cpu
+        from fastnn.backends.base import Backend
+        info = cpu.blas_info()
+        assert info["route"] == "numpy", info
+        assert "FASTNN_BLAS" in info["reason"] or info["library"] is None, info
+        be = cpu.CpuBackend()
+        assert not be._gemm
+        from fastnn._ext import blas
+        assert not blas.has_gemm()
+        rng = np.random.default_rng(0)
+        x, w, b = (rng.standard_normal(s).astype(np.float32) for s in ((9, 6), (6, 4), (4,)))
+        got = be.dense_forward(x, w, b, "relu")
+        want = Backend().dense_forward(x, w, b, "relu")
+        np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
+        print("ok")
+    """)
+    import fastnn
+
+    env = dict(os.environ, FASTNN_BLAS="numpy")
+    root = os.path.dirname(os.path.dirname(os.path.abspath(fastnn.__file__)))  # the fastnn under test
+    env["PYTHONPATH"] = os.pathsep.join([root] + [p for p in [env.get("PYTHONPATH")] if p])
+    done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, cwd=root)
+    assert done.returncode == 0 and "ok" in done.stdout, done.stderr
+
+
+def test_unknown_blas_choice_is_a_value_error():
+    from fastnn.backends.cpu import CpuBackend
+
+    with pytest.raises(ValueError, match=r"CpuBackend: unknown blas 'mkl'; choose one of 'auto', 'openblas', 'numpy'\."):
+        CpuBackend(blas="mkl")

@@ -1,0 +1,121 @@
+"""Smoke test of the end-to-end benchmark (fastnn.bench): it runs, and its JSON is well formed.
+No timing assertions: benchmarks print and never assert."""
+
+import json
+import math
+
+import pytest
+
+from fastnn import bench
+
+
+def _cpu_built():
+    from fastnn.backends import get_backend
+
+    try:
+        get_backend("cpu")
+    except Exception:  # the compiled extension is not built
+        return False
+    return True
+
+
+DEVICES = ["reference", pytest.param("cpu", marks=pytest.mark.skipif(not _cpu_built(),
+                                                                     reason="fastnn._ext is not built"))]
+
+
+def _positive_finite(value):
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value) and value > 0
+
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_quick_run_writes_well_formed_json(tmp_path, capsys, device):
+    path = tmp_path / "b.json"
+    assert bench.main(["--quick", "--config", "tiny,regress", "--device", device, "--json", path]) == 0
+    out = capsys.readouterr().out
+    assert "tiny" in out and "regress" in out and "× floor" in out
+
+    data = json.loads(path.read_text())
+    assert data["schema"] == bench.SCHEMA
+    for key in ("date", "cpu", "cores", "threads", "numpy", "fastnn", "device"):
+        assert key in data["machine"]
+    assert data["machine"]["device"] == device
+    assert data["settings"]["n"] == 2000 and data["settings"]["repeats"] == 1
+    assert [r["config"] for r in data["results"]] == ["tiny", "regress"]
+    for r in data["results"]:
+        assert r["status"] == "ok"
+        assert r["optimizer"] and r["optimizer_specified"]
+        assert r["steps_per_epoch"] == math.ceil(2000 / r["batch"])
+        assert len(r["epoch_s"]) == len(r["floor_epoch_s"]) == 1
+        for key in ("us_per_step", "samples_per_s", "floor_us_per_step", "x_floor"):
+            assert _positive_finite(r[key]), (r["config"], key, r[key])
+        assert all(_positive_finite(t) for t in r["epoch_s"] + r["floor_epoch_s"])
+        mem = r["memory"]
+        assert mem["method"].startswith("tracemalloc")
+        assert mem["steps_measured"] == r["steps_per_epoch"] - 1
+        for key in ("epoch_peak_bytes", "step_alloc_bytes_median", "step_alloc_bytes_max"):
+            assert isinstance(mem[key], int) and mem[key] >= 0
+        assert r["torch"] is None
+
+
+def test_bn_is_skipped_until_its_layers_exist(tmp_path):
+    import fastnn
+
+    path = tmp_path / "b.json"
+    assert bench.main(["--config", "bn", "--n", "300", "--repeats", "1", "--device", "reference",
+                       "--json", str(path)]) == 0
+    (r,) = json.loads(path.read_text())["results"]
+    ready = all([hasattr(fastnn.layers, "BatchNorm"), hasattr(fastnn.layers, "Dropout"),
+                 hasattr(fastnn.optim, "AdamW")])
+    if ready:
+        assert r["status"] == "ok" and _positive_finite(r["us_per_step"])
+    else:
+        assert r["status"] == "skipped" and r["reason"] == "needs BatchNorm/Dropout/AdamW"
+
+
+def test_the_optimizer_column_says_what_ran(tmp_path):
+    import fastnn
+
+    path = tmp_path / "b.json"
+    assert bench.main(["--config", "tiny", "--n", "200", "--repeats", "1", "--device", "reference",
+                       "--json", str(path)]) == 0
+    (r,) = json.loads(path.read_text())["results"]
+    assert r["optimizer_specified"].startswith("Adam")
+    if hasattr(fastnn.optim, "Adam"):
+        assert r["optimizer"].startswith("Adam") and r["optimizer_note"] is None
+    else:
+        assert r["optimizer"].startswith("SGD m=0.9") and "Adam" in r["optimizer_note"]
+
+
+def test_compare_torch_without_torch_is_a_note(tmp_path, capsys, monkeypatch):
+    monkeypatch.setattr(bench, "_import_torch", lambda: (None, "ImportError: No module named 'torch'"))
+    path = tmp_path / "b.json"
+    assert bench.main(["--config", "tiny", "--n", "200", "--repeats", "1", "--device", "reference",
+                       "--compare", "torch", "--json", str(path)]) == 0
+    err = capsys.readouterr().err
+    assert "--compare torch skipped" in err
+    data = json.loads(path.read_text())
+    assert data["settings"]["compare"] is None and data["results"][0]["torch"] is None
+
+
+def test_compare_torch(tmp_path):
+    pytest.importorskip("torch")
+    path = tmp_path / "b.json"
+    assert bench.main(["--config", "regress", "--n", "256", "--repeats", "1", "--device", "reference",
+                       "--compare", "torch", "--json", str(path)]) == 0
+    t = json.loads(path.read_text())["results"][0]["torch"]
+    assert t["optimizer"].startswith("SGD")
+    for key in ("us_per_step", "samples_per_s", "x_floor", "speedup"):
+        assert _positive_finite(t[key])
+
+
+@pytest.mark.parametrize("args", [["--config", "huge"], ["--n", "0"], ["--repeats", "-1"], ["--device", "gpu"]])
+def test_bad_arguments_exit_2(args, capsys):
+    assert bench.main(args) == 2
+    assert "error" in capsys.readouterr().err
+
+
+def test_floor_products_per_step():
+    floor = bench.GemmFloor((784, 512, 512, 10), bench._steps(300, 128))
+    assert floor.steps == [128, 128, 44]
+    assert floor.n_products == 3 + 3 + 2  # forward per layer, dW per layer, dX except the first layer
+    assert floor.epoch() > 0

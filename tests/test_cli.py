@@ -1,0 +1,431 @@
+"""The ``fastnn`` command (fastnn.cli): train / evaluate / predict / info / bench, in-process
+through ``main(argv)`` and as a real subprocess; bad arguments exit 2 with one line on stderr."""
+
+import csv
+import glob
+import json
+import os
+import re
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+import fastnn as fnn
+from fastnn.cli import main
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(fnn.__file__)))
+
+
+def _cpu_built():
+    """True when the compiled CPU backend (fastnn._ext) is built and importable."""
+    ext = os.path.join(os.path.dirname(fnn.__file__), "_ext")
+    if not glob.glob(os.path.join(ext, "*.so")) + glob.glob(os.path.join(ext, "*.pyd")):
+        return False
+    try:
+        from fastnn.backends import get_backend
+
+        get_backend("cpu")
+    except ImportError:
+        return False
+    return True
+
+
+CPU_BUILT = _cpu_built()
+needs_cpu = pytest.mark.skipif(not CPU_BUILT, reason="the compiled CPU backend (fastnn._ext) is not built")
+DEVICES = [pytest.param("cpu", marks=needs_cpu), "reference"]
+#: device for the tests where the device does not matter
+DEVICE = "cpu" if CPU_BUILT else "reference"
+
+
+def run(capsys, *argv):
+    """main(argv) in-process -> (exit status, stdout lines, stderr lines)."""
+    code = main([str(a) for a in argv])
+    out, err = capsys.readouterr()
+    return code, out.splitlines(), err.splitlines()
+
+
+def check_epoch_lines(lines, epochs, metric):
+    epoch_lines = [line for line in lines if line.startswith("epoch ")]
+    assert [line.split(" - ")[0].split()[1] for line in epoch_lines] == [str(e) for e in range(1, epochs + 1)]
+    for line in epoch_lines:
+        assert " - loss " in line and f" - {metric} " in line and " - val_loss " in line
+        assert f" - val_{metric} " in line and " - lr " in line
+    return epoch_lines
+
+
+def scores(line):
+    """'test loss 0.1 - accuracy 0.9' -> {'loss': 0.1, 'accuracy': 0.9}."""
+    assert line.startswith("test ")
+    pairs = (part.split() for part in line[len("test "):].split(" - "))
+    return {k: float(v) for k, v in pairs}
+
+
+@pytest.fixture
+def iris_csv(tmp_path):
+    """Iris as CSV with a header; the label column ('species') sits in the middle (index 2)."""
+    X, y = fnn.datasets.load_iris()
+    path = tmp_path / "iris.csv"
+    with open(path, "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["sepal_length", "sepal_width", "species", "petal_length", "petal_width"])
+        for row, label in zip(X.tolist(), y.tolist()):
+            w.writerow([f"{row[0]:.6g}", f"{row[1]:.6g}", label, f"{row[2]:.6g}", f"{row[3]:.6g}"])
+    return path
+
+
+@pytest.fixture
+def regression_csv(tmp_path):
+    rng = np.random.default_rng(0)
+    X = rng.standard_normal((300, 3))
+    y = X @ np.array([1.5, -2.0, 0.5]) + 0.3 + 0.05 * rng.standard_normal(300)
+    path = tmp_path / "reg.csv"
+    with open(path, "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["a", "b", "c", "target"])
+        w.writerows(np.column_stack([X, y]).tolist())
+    return path
+
+
+# ---------------------------------------------------------------------------- train
+@pytest.mark.parametrize("device", DEVICES)
+def test_train_iris_prints_one_line_per_epoch_and_a_test_line(capsys, device):
+    code, out, err = run(capsys, "train", "--data", "iris", "--epochs", 5, "--hidden", 16, "--device", device)
+    assert code == 0
+    assert err == []
+    assert out[0].startswith("fastnn train: iris: 105 train / 23 validation / 22 test samples, 4 features, "
+                             "3 classes; 131 parameters on " + device)
+    check_epoch_lines(out, 5, "accuracy")
+    assert len(out) == 1 + 5 + 1
+    s = scores(out[-1])
+    assert set(s) == {"loss", "accuracy"}
+    assert 0 < s["loss"] < 1.2 and 0.6 <= s["accuracy"] <= 1.0
+
+
+def test_train_is_reproducible_with_a_seed(capsys):
+    args = ("train", "--data", "spirals", "--epochs", 2, "--hidden", "8,8", "--device", DEVICE, "--seed", 3)
+    _, first, _ = run(capsys, *args)
+    _, second, _ = run(capsys, *args)
+    strip = [line.rsplit(" - ", 1)[0] for line in first]  # the last field is the epoch time
+    assert strip == [line.rsplit(" - ", 1)[0] for line in second]
+    assert "123 parameters" in first[0]  # 2*8+8 + 8*8+8 + 8*3+3
+
+
+def test_train_as_a_subprocess(tmp_path):
+    env = dict(os.environ, PYTHONPATH=REPO + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    proc = subprocess.run([sys.executable, "-m", "fastnn.cli", "train", "--data", "iris", "--epochs", "3",
+                           "--hidden", "8", "--device", DEVICE, "--out", "m.fnn"],
+                          cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stderr == ""
+    lines = proc.stdout.splitlines()
+    check_epoch_lines(lines, 3, "accuracy")
+    assert lines[-2].startswith("test loss ") and lines[-1] == "saved m.fnn"
+    assert fnn.load(tmp_path / "m.fnn", device="reference").n_params == 4 * 8 + 8 + 8 * 3 + 3
+
+    bad = subprocess.run([sys.executable, "-m", "fastnn.cli", "train", "--data", "nosuch", "--device", DEVICE],
+                         cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120)
+    assert bad.returncode == 2
+    assert bad.stdout == ""
+    assert len(bad.stderr.splitlines()) == 1
+    assert bad.stderr.startswith("fastnn: error: --data 'nosuch' is neither one of iris, digits")
+
+
+@needs_cpu
+def test_no_arguments_trains_on_digits(capsys, monkeypatch):
+    import fastnn.trainer
+
+    # keep it short: the command's default is 30 epochs
+    real_fit = fastnn.trainer.Trainer.fit
+    monkeypatch.setattr(fastnn.trainer.Trainer, "fit", lambda self, *a, **k: real_fit(self, *a, **{**k, "epochs": 1}))
+    code, out, err = run(capsys)
+    assert code == 0 and err == []
+    assert out[0].startswith("fastnn train: digits: ")
+    assert "64 features, 10 classes" in out[0] and out[0].endswith("parameters on cpu")
+    check_epoch_lines(out, 1, "accuracy")
+    assert out[-1].startswith("test loss ")
+
+
+# ------------------------------------------------------- train, save, evaluate, predict
+def test_digits_train_save_evaluate_predict(capsys, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    code, out, err = run(capsys, "train", "--data", "digits", "--epochs", 2, "--out", "m.fnn", "--device", DEVICE)
+    assert code == 0 and err == []
+    check_epoch_lines(out, 2, "accuracy")
+    assert out[-1] == "saved m.fnn"
+    train_scores = scores(out[-2])
+    assert train_scores["accuracy"] > 0.85
+
+    model = fnn.load("m.fnn", device="reference")
+    assert model.input_dim == 64 and model.n_out == 10
+    assert [layer.units for layer in model.layers] == [128, 10]
+    assert model.metadata["task"] == "classify" and model.metadata["loss"] == "cross_entropy"
+    assert model.metadata["classes"] == list(range(10))
+    assert len(model.metadata["standardize"]["mean"]) == 64
+
+    code, out, err = run(capsys, "evaluate", "m.fnn", "--data", "digits", "--device", DEVICE)
+    assert code == 0 and err == []
+    assert len(out) == 1
+    result = json.loads(out[0])
+    assert set(result) == {"loss", "accuracy"}
+    assert result["accuracy"] > 0.85 and 0 < result["loss"] < 0.6
+
+    code, out, err = run(capsys, "predict", "m.fnn", "--data", "digits", "--out", "p.csv", "--device", DEVICE)
+    assert code == 0 and err == [] and out == []
+    lines = (tmp_path / "p.csv").read_text().splitlines()
+    assert lines[0] == "prediction"
+    _, y = fnn.datasets.load_digits()
+    pred = np.array([int(v) for v in lines[1:]])
+    assert len(pred) == len(y) == 1797
+    assert set(pred) <= set(range(10))
+    assert np.mean(pred == y) == pytest.approx(result["accuracy"], abs=1e-12)
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".tmp")] == []
+
+    code, out, err = run(capsys, "predict", "m.fnn", "--data", "digits", "--device", DEVICE)  # to stdout
+    assert code == 0 and err == []
+    assert out == lines[1:]
+
+
+def test_saved_model_predicts_like_the_api(capsys, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    assert run(capsys, "train", "--data", "iris", "--epochs", 3, "--hidden", 8, "--out", "m.fnn",
+               "--device", DEVICE)[0] == 0
+    model = fnn.load("m.fnn", device="reference")
+    X, _ = fnn.datasets.load_iris()
+    std = model.metadata["standardize"]
+    expected = model.predict((X - np.array(std["mean"])) / np.array(std["scale"])).argmax(axis=1)
+    code, out, _ = run(capsys, "predict", "m.fnn", "--data", "iris", "--device", "reference")
+    assert code == 0
+    assert [int(v) for v in out] == expected.tolist()
+
+
+# -------------------------------------------------------------------- CSV and NPZ data
+@pytest.mark.parametrize("target", ["species", "2", "-3"])
+def test_csv_with_header_and_target(capsys, iris_csv, target):
+    code, out, err = run(capsys, "train", "--data", iris_csv, "--target", target, "--epochs", 3, "--hidden", 8,
+                         "--device", DEVICE)
+    assert code == 0 and err == []
+    assert "150" not in out[0] and "105 train / 23 validation / 22 test samples, 4 features, 3 classes" in out[0]
+    check_epoch_lines(out, 3, "accuracy")
+    assert scores(out[-1])["accuracy"] > 0.5
+
+
+def test_csv_target_by_name_and_by_index_agree(capsys, iris_csv):
+    runs = []
+    for target in ("species", "2"):
+        code, out, _ = run(capsys, "train", "--data", iris_csv, "--target", target, "--epochs", 2, "--hidden", 4,
+                           "--device", DEVICE)
+        assert code == 0
+        runs.append([line.rsplit(" - ", 1)[0] for line in out])  # drop the epoch times
+    assert runs[0] == runs[1]
+
+
+def test_csv_default_target_is_the_last_column(capsys, tmp_path):
+    X, y = fnn.datasets.load_iris()
+    path = tmp_path / "last.csv"
+    np.savetxt(path, np.column_stack([X, y]), delimiter=",", header="a,b,c,d,label", comments="", fmt="%.6g")
+    code, out, _ = run(capsys, "train", "--data", path, "--epochs", 2, "--hidden", 4, "--device", DEVICE)
+    assert code == 0
+    assert "4 features, 3 classes" in out[0]
+
+
+@pytest.mark.parametrize("target", [None, "labels"])
+def test_npz_data(capsys, tmp_path, target):
+    X, y = fnn.datasets.load_iris()
+    path = tmp_path / "iris.npz"
+    key = target or "y"
+    np.savez(path, X=X, **{key: y + 10})  # labels need not start at 0
+    argv = ["train", "--data", path, "--epochs", 3, "--hidden", 8, "--device", DEVICE, "--out", tmp_path / "m.fnn"]
+    if target:
+        argv += ["--target", target]
+    code, out, err = run(capsys, *argv)
+    assert code == 0 and err == []
+    assert "4 features, 3 classes" in out[0]
+    check_epoch_lines(out, 3, "accuracy")
+    assert fnn.load(tmp_path / "m.fnn", device="reference").metadata["classes"] == [10, 11, 12]
+
+    code, out, _ = run(capsys, "predict", tmp_path / "m.fnn", "--data", path, "--device", DEVICE,
+                       *(["--target", target] if target else []))
+    assert code == 0
+    assert set(int(v) for v in out) <= {10, 11, 12} and len(out) == 150
+
+
+def test_regression_on_csv_reports_r2(capsys, regression_csv, tmp_path):
+    model_path = tmp_path / "reg.fnn"
+    code, out, err = run(capsys, "train", "--data", regression_csv, "--epochs", 8, "--hidden", 16,
+                         "--device", DEVICE, "--out", model_path)
+    assert code == 0 and err == []
+    assert "3 features, regression" in out[0]
+    check_epoch_lines(out, 8, "r2")
+    s = scores(out[-2])
+    assert set(s) == {"loss", "r2"}
+    assert s["r2"] > 0.8
+
+    model = fnn.load(model_path, device="reference")
+    assert model.n_out == 1 and model.metadata["task"] == "regress" and model.metadata["classes"] is None
+
+    code, out, _ = run(capsys, "evaluate", model_path, "--data", regression_csv, "--device", DEVICE)
+    assert code == 0
+    result = json.loads(out[0])
+    assert set(result) == {"loss", "r2"} and result["r2"] > 0.8
+
+    code, out, _ = run(capsys, "predict", model_path, "--data", regression_csv, "--device", DEVICE)
+    assert code == 0
+    pred = np.array([float(v) for v in out])
+    data = np.loadtxt(regression_csv, delimiter=",", skiprows=1)
+    assert len(pred) == 300
+    assert np.corrcoef(pred, data[:, 3])[0, 1] > 0.9
+
+
+# ------------------------------------------------------------------------- info, bench
+def _info_works():
+    try:
+        fnn.info()
+    except ImportError:
+        return False
+    return True
+
+
+needs_info = pytest.mark.skipif(not _info_works(), reason="fnn.info() needs the CPU backend, not built yet")
+
+
+@needs_info
+def test_info(capsys):
+    code, out, err = run(capsys, "info")
+    assert code == 0 and err == []
+    assert out[0].split() == ["fastnn", fnn.__version__]
+    keys = [line.split()[0] for line in out]
+    assert {"fastnn", "python", "numpy", "blas", "threads", "devices"} <= set(keys)
+
+
+@needs_info
+def test_info_json(capsys):
+    code, out, err = run(capsys, "info", "--json")
+    assert code == 0 and err == []
+    info = json.loads("\n".join(out))
+    assert info["fastnn"] == fnn.__version__
+    assert info["numpy"] == np.__version__
+    assert info["devices"]["cpu"] is True and info["devices"]["reference"] is True
+    assert isinstance(info["threads"], int) and info["threads"] >= 1
+
+
+def _bench_exists():
+    try:
+        import fastnn.bench  # noqa: F401  (written by someone else; may not exist yet)
+    except ImportError:
+        return False
+    return True
+
+
+needs_bench = pytest.mark.skipif(not _bench_exists(), reason="fastnn.bench is not written yet")
+
+
+@needs_bench
+def test_bench_help(capsys):
+    code = main(["bench", "--help"])
+    out, err = capsys.readouterr()
+    assert code == 0
+    assert out.startswith("usage: fastnn bench") and "--config" in out
+
+
+@needs_bench
+def test_bench_quick_run_with_options(capsys, tmp_path):
+    # options right after 'bench' reach the benchmark (argparse.REMAINDER alone would reject them)
+    path = tmp_path / "bench.json"
+    code = main(["bench", "--quick", "--config", "tiny", "--device", "reference", "--n", "64", "--json", str(path)])
+    out, err = capsys.readouterr()
+    assert code == 0, err
+    assert "tiny" in out
+    result = json.loads(path.read_text())
+    assert result["schema"] == "fastnn-bench/1"
+    assert result["settings"]["configs"] == ["tiny"] and result["settings"]["device"] == "reference"
+
+
+@needs_bench
+def test_bench_bad_config_exits_2(capsys):
+    code = main(["bench", "--config", "nope", "--device", "reference"])
+    out, err = capsys.readouterr()
+    assert code == 2
+    assert "unknown --config nope" in err
+
+
+# ---------------------------------------------------------------------- bad arguments
+@pytest.fixture
+def files(tmp_path):
+    (tmp_path / "text.csv").write_text("a,b,label\n1,x,0\n3,4,1\n")
+    (tmp_path / "ragged.csv").write_text("a,b,label\n1,2\n3,4,1\n")
+    (tmp_path / "header_only.csv").write_text("a,b,label\n")
+    (tmp_path / "one_class.csv").write_text("a,b,label\n" + "".join(f"{i},{i % 3},1\n" for i in range(40)))
+    (tmp_path / "data.txt").write_text("1 2 3\n")
+    (tmp_path / "not_a_model.fnn").write_text("hello")
+    np.savez(tmp_path / "nox.npz", features=np.zeros((3, 2)), y=np.zeros(3))
+    fnn.Sequential([fnn.layers.Dense(3)], input_dim=64, seed=0, device="reference").save(tmp_path / "m64.fnn")
+    return tmp_path
+
+
+BAD_ARGS = [
+    (["train", "--data", "nosuch"], r"--data 'nosuch' is neither one of iris, digits, spirals, moons nor an "
+                                    r"existing \.csv/\.npz file"),
+    (["train", "--data", "missing.csv"], r"--data 'missing.csv' is neither one of iris"),
+    (["train", "--data", "data.txt"], r"--data 'data.txt': use a \.csv or \.npz file"),
+    (["train", "--data", "text.csv"], r"text.csv: every value must be a number \(could not convert string to "
+                                      r"float: 'x'\)"),
+    (["train", "--data", "ragged.csv"], r"ragged.csv: every value must be a number|every row must have 3 values"),
+    (["train", "--data", "header_only.csv"], r"header_only.csv: needs a header row and at least one data row"),
+    (["train", "--data", "one_class.csv"], r"the target has a single class"),
+    (["train", "--data", "text.csv", "--target", "zzz"], r"--target 'zzz' is not a column of text.csv; "
+                                                         r"columns: a, b, label"),
+    (["train", "--data", "text.csv", "--target", "3"], r"--target '3' is not a column of text.csv"),
+    (["train", "--data", "text.csv", "--target", "-4"], r"--target '-4' is not a column of text.csv"),
+    (["train", "--data", "nox.npz"], r"nox.npz: needs arrays 'X' and 'y'; it has features, y"),
+    (["train", "--data", "iris", "--epochs", "-1"], r"--epochs must be >= 0; got -1"),
+    (["train", "--data", "iris", "--epochs", "x"], r"argument --epochs: invalid int value: 'x'"),
+    (["train", "--data", "iris", "--batch-size", "0"], r"--batch-size must be >= 1; got 0"),
+    (["train", "--data", "iris", "--batch-size", "-5"], r"--batch-size must be >= 1; got -5"),
+    (["train", "--data", "iris", "--hidden", "0"], r"--hidden '0': every width must be >= 1"),
+    (["train", "--data", "iris", "--hidden", "a,b"], r"--hidden 'a,b': give integer widths"),
+    (["train", "--data", "iris", "--activation", "rleu"], r"unknown activation 'rleu'; choose one of 'identity', "
+                                                          r"'sigmoid'.*'relu'"),
+    (["train", "--data", "iris", "--optimizer", "adamw"], r"argument --optimizer: invalid choice: 'adamw' "
+                                                          r"\(choose from .*'sgd'"),
+    (["train", "--data", "iris", "--lr", "-0.1"], r"lr must be >= 0.0; got -0.1"),
+    (["train", "--data", "iris", "--device", "gpu"], r"unknown device 'gpu'; choose one of 'cpu', 'cuda', "
+                                                     r"'reference'"),
+    (["train", "--data", "iris", "--task", "guess"], r"argument --task: invalid choice: 'guess'"),
+    (["train", "--bogus-flag"], r"unrecognized arguments: --bogus-flag"),
+    (["frobnicate"], r"invalid choice: 'frobnicate'"),
+    (["evaluate", "nothere.fnn", "--data", "iris"], r"fastnn.load: no file at 'nothere.fnn'"),
+    (["evaluate", "not_a_model.fnn", "--data", "iris"], r"not_a_model.fnn is not a valid fastnn model file"),
+    (["evaluate", "m64.fnn"], r"the following arguments are required: --data"),
+    (["predict", "m64.fnn", "--data", "iris"], r"--data iris: X has shape \(150, 4\); the model m64.fnn takes "
+                                               r"64 features"),
+    (["predict", "m64.fnn", "--data", "nosuch"], r"--data 'nosuch' is neither one of"),
+]
+
+
+@pytest.mark.parametrize("argv, match", BAD_ARGS, ids=[" ".join(a) for a, _ in BAD_ARGS])
+def test_bad_arguments_exit_2_with_one_line(capsys, files, monkeypatch, argv, match):
+    monkeypatch.chdir(files)
+    if "--device" not in argv and argv[0] in ("train", "evaluate", "predict"):
+        argv = [*argv, "--device", DEVICE]
+    code, out, err = run(capsys, *argv)
+    assert code == 2
+    assert out == []  # nothing is printed before the arguments are checked
+    assert len(err) == 1, err
+    assert err[0].startswith("fastnn: error: ")
+    assert re.search(match, err[0]), err[0]
+
+
+def test_unavailable_cuda_device_is_a_usage_error(capsys):
+    from fastnn.backends import get_backend
+
+    try:
+        get_backend("cuda")
+    except RuntimeError:
+        pass
+    else:
+        pytest.skip("a CUDA device is available")
+    code, out, err = run(capsys, "train", "--data", "iris", "--epochs", 1, "--device", "cuda")
+    assert code == 2 and out == []
+    assert len(err) == 1 and err[0].startswith("fastnn: error: ") and "cuda" in err[0]

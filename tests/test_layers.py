@@ -1,0 +1,144 @@
+"""Sequential and layers: flat buffers, building, add/pop, weights, devices, initialization."""
+
+import numpy as np
+import pytest
+
+import fastnn as fnn
+from fastnn.initializers import INITS, default_init, gain
+
+
+def mlp(device="reference", **kw):
+    return fnn.Sequential([fnn.layers.Dense(5, activation="relu"), fnn.layers.Dense(3)], input_dim=4, seed=0,
+                          device=device, **kw)
+
+
+def test_parameters_are_views_of_one_flat_buffer():
+    model = mlp()
+    assert model.n_params == 4 * 5 + 5 + 5 * 3 + 3
+    for layer in model.layers:
+        for name, view in layer.params.items():
+            assert np.shares_memory(view, model.params)
+            assert np.shares_memory(layer.grads[name], model.grads)
+            assert view.flags.c_contiguous
+    starts = [p.start for p in model.param_info]
+    assert all(s % 16 == 0 for s in starts)  # 64-byte aligned in float32
+    model.params[:] = 0  # writing the buffer writes every layer
+    assert not model.get_weights()[0].any()
+
+
+def test_lazy_input_dim_and_summary(capsys):
+    model = fnn.Sequential([fnn.layers.Dense(7, activation="tanh"), fnn.layers.Dense(2)], seed=0)
+    assert not model.built and model.n_params == 0
+    out = model.predict(np.ones((3, 6)))
+    assert out.shape == (3, 2) and out.dtype == np.float32
+    assert model.input_dim == 6 and model.n_params == 6 * 7 + 7 + 7 * 2 + 2
+    text = model.summary()
+    assert "Dense(units=7, activation='tanh'" in capsys.readouterr().out
+    assert "Total params: 65" in text
+
+
+def test_add_and_pop_keep_the_other_weights():
+    model = mlp()
+    first = model.layers[0].weights
+    head = model.pop()
+    assert isinstance(head, fnn.layers.Dense) and len(model.layers) == 1
+    np.testing.assert_array_equal(model.layers[0].weights[0], first[0])
+    model.add(fnn.layers.Dense(6, activation="softmax"))
+    assert model.n_out == 6
+    np.testing.assert_array_equal(model.layers[0].weights[0], first[0])
+    assert model.predict(np.ones((2, 4))).sum(axis=1) == pytest.approx([1, 1], rel=1e-5)
+
+
+def test_get_set_weights_round_trip_and_checks():
+    model = mlp()
+    weights = [w + 1 for w in model.get_weights()]
+    model.set_weights(weights)
+    for a, b in zip(weights, model.get_weights()):
+        np.testing.assert_array_equal(a, b)
+    with pytest.raises(ValueError, match="expected 4 arrays; got 3"):
+        model.set_weights(weights[:3])
+    with pytest.raises(ValueError, match=r"w must have shape \(4, 5\); got \(5, 4\)"):
+        model.set_weights([weights[0].T] + weights[1:])
+
+
+def test_reset_parameters_is_reproducible():
+    model = mlp()
+    model.reset_parameters(seed=3)
+    a = model.get_weights()
+    model.reset_parameters(seed=3)
+    for x, y in zip(a, model.get_weights()):
+        np.testing.assert_array_equal(x, y)
+    model.layers[1].reset_parameters(seed=4)
+    np.testing.assert_array_equal(model.layers[0].weights[0], a[0])
+    assert not np.array_equal(model.layers[1].weights[0], a[2])
+
+
+def test_same_seed_same_model_different_seed_different_model():
+    a, b = mlp().get_weights(), mlp().get_weights()
+    c = fnn.Sequential([fnn.layers.Dense(5, activation="relu"), fnn.layers.Dense(3)], input_dim=4, seed=1,
+                       device="reference").get_weights()
+    np.testing.assert_array_equal(a[0], b[0])
+    assert not np.array_equal(a[0], c[0])
+
+
+def test_to_device_keeps_weights_and_predictions():
+    pytest.importorskip("fastnn._ext.dense", reason="compiled CPU backend not built")
+    model = mlp(dtype="float64")
+    X = np.random.default_rng(0).standard_normal((5, 4))
+    ref = model.predict(X)
+    model.to("cpu")
+    assert model.device == "cpu"
+    np.testing.assert_allclose(model.predict(X), ref, rtol=1e-12)
+
+
+def test_trainable_flag_and_dtype():
+    model = mlp(dtype="float64")
+    assert model.params.dtype == np.float64
+    assert model.predict(np.ones((1, 4), np.float32)).dtype == np.float64
+    model.layers[0].trainable = False
+    assert "no" in model.summary(print_fn=None)
+
+
+def test_default_init_by_activation():
+    assert default_init("relu") == "he_normal" and default_init("leaky_relu") == "he_normal"
+    assert default_init("tanh") == "xavier_uniform" and default_init("identity") == "xavier_uniform"
+    assert fnn.layers.Dense(3, activation="elu").init == "he_normal"
+
+
+@pytest.mark.parametrize("init", INITS)
+def test_init_statistics(init):
+    n_in, n_out = 400, 300
+    model = fnn.Sequential([fnn.layers.Dense(n_out, activation="relu", init=init)], input_dim=n_in, seed=0,
+                           device="reference", dtype="float64")
+    w = model.get_weights()[0]
+    assert not model.get_weights()[1].any()
+    expected_std = {
+        "zeros": 0.0, "normal": 0.01, "uniform": 0.05 / np.sqrt(3),
+        "xavier_uniform": np.sqrt(2 / (n_in + n_out)), "xavier_normal": np.sqrt(2 / (n_in + n_out)),
+        "he_uniform": gain("relu") / np.sqrt(n_in), "he_normal": gain("relu") / np.sqrt(n_in),
+        "lecun_normal": 1 / np.sqrt(n_in), "orthogonal": gain("relu") / np.sqrt(n_in),
+    }[init]
+    assert w.std() == pytest.approx(expected_std, rel=0.03, abs=1e-12)
+    if init == "orthogonal":  # columns orthonormal up to the gain
+        np.testing.assert_allclose(w.T @ w / gain("relu") ** 2, np.eye(n_out), atol=1e-10)
+
+
+def test_callable_init():
+    model = fnn.Sequential([fnn.layers.Dense(2, init=lambda shape, rng: np.full(shape, 0.25))], input_dim=3,
+                           device="reference")
+    np.testing.assert_array_equal(model.get_weights()[0], np.full((3, 2), 0.25, np.float32))
+    with pytest.raises(ValueError, match="init callable must return finite values of shape"):
+        fnn.Sequential([fnn.layers.Dense(2, init=lambda shape, rng: np.ones(3))], input_dim=3)
+
+
+def test_activation_layer_alpha_and_repr():
+    layer = fnn.layers.Activation("leaky_relu", alpha=0.2)
+    model = fnn.Sequential([layer], input_dim=2, device="reference", dtype="float64")
+    np.testing.assert_allclose(model.predict([[-1.0, 3.0]]), [[-0.2, 3.0]])
+    assert repr(layer) == "Activation(name='leaky_relu', alpha=0.2)"
+
+
+def test_predict_in_chunks_equals_one_pass():
+    model = mlp()
+    X = np.random.default_rng(0).standard_normal((37, 4))
+    np.testing.assert_allclose(model.predict(X, batch_size=5), model.predict(X), rtol=1e-6)
