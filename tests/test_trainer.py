@@ -243,3 +243,18 @@ def test_digits_reaches_095_test_accuracy():
                           metrics=["accuracy"], seed=0)
     trainer.fit(scaler.transform(Xtr), ytr, epochs=30, verbose=0)
     assert trainer.evaluate(scaler.transform(Xte), yte)["accuracy"] >= 0.95
+
+
+def test_history_plot_and_csv(tmp_path):
+    pytest.importorskip("matplotlib")
+    X, y = fnn.datasets.load_iris()
+    model = fnn.Sequential([fnn.layers.Dense(8, activation="relu"), fnn.layers.Dense(3)], seed=0)
+    h = fnn.Trainer(model, "cross_entropy", metrics=["accuracy"], seed=0).fit(
+        X, y, epochs=3, validation_split=0.2, verbose=0)
+    h.plot(tmp_path / "curves.png")
+    png = (tmp_path / "curves.png").read_bytes()
+    assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 5000
+    h.to_csv(tmp_path / "h.csv")
+    rows = (tmp_path / "h.csv").read_text().splitlines()
+    assert rows[0].split(",")[:3] == ["epoch", "loss", "accuracy"] and len(rows) == 4
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".tmp")] == []
