@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
 from fastnn.backends.base import Backend
 
@@ -39,3 +40,22 @@ def layout(a, kind):
     view = wide[..., ::2]
     assert not view.flags.c_contiguous or a.shape[-1] <= 1
     return view
+
+
+def _cpu_built():
+    """True when the compiled CPU backend (fastnn._ext) is built and importable."""
+    try:
+        from fastnn.backends import get_backend
+
+        get_backend("cpu")
+    except ImportError:
+        return False
+    return True
+
+
+CPU_BUILT = _cpu_built()
+needs_cpu = pytest.mark.skipif(not CPU_BUILT, reason="the compiled CPU backend (fastnn._ext) is not built")
+#: both devices, cpu skipped when its extension is not built
+DEVICES = [pytest.param("cpu", marks=needs_cpu), "reference"]
+#: device for the tests where the device does not matter (errors are raised before any kernel)
+DEVICE = "cpu" if CPU_BUILT else "reference"

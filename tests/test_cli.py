@@ -2,7 +2,6 @@
 through ``main(argv)`` and as a real subprocess; bad arguments exit 2 with one line on stderr."""
 
 import csv
-import glob
 import json
 import os
 import re
@@ -18,25 +17,7 @@ from fastnn.cli import main
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(fnn.__file__)))
 
 
-def _cpu_built():
-    """True when the compiled CPU backend (fastnn._ext) is built and importable."""
-    ext = os.path.join(os.path.dirname(fnn.__file__), "_ext")
-    if not glob.glob(os.path.join(ext, "*.so")) + glob.glob(os.path.join(ext, "*.pyd")):
-        return False
-    try:
-        from fastnn.backends import get_backend
-
-        get_backend("cpu")
-    except ImportError:
-        return False
-    return True
-
-
-CPU_BUILT = _cpu_built()
-needs_cpu = pytest.mark.skipif(not CPU_BUILT, reason="the compiled CPU backend (fastnn._ext) is not built")
-DEVICES = [pytest.param("cpu", marks=needs_cpu), "reference"]
-#: device for the tests where the device does not matter
-DEVICE = "cpu" if CPU_BUILT else "reference"
+from _helpers import CPU_BUILT, DEVICE, DEVICES, needs_cpu  # noqa: F401
 
 
 def run(capsys, *argv):

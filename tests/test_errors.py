@@ -2,8 +2,6 @@
 whose message names the owner, the argument and the value (STYLE.md's form), and accepts the
 good-but-unusual inputs (non-contiguous, Fortran-ordered, integer, bool) with the same result."""
 
-import glob
-import os
 
 import numpy as np
 import pytest
@@ -11,25 +9,7 @@ import pytest
 import fastnn as fnn
 
 
-def _cpu_built():
-    """True when the compiled CPU backend (fastnn._ext) is built and importable."""
-    ext = os.path.join(os.path.dirname(fnn.__file__), "_ext")
-    if not glob.glob(os.path.join(ext, "*.so")) + glob.glob(os.path.join(ext, "*.pyd")):
-        return False
-    try:
-        from fastnn.backends import get_backend
-
-        get_backend("cpu")
-    except ImportError:
-        return False
-    return True
-
-
-CPU_BUILT = _cpu_built()
-needs_cpu = pytest.mark.skipif(not CPU_BUILT, reason="the compiled CPU backend (fastnn._ext) is not built")
-DEVICES = [pytest.param("cpu", marks=needs_cpu), "reference"]
-#: device for the tests where the device does not matter (errors are raised before any kernel)
-DEVICE = "cpu" if CPU_BUILT else "reference"
+from _helpers import CPU_BUILT, DEVICE, DEVICES, needs_cpu  # noqa: F401
 
 L = fnn.layers
 RNG = np.random.default_rng(0)

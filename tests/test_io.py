@@ -1,7 +1,6 @@
 """Model files (fastnn.io): round trip, layout, atomic writes, and rejection of every kind of
 bad file with ModelFormatError, executing nothing."""
 
-import glob
 import io
 import json
 import os
@@ -17,25 +16,7 @@ import fastnn as fnn
 from fastnn.io import FORMAT_VERSION
 
 
-def _cpu_built():
-    """True when the compiled CPU backend (fastnn._ext) is built and importable."""
-    ext = os.path.join(os.path.dirname(fnn.__file__), "_ext")
-    if not glob.glob(os.path.join(ext, "*.so")) + glob.glob(os.path.join(ext, "*.pyd")):
-        return False
-    try:
-        from fastnn.backends import get_backend
-
-        get_backend("cpu")
-    except ImportError:
-        return False
-    return True
-
-
-CPU_BUILT = _cpu_built()
-needs_cpu = pytest.mark.skipif(not CPU_BUILT, reason="the compiled CPU backend (fastnn._ext) is not built")
-DEVICES = [pytest.param("cpu", marks=needs_cpu), "reference"]
-#: device for the tests where the device does not matter
-DEVICE = "cpu" if CPU_BUILT else "reference"
+from _helpers import CPU_BUILT, DEVICE, DEVICES, needs_cpu  # noqa: F401
 
 L = fnn.layers
 BAD = "is not a valid fastnn model file"
