@@ -33,6 +33,8 @@ import tracemalloc
 
 import numpy as np
 
+from ._info import _cpu_name
+
 SCHEMA = "fastnn-bench/1"
 
 #: PERF.md's standard configurations. ``optimizer``: what PERF.md specifies; what really runs
@@ -345,17 +347,6 @@ def _import_torch():
 
 
 # ------------------------------------------------------------------ machine
-def _cpu_model():
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
 def _blas_name():
     try:
         cfg = np.show_config(mode="dicts")
@@ -434,7 +425,7 @@ def _machine(fnn, device, threads, thread_source, torch):
     load = _loadavg()
     return {
         "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-        "cpu": _cpu_model(),
+        "cpu": _cpu_name(),
         "cores": os.cpu_count(),
         "cores_available": available,
         "threads": threads,

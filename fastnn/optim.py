@@ -17,10 +17,11 @@ from .schedules import as_schedule
 class _Segment:
     """A contiguous range [start, stop) of the flat buffers updated with the same options."""
 
-    __slots__ = ("start", "stop", "lr_scale", "weight_decay")
+    __slots__ = ("start", "stop", "lr_scale", "weight_decay", "views")
 
     def __init__(self, start, stop, lr_scale, weight_decay):
         self.start, self.stop, self.lr_scale, self.weight_decay = start, stop, lr_scale, weight_decay
+        self.views = None  # (params, grads, {state name: buffer}) slices, made once per layout
 
 
 class Optimizer:
@@ -96,6 +97,10 @@ class Optimizer:
                 else:
                     segs.append(_Segment(p.start, p.stop, lr_scale, wd))
                 adjacent = True
+            for seg in segs:
+                cut = slice(seg.start, seg.stop)
+                seg.views = (self.model.params[cut], self.model.grads[cut],
+                             {k: v[cut] for k, v in self.state.items()})
             self._segments = (key, segs)
         return self._segments[1]
 
@@ -106,11 +111,9 @@ class Optimizer:
         if self._bound_version != model.version:
             self.bind(model)
         lr = self.current_lr()
-        p, g = model.params, model.grads
         for seg in self.segments():
-            s = slice(seg.start, seg.stop)
-            self._update(model.backend, p[s], g[s], {k: v[s] for k, v in self.state.items()},
-                         lr * seg.lr_scale, seg.weight_decay)
+            p, g, state = seg.views
+            self._update(model.backend, p, g, state, lr * seg.lr_scale, seg.weight_decay)
         self.step_count += 1
 
     def _update(self, backend, p, g, state, lr, weight_decay):
