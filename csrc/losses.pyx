@@ -170,46 +170,35 @@ def binary_cross_entropy(const floating[:, ::1] logits not None, const floating[
     loss_out[0] += total
 
 
-def mse(const floating[:, ::1] pred not None, const floating[:, ::1] target not None,
-        const floating[::1] weight, double scale, double[::1] loss_out not None,
-        floating[:, ::1] grad):
-    """Squared error per element (p - t)^2; grad 2 (p - t)."""
+cdef inline double _residual_loss(int code, double d, double delta, double* g) noexcept nogil:
+    """Loss of one residual d = p - t for code 0 (squared), 1 (absolute), 2 (Huber); its
+    derivative goes to g[0]."""
+    cdef double a = -d if d < 0 else d
+    if code == 0:
+        g[0] = 2.0 * d
+        return d * d
+    if code == 1:
+        g[0] = 1.0 if d > 0 else (-1.0 if d < 0 else 0.0)
+        return a
+    g[0] = delta if d > delta else (-delta if d < -delta else d)
+    return 0.5 * d * d if a <= delta else delta * (a - 0.5 * delta)
+
+
+def residual(int code, const floating[:, ::1] pred not None, const floating[:, ::1] target not None,
+             double delta, const floating[::1] weight, double scale, double[::1] loss_out not None,
+             floating[:, ::1] grad):
+    """Elementwise regression losses of the residual d = p - t, by ``code``:
+    0 squared error d^2 (grad 2d), 1 absolute error |d| (grad sign d, 0 where d = 0),
+    2 Huber: d^2/2 where |d| <= delta, else delta (|d| - delta/2) (grad clip(d, +-delta))."""
     cdef Py_ssize_t n = pred.shape[0], k = pred.shape[1], i, j
-    _check("mse", pred, target, weight, loss_out, grad)
+    _check(("mse", "mae", "huber")[code], pred, target, weight, loss_out, grad)
     if n == 0 or k == 0:
         return
     cdef const floating* pp = cptr2(pred)
     cdef const floating* pt = cptr2(target)
     cdef const floating* pw = cptr1(weight) if weight is not None else NULL
     cdef floating* pg = ptr2(grad) if grad is not None else NULL
-    cdef double d, row, c, wi, total = 0.0
-    with nogil:
-        for i in range(n):
-            row = 0.0
-            wi = pw[i] if pw != NULL else 1.0
-            c = 2.0 * scale * wi
-            for j in range(k):
-                d = <double>pp[i * k + j] - pt[i * k + j]
-                row += d * d
-                if pg != NULL:
-                    pg[i * k + j] = <floating>(c * d)
-            total += wi * row
-    loss_out[0] += total
-
-
-def mae(const floating[:, ::1] pred not None, const floating[:, ::1] target not None,
-        const floating[::1] weight, double scale, double[::1] loss_out not None,
-        floating[:, ::1] grad):
-    """Absolute error per element |p - t|; grad sign(p - t) (0 where equal)."""
-    cdef Py_ssize_t n = pred.shape[0], k = pred.shape[1], i, j
-    _check("mae", pred, target, weight, loss_out, grad)
-    if n == 0 or k == 0:
-        return
-    cdef const floating* pp = cptr2(pred)
-    cdef const floating* pt = cptr2(target)
-    cdef const floating* pw = cptr1(weight) if weight is not None else NULL
-    cdef floating* pg = ptr2(grad) if grad is not None else NULL
-    cdef double d, row, c, wi, total = 0.0
+    cdef double d, g, row, c, wi, total = 0.0
     with nogil:
         for i in range(n):
             row = 0.0
@@ -217,36 +206,8 @@ def mae(const floating[:, ::1] pred not None, const floating[:, ::1] target not 
             c = scale * wi
             for j in range(k):
                 d = <double>pp[i * k + j] - pt[i * k + j]
-                row += -d if d < 0 else d
+                row += _residual_loss(code, d, delta, &g)
                 if pg != NULL:
-                    pg[i * k + j] = <floating>(c if d > 0 else (-c if d < 0 else c * d))
-            total += wi * row
-    loss_out[0] += total
-
-
-def huber(const floating[:, ::1] pred not None, const floating[:, ::1] target not None,
-          double delta, const floating[::1] weight, double scale, double[::1] loss_out not None,
-          floating[:, ::1] grad):
-    """Huber per element: d^2/2 where |d| <= delta, else delta (|d| - delta/2); grad clip(d, +-delta)."""
-    cdef Py_ssize_t n = pred.shape[0], k = pred.shape[1], i, j
-    _check("huber", pred, target, weight, loss_out, grad)
-    if n == 0 or k == 0:
-        return
-    cdef const floating* pp = cptr2(pred)
-    cdef const floating* pt = cptr2(target)
-    cdef const floating* pw = cptr1(weight) if weight is not None else NULL
-    cdef floating* pg = ptr2(grad) if grad is not None else NULL
-    cdef double d, a, row, c, wi, total = 0.0
-    with nogil:
-        for i in range(n):
-            row = 0.0
-            wi = pw[i] if pw != NULL else 1.0
-            c = scale * wi
-            for j in range(k):
-                d = <double>pp[i * k + j] - pt[i * k + j]
-                a = -d if d < 0 else d
-                row += 0.5 * d * d if a <= delta else delta * (a - 0.5 * delta)
-                if pg != NULL:
-                    pg[i * k + j] = <floating>(c * (delta if d > delta else (-delta if d < -delta else d)))
+                    pg[i * k + j] = <floating>(c * g)
             total += wi * row
     loss_out[0] += total

@@ -64,9 +64,7 @@ _DENSE_BWD_PASS = _by_dtype(_dense.backward_pass)
 _CE_LABELS = _by_dtype(_losses.cross_entropy_labels)
 _CE_SOFT = _by_dtype(_losses.cross_entropy_soft)
 _BCE = _by_dtype(_losses.binary_cross_entropy)
-_MSE = _by_dtype(_losses.mse)
-_MAE = _by_dtype(_losses.mae)
-_HUBER = _by_dtype(_losses.huber)
+_RESIDUAL = _by_dtype(_losses.residual)
 _SGD = _by_dtype(_optim.sgd_update)
 _SUM_SQUARES = _by_dtype(_optim.sum_squares)
 _SCALE = _by_dtype(_optim.scale_)
@@ -480,33 +478,26 @@ class CpuBackend(Backend):
             return _REFERENCE.binary_cross_entropy(logits, target, weight=weight, scale=scale,
                                                    loss_out=loss_out, grad=grad)
 
-    def mse(self, pred, target, *, weight=None, scale=1.0, loss_out, grad=None):
+    def _residual(self, name, code, pred, target, delta, weight, scale, loss_out, grad):
+        """mse (code 0), mae (1) and huber (2): one compiled kernel for the three."""
         try:
-            _MSE[pred.dtype](pred, target, weight, scale, loss_out, grad)
+            _RESIDUAL[pred.dtype](code, pred, target, delta, weight, scale, loss_out, grad)
             return loss_out
         except _REFUSED:
-            if not self._loss_refused("mse", "pred", pred, target, weight, loss_out, grad):
+            if not self._loss_refused(name, "pred", pred, target, weight, loss_out, grad):
                 raise
-            return _REFERENCE.mse(pred, target, weight=weight, scale=scale, loss_out=loss_out, grad=grad)
+            kw = {"delta": delta} if name == "huber" else {}
+            return getattr(_REFERENCE, name)(pred, target, weight=weight, scale=scale, loss_out=loss_out,
+                                             grad=grad, **kw)
+
+    def mse(self, pred, target, *, weight=None, scale=1.0, loss_out, grad=None):
+        return self._residual("mse", 0, pred, target, 0.0, weight, scale, loss_out, grad)
 
     def mae(self, pred, target, *, weight=None, scale=1.0, loss_out, grad=None):
-        try:
-            _MAE[pred.dtype](pred, target, weight, scale, loss_out, grad)
-            return loss_out
-        except _REFUSED:
-            if not self._loss_refused("mae", "pred", pred, target, weight, loss_out, grad):
-                raise
-            return _REFERENCE.mae(pred, target, weight=weight, scale=scale, loss_out=loss_out, grad=grad)
+        return self._residual("mae", 1, pred, target, 0.0, weight, scale, loss_out, grad)
 
     def huber(self, pred, target, *, delta=1.0, weight=None, scale=1.0, loss_out, grad=None):
-        try:
-            _HUBER[pred.dtype](pred, target, delta, weight, scale, loss_out, grad)
-            return loss_out
-        except _REFUSED:
-            if not self._loss_refused("huber", "pred", pred, target, weight, loss_out, grad):
-                raise
-            return _REFERENCE.huber(pred, target, delta=delta, weight=weight, scale=scale,
-                                    loss_out=loss_out, grad=grad)
+        return self._residual("huber", 2, pred, target, delta, weight, scale, loss_out, grad)
 
     # ------------------------------------------------------ flat buffers, update
     def sum_squares(self, x):
