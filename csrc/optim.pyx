@@ -183,7 +183,8 @@ def adam_update(floating[::1] p not None, const floating[::1] g not None, floati
                 double beta2, double eps, double weight_decay, bint amsgrad, bint decoupled_weight_decay,
                 double bias_correction1, double bias_correction2):
     """Adam/AdamW in place: d = g + wd p (AdamW: d = g and p *= 1 - lr wd); m = b1 m + (1 - b1) d;
-    v = b2 v + (1 - b2) d^2 (amsgrad: vmax = max(vmax, v), used for v); p -= lr / bc1 m / (sqrt(v) / sqrt(bc2) + eps)."""
+    v = b2 v + (1 - b2) d^2 (amsgrad: vmax = max(vmax, v), used for v);
+    p -= lr / bc1 m / (sqrt(v) / sqrt(bc2) + eps)."""
     cdef Py_ssize_t n = p.shape[0], i
     if (g.shape[0] != n or not _fits(exp_avg, n) or not _fits(exp_avg_sq, n)
             or (amsgrad and not _fits(max_exp_avg_sq, n))):

@@ -222,6 +222,7 @@ class Trainer:
         for _ in range(epochs):
             epoch = self.epoch
             t0 = time.perf_counter()
+            self.optimizer.epoch = epoch  # schedules with per="epoch" count epochs
             for cb in callbacks:
                 cb.on_epoch_begin(epoch)
             lr = self.optimizer.current_lr()
