@@ -94,13 +94,9 @@ class History(Callback):
 
         Needs matplotlib (``pip install fastnn[plot]``).
         """
-        try:
-            import matplotlib
+        from ._plot import pyplot, save_figure
 
-            matplotlib.use("Agg")
-            import matplotlib.pyplot as plt
-        except ImportError:
-            raise ImportError("History.plot needs matplotlib; install it with pip install 'fastnn[plot]'.") from None
+        plt = pyplot("History.plot")
         skip = {"lr", "grad_norm", "epoch_time"}
         names = [k for k in self.history if not k.startswith("val_") and k not in skip]
         fig, axes = plt.subplots(1, max(len(names), 1), figsize=(5 * max(len(names), 1), 3.6), squeeze=False)
@@ -114,10 +110,7 @@ class History(Callback):
             ax.grid(alpha=0.3)
             ax.legend()
         fig.tight_layout()
-        suffix = str(path).rsplit(".", 1)[-1] if "." in str(path) else "png"
-        with atomic_write(path) as f:
-            fig.savefig(f, format=suffix)
-        plt.close(fig)
+        save_figure(fig, path)
 
 
 #: metric names where larger is better (mode='auto' maximises them, with or without 'val_')

@@ -15,7 +15,6 @@ from __future__ import annotations
 import numpy as np
 
 from ._checks import check_choice
-from ._files import atomic_write
 
 
 class Landscape:
@@ -144,16 +143,14 @@ def plot_paths(landscape, paths, path, title=None):
     and a last panel with f - f* along each path (log scale); saved to ``path`` atomically.
 
     ``paths`` maps a label (e.g. 'adam lr=0.001') to an array (steps + 1, 2) from
-    fastnn.optim.trace. Needs matplotlib (``pip install fastnn[plot]``).
+    fastnn.optim.trace (a dict, or a sequence of (label, path) pairs). Needs matplotlib
+    (``pip install fastnn[plot]``).
     """
-    try:
-        import matplotlib
+    from matplotlib.colors import LogNorm
 
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-        from matplotlib.colors import LogNorm
-    except ImportError:
-        raise ImportError("plot_paths needs matplotlib; install it with pip install 'fastnn[plot]'.") from None
+    from ._plot import pyplot, save_figure
+
+    plt = pyplot("plot_paths")
     land = get_landscape(landscape, "plot_paths")
     (x0, x1), (y0, y1) = land.window
     gx, gy = np.meshgrid(np.linspace(x0, x1, 300), np.linspace(y0, y1, 300))
@@ -161,11 +158,12 @@ def plot_paths(landscape, paths, path, title=None):
     # log-spaced levels: these functions span many orders of magnitude around their minimum
     low = max(float(gap[gap > 0].min()), float(gap.max()) * 1e-6)
     levels = np.geomspace(low, float(gap.max()), 30)
+    paths = list(paths.items() if isinstance(paths, dict) else paths)
     n = len(paths)
     fig, axes = plt.subplots(1, n + 1, figsize=(4.2 * (n + 1), 4.0), squeeze=False)
     colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
     curves = axes[0, n]
-    for i, (label, xy) in enumerate(paths.items()):
+    for i, (label, xy) in enumerate(paths):
         ax, color = axes[0, i], colors[i % len(colors)]
         ax.contourf(gx, gy, np.maximum(gap, low), levels=levels, norm=LogNorm(), cmap="viridis", alpha=0.85)
         ax.contour(gx, gy, np.maximum(gap, low), levels=levels[::3], norm=LogNorm(), colors="white",
@@ -192,10 +190,7 @@ def plot_paths(landscape, paths, path, title=None):
     curves.legend(fontsize=8)
     fig.suptitle(title or f"{land.name}: {land.description}", fontsize=11)
     fig.tight_layout()
-    suffix = str(path).rsplit(".", 1)[-1] if "." in str(path) else "png"
-    with atomic_write(path) as f:
-        fig.savefig(f, format=suffix, dpi=110)
-    plt.close(fig)
+    save_figure(fig, path, dpi=110)
 
 
 __all__ = ["LANDSCAPES", "Landscape", "get_landscape", "plot_paths"]
