@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import math
 import os
+import platform
 import subprocess
 import sys
 import textwrap
@@ -634,6 +635,32 @@ def test_update_kernels_leave_zero_padding_zero(backend):
         for t in (1, 2):
             _run_update(backend, kernel, state, kw, t, p, backend.asarray(np.zeros(5, np.float32)))
         np.testing.assert_array_equal(backend.to_numpy(p), 0.0, err_msg=kernel)
+
+
+@pytest.mark.skipif(platform.machine().lower() not in ("x86_64", "amd64"), reason="flushing is x86 (MXCSR) only")
+@pytest.mark.parametrize("case", ["sgd-momentum", *UPDATE_CASES])
+def test_issue3_updates_flush_subnormal_state_to_zero(backend, case):
+    """Under exact-zero gradients (dead ReLU units) decaying state sank into subnormal floats and
+    the update ran 13x slower; the compiled updates flush them (and restore the FPU mode)."""
+    _cpu(backend)
+    if case == "sgd-momentum":
+        kernel, init, kw = "sgd_update", dict(buf=0.0), dict(lr=0.1, momentum=0.9)
+    else:
+        kernel, init, kw = UPDATE_CASES[case]
+    tiny = np.finfo(np.float32).tiny
+
+    def decay(be):  # 100 updates with zero gradients from state just above the subnormal range
+        state = [None if v is None else np.full(64, 4 * tiny, np.float32) for v in init.values()]
+        p = np.zeros(64, np.float32)
+        for t in range(2, 102):
+            _run_update(be, kernel, state, kw, t, p, np.zeros(64, np.float32))
+        return [(name, buf) for name, buf in zip(init, state) if buf is not None]
+
+    for name, buf in decay(backend):
+        assert not np.any((buf != 0) & (np.abs(buf) < tiny)), f"{name} holds subnormals"
+    if case == "adam":  # IEEE arithmetic (the reference) does produce them
+        assert np.any((decay(REFERENCE)[0][1] != 0) & (np.abs(decay(REFERENCE)[0][1]) < tiny))
+    assert np.float32(tiny / 4) * np.float32(1.0) != 0  # the caller's FPU mode is back
 
 
 @pytest.mark.fallback
