@@ -642,7 +642,8 @@ def test_update_kernels_leave_zero_padding_zero(backend):
 def test_issue3_updates_flush_subnormal_state_to_zero(backend, case):
     """Under exact-zero gradients (dead ReLU units) decaying state sank into subnormal floats and
     the update ran 13x slower; the compiled updates flush them (and restore the FPU mode)."""
-    _cpu(backend)
+    if backend.name != "cpu":
+        pytest.skip("the NumPy reference keeps IEEE subnormals; flushing is the compiled kernels' speed-up")
     if case == "sgd-momentum":
         kernel, init, kw = "sgd_update", dict(buf=0.0), dict(lr=0.1, momentum=0.9)
     else:
