@@ -48,6 +48,7 @@ class Trainer:
         A final softmax (sigmoid) layer with cross_entropy (binary_cross_entropy) is trained
         through the fused logits path.
     optimizer : Optimizer or str, default SGD(lr=0.01)
+        An instance, or a name in fastnn.optim.OPTIMIZERS ('adam', 'momentum', ...) with its defaults.
     batch_size : int or None, default 32
         None: full-batch gradient descent; 1: pure stochastic gradient descent.
     metrics : sequence of str, default ()

@@ -137,8 +137,7 @@ def test_optimizer_rebinds_after_the_model_changes():
 
 # ------------------------------------------------------------------ every optimizer
 #: (optimizer class name, options): every variant of every rule; the class names are torch.optim's
-VARIANTS = [
-    ("SGD", dict(momentum=0.9, nesterov=True, weight_decay=0.05)),
+VARIANTS = [("SGD", case) for case in SGD_CASES] + [
     ("Adagrad", dict()),
     ("Adagrad", dict(lr_decay=0.05, weight_decay=0.1, initial_accumulator_value=0.3, eps=1e-6)),
     ("Adadelta", dict()),
@@ -476,3 +475,14 @@ ERRORS = [
 def test_bad_options_are_rejected_when_built(make, error, message):
     with pytest.raises(error, match=message):
         make()
+
+
+@pytest.mark.parametrize("module", ["fastnn.optim", "fastnn.schedules", "fastnn.landscapes", "fastnn.callbacks"])
+def test_docstring_examples_run(module):
+    import doctest
+    import importlib
+
+    if module == "fastnn.callbacks" and DEVICE != "cpu":
+        pytest.skip("the example trains on the default device, cpu, which is not built")
+    result = doctest.testmod(importlib.import_module(module), optionflags=doctest.ELLIPSIS)
+    assert result.attempted > 0 and result.failed == 0
