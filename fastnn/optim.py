@@ -16,7 +16,9 @@ import functools
 
 import numpy as np
 
-from ._checks import check_choice, check_float, check_int
+from ._checks import as_float_array, check_choice, check_dtype_name, check_float, check_int
+from .backends import get_backend
+from .model import _ParamInfo
 from .schedules import as_schedule
 
 
@@ -610,10 +612,6 @@ class Parameters:
     trainable = True
 
     def __init__(self, values, device="reference", dtype="float64"):
-        from ._checks import as_float_array, check_dtype_name
-        from .backends import get_backend
-        from .model import _ParamInfo
-
         self.dtype = check_dtype_name("Parameters", dtype)
         self.backend = get_backend(device, "Parameters")
         values = as_float_array("Parameters", "values", values, self.dtype, ndim=1)
