@@ -1,4 +1,4 @@
-"""The ``fastnn`` command: train, evaluate, predict, bench, info.
+"""The ``fastnn`` command: train, evaluate, predict, landscape, bench, info.
 
 Exit status 0 on success, 2 on bad arguments or data (one line on stderr), 1 when training
 diverges.
@@ -17,7 +17,11 @@ import numpy as np
 from .errors import ModelFormatError, TrainingDiverged
 
 BUILTIN = ("iris", "digits", "spirals", "moons")
-OPTIMIZER_LR = {"sgd": 0.1, "momentum": 0.05, "nesterov": 0.05}
+#: --optimizer choices with the default --lr of ``fastnn train`` for each: rates for its 30-epoch runs on
+#: small standardised data (each reaches >= 0.97 test accuracy on digits in 30 epochs, mean of 5 seeds);
+#: for Adam and AdamW 3e-3 rather than the class default 1e-3, which is slow over so few updates
+OPTIMIZER_LR = {"sgd": 0.1, "momentum": 0.05, "nesterov": 0.05, "adagrad": 0.03, "adadelta": 1.0, "rmsprop": 1e-3,
+                "adam": 3e-3, "adamw": 3e-3, "adamax": 1e-2, "nadam": 2e-3}
 
 
 class UsageError(Exception):
@@ -211,6 +215,50 @@ def cmd_predict(args):
     return 0
 
 
+def _floats(option, text, counts):
+    """The comma-separated numbers of an option, as many as one of ``counts`` allows."""
+    try:
+        values = [float(v) for v in text.split(",")]
+    except ValueError:
+        raise UsageError(f"{option} {text!r}: give numbers separated by commas") from None
+    if len(values) not in counts:
+        raise UsageError(f"{option} {text!r}: give {' or '.join(map(str, sorted(set(counts))))} values")
+    return values
+
+
+def cmd_landscape(args):
+    import fastnn as fnn
+    from ._checks import check_int
+    from .landscapes import plot_paths
+
+    # check everything before printing anything
+    steps = check_int("fastnn landscape", "--steps", args.steps, low=0)
+    names = [n.strip() for n in args.optimizers.split(",") if n.strip()]
+    unknown = [n for n in names if n not in fnn.optim.OPTIMIZERS]
+    if not names or unknown:
+        raise UsageError(f"--optimizers {args.optimizers!r}: unknown {', '.join(map(repr, unknown)) or 'empty list'}; "
+                         f"choose from {', '.join(fnn.optim.OPTIMIZERS)}")
+    lrs = _floats("--lr", args.lr, (1, len(names)))
+    lrs = lrs * len(names) if len(lrs) == 1 else lrs
+    optimizers = [fnn.optim.get_optimizer(n, lr=lr, owner="fastnn landscape") for n, lr in zip(names, lrs)]
+    land = fnn.landscapes.get_landscape(args.function, "--function")
+    start = land.start if args.start is None else _floats("--start", args.start, (2,))
+
+    print(f"fastnn landscape: {land.name}, {land.description}; {steps} steps from ({start[0]:g}, {start[1]:g}); "
+          f"global minimum f = {land.min_value:.6g} at ({land.minimum[0]:.4g}, {land.minimum[1]:.4g})")
+    paths = []
+    width = max(len(n) for n in names)
+    for name, lr, opt in zip(names, lrs, optimizers):
+        path = fnn.optim.trace(opt, land, start, steps)
+        x, y = path[-1]
+        print(f"{name:<{width}}  lr {lr:<8g} final f = {float(land(x, y)):.6g} at ({x:.4g}, {y:.4g})")
+        paths.append((f"{name} lr={lr:g}", path))
+    if args.out:
+        plot_paths(land, paths, args.out)
+        print(f"saved {args.out}")
+    return 0
+
+
 def cmd_bench(args):
     from . import bench
 
@@ -243,7 +291,7 @@ def build_parser():
     t.add_argument("--task", default="auto", choices=("auto", "classify", "regress"))
     t.add_argument("--hidden", default="128", help="hidden widths, comma-separated, e.g. 128,64")
     t.add_argument("--activation", default="relu")
-    t.add_argument("--optimizer", default="momentum", choices=tuple(OPTIMIZER_LR))
+    t.add_argument("--optimizer", default="adam", choices=tuple(OPTIMIZER_LR))
     t.add_argument("--lr", type=float, default=None, help="learning rate (default by optimizer)")
     t.add_argument("--epochs", type=int, default=30)
     t.add_argument("--batch-size", type=int, default=64)
@@ -263,6 +311,18 @@ def build_parser():
         if name == "predict":
             c.add_argument("--out", default=None, help="write predictions to this CSV instead of stdout")
         c.set_defaults(func=func)
+
+    from .landscapes import LANDSCAPES
+
+    s = sub.add_parser("landscape", help="optimizers' paths on a 2-D test function, drawn over its contours")
+    s.add_argument("--function", default="rosenbrock", choices=tuple(LANDSCAPES))
+    s.add_argument("--optimizers", default="sgd,momentum,rmsprop,adam",
+                   help="comma-separated names, e.g. sgd,momentum,nesterov,adagrad,rmsprop,adam")
+    s.add_argument("--lr", default="1e-3", help="learning rate: one for all, or one per optimizer (commas)")
+    s.add_argument("--steps", type=int, default=500)
+    s.add_argument("--start", default=None, help="starting point x,y (default: the function's own)")
+    s.add_argument("--out", default="landscape.png", help="the picture (.png; needs matplotlib); '' for none")
+    s.set_defaults(func=cmd_landscape)
 
     b = sub.add_parser("bench", help="end-to-end training benchmark (see fastnn bench -h)", add_help=False)
     b.add_argument("bench_args", nargs=argparse.REMAINDER)

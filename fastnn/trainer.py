@@ -48,6 +48,7 @@ class Trainer:
         A final softmax (sigmoid) layer with cross_entropy (binary_cross_entropy) is trained
         through the fused logits path.
     optimizer : Optimizer or str, default SGD(lr=0.01)
+        An instance, or a name in fastnn.optim.OPTIMIZERS ('adam', 'momentum', ...) with its defaults.
     batch_size : int or None, default 32
         None: full-batch gradient descent; 1: pure stochastic gradient descent.
     metrics : sequence of str, default ()
@@ -222,6 +223,7 @@ class Trainer:
         for _ in range(epochs):
             epoch = self.epoch
             t0 = time.perf_counter()
+            self.optimizer.epoch = epoch  # schedules with per="epoch" count epochs
             for cb in callbacks:
                 cb.on_epoch_begin(epoch)
             lr = self.optimizer.current_lr()

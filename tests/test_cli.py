@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 import fastnn as fnn
-from fastnn.cli import main
+from fastnn.cli import OPTIMIZER_LR, main
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(fnn.__file__)))
 
@@ -72,7 +72,9 @@ def regression_csv(tmp_path):
 # ---------------------------------------------------------------------------- train
 @pytest.mark.parametrize("device", DEVICES)
 def test_train_iris_prints_one_line_per_epoch_and_a_test_line(capsys, device):
-    code, out, err = run(capsys, "train", "--data", "iris", "--epochs", 5, "--hidden", 16, "--device", device)
+    # 5 epochs of 2 updates: a higher rate than the default's
+    code, out, err = run(capsys, "train", "--data", "iris", "--epochs", 5, "--hidden", 16, "--device", device,
+                         "--lr", 0.03)
     assert code == 0
     assert err == []
     assert out[0].startswith("fastnn train: iris: 105 train / 23 validation / 22 test samples, 4 features, "
@@ -125,7 +127,16 @@ def test_no_arguments_trains_on_digits(capsys, monkeypatch):
     assert out[0].startswith("fastnn train: digits: ")
     assert "64 features, 10 classes" in out[0] and out[0].endswith("parameters on cpu")
     check_epoch_lines(out, 1, "accuracy")
+    assert " - lr 0.003 - " in out[1]  # Adam, the default optimizer, at the command's default rate
     assert out[-1].startswith("test loss ")
+
+
+@pytest.mark.parametrize("name", list(OPTIMIZER_LR))
+def test_every_optimizer_name_trains_at_its_default_rate(capsys, name):
+    code, out, err = run(capsys, "train", "--data", "iris", "--epochs", 2, "--hidden", 8, "--optimizer", name,
+                         "--device", DEVICE)
+    assert code == 0 and err == []
+    assert f" - lr {OPTIMIZER_LR[name]:.3g} - " in check_epoch_lines(out, 2, "accuracy")[0]
 
 
 # ------------------------------------------------------- train, save, evaluate, predict
@@ -234,7 +245,7 @@ def test_npz_data(capsys, tmp_path, target):
 
 def test_regression_on_csv_reports_r2(capsys, regression_csv, tmp_path):
     model_path = tmp_path / "reg.fnn"
-    code, out, err = run(capsys, "train", "--data", regression_csv, "--epochs", 8, "--hidden", 16,
+    code, out, err = run(capsys, "train", "--data", regression_csv, "--epochs", 8, "--hidden", 16, "--lr", 0.03,
                          "--device", DEVICE, "--out", model_path)
     assert code == 0 and err == []
     assert "3 features, regression" in out[0]
@@ -368,8 +379,8 @@ BAD_ARGS = [
     (["train", "--data", "iris", "--hidden", "a,b"], r"--hidden 'a,b': give integer widths"),
     (["train", "--data", "iris", "--activation", "rleu"], r"unknown activation 'rleu'; choose one of 'identity', "
                                                           r"'sigmoid'.*'relu'"),
-    (["train", "--data", "iris", "--optimizer", "adamw"], r"argument --optimizer: invalid choice: 'adamw' "
-                                                          r"\(choose from .*'sgd'"),
+    (["train", "--data", "iris", "--optimizer", "lbfgs"], r"argument --optimizer: invalid choice: 'lbfgs' "
+                                                          r"\(choose from .*'sgd'.*'nadam'"),
     (["train", "--data", "iris", "--lr", "-0.1"], r"lr must be >= 0.0; got -0.1"),
     (["train", "--data", "iris", "--device", "gpu"], r"unknown device 'gpu'; choose one of 'cpu', 'cuda', "
                                                      r"'reference'"),
@@ -382,6 +393,15 @@ BAD_ARGS = [
     (["predict", "m64.fnn", "--data", "iris"], r"--data iris: X has shape \(150, 4\); the model m64.fnn takes "
                                                r"64 features"),
     (["predict", "m64.fnn", "--data", "nosuch"], r"--data 'nosuch' is neither one of"),
+    (["landscape", "--function", "himmelblau"], r"argument --function: invalid choice: 'himmelblau'"),
+    (["landscape", "--optimizers", "sgd,lbfgs"], r"--optimizers 'sgd,lbfgs': unknown 'lbfgs'; choose from sgd, "
+                                                 r"momentum, nesterov, adagrad, adadelta, rmsprop, adam, adamw, "
+                                                 r"adamax, nadam$"),
+    (["landscape", "--lr", "0.1,0.2"], r"--lr '0.1,0.2': give 1 or 4 values$"),
+    (["landscape", "--lr", "fast"], r"--lr 'fast': give numbers separated by commas$"),
+    (["landscape", "--lr", "-1"], r"SGD: lr must be >= 0\.0; got -1\.0\.$"),
+    (["landscape", "--start", "1"], r"--start '1': give 2 values$"),
+    (["landscape", "--steps", "-1"], r"--steps must be >= 0; got -1"),
 ]
 
 

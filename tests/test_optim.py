@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 
 import fastnn as fnn
+from _helpers import DEVICE, DEVICES
 
 SGD_CASES = [
     dict(),
@@ -132,3 +133,356 @@ def test_optimizer_rebinds_after_the_model_changes():
     model.add(fnn.layers.Dense(2))  # a new head: new flat buffers
     trainer.fit(X, y, epochs=1, verbose=0)
     assert trainer.optimizer.state["momentum_buffer"].shape == model.params.shape
+
+
+# ------------------------------------------------------------------ every optimizer
+#: (optimizer class name, options): every variant of every rule; the class names are torch.optim's
+VARIANTS = [("SGD", case) for case in SGD_CASES] + [
+    ("Adagrad", dict()),
+    ("Adagrad", dict(lr_decay=0.05, weight_decay=0.1, initial_accumulator_value=0.3, eps=1e-6)),
+    ("Adadelta", dict()),
+    ("Adadelta", dict(rho=0.7, eps=1e-5, weight_decay=0.1)),
+    ("RMSprop", dict()),
+    ("RMSprop", dict(alpha=0.9, weight_decay=0.1)),
+    ("RMSprop", dict(momentum=0.9)),
+    ("RMSprop", dict(centered=True)),
+    ("RMSprop", dict(momentum=0.5, centered=True, weight_decay=0.05, eps=1e-6)),
+    ("Adam", dict()),
+    ("Adam", dict(betas=(0.8, 0.99), weight_decay=0.1)),
+    ("Adam", dict(amsgrad=True)),
+    ("Adam", dict(amsgrad=True, weight_decay=0.1, eps=1e-6)),
+    ("AdamW", dict()),
+    ("AdamW", dict(weight_decay=0.3, amsgrad=True)),
+    ("Adamax", dict()),
+    ("Adamax", dict(betas=(0.5, 0.9), weight_decay=0.1)),
+    ("NAdam", dict()),
+    ("NAdam", dict(weight_decay=0.1, momentum_decay=0.05, betas=(0.8, 0.99))),
+]
+LR = {"SGD": 0.05, "Adagrad": 0.1, "Adadelta": 1.0, "RMSprop": 0.01, "Adam": 0.05, "AdamW": 0.05, "Adamax": 0.05,
+      "NAdam": 0.05}
+
+
+def _variant_id(v):
+    return v[0] + "".join(f"-{k}={val}" for k, val in v[1].items())
+
+
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("variant", VARIANTS, ids=_variant_id)
+def test_matches_pytorch_step_by_step_when_installed(variant, device):
+    """fastnn and torch.optim from the same start and gradients, float64, with a decaying lr
+    (the schedule's value at each step is given to torch as its group lr)."""
+    torch = pytest.importorskip("torch")
+    dtype = torch.get_default_dtype()
+    torch.set_default_dtype(torch.float64)  # else torch keeps scalar state (NAdam's mu_product) in float32
+    try:
+        _compare_with_torch(torch, *variant, device)
+    finally:
+        torch.set_default_dtype(dtype)
+
+
+def _compare_with_torch(torch, name, kwargs, device):
+    rng = np.random.default_rng(2)
+    w = rng.standard_normal(12)
+    x = fnn.optim.Parameters(w, device=device)
+    schedule = fnn.schedules.Exponential(LR[name], gamma=0.95)
+    opt = getattr(fnn.optim, name)(lr=schedule, **kwargs)
+    opt.bind(x)
+    tw = torch.tensor(w, requires_grad=True)
+    topt = getattr(torch.optim, name)([tw], lr=LR[name], **kwargs)
+    for t in range(30):
+        g = rng.standard_normal(12)
+        x.grads[:] = g
+        opt.step()
+        topt.param_groups[0]["lr"] = schedule(t)
+        tw.grad = torch.tensor(g)
+        topt.step()
+        np.testing.assert_allclose(x.params, tw.detach().numpy(), rtol=1e-10, atol=1e-12, err_msg=f"step {t + 1}")
+    tstate = topt.state[tw]
+    for key, buf in opt.state.items():
+        np.testing.assert_allclose(buf, tstate[key].numpy(), rtol=1e-10, atol=1e-12, err_msg=key)
+    if name == "NAdam":
+        assert opt.mu_product == pytest.approx(float(tstate["mu_product"]), rel=1e-12)
+
+
+def _two_steps(opt, device, g1=0.5, g2=-0.01, p0=1.0):
+    x = fnn.optim.Parameters([p0], device=device)
+    opt.bind(x)
+    out = []
+    for g in (g1, g2):
+        x.grads[:] = g
+        opt.step()
+        out.append(float(x.params[0]))
+    return out
+
+
+# The first two updates from p0 = 1 with gradients 0.5 then -0.01, worked out by hand from
+# each documented rule (m, v: first and second moments; bc: bias corrections 1 - beta^t).
+_mu = [0.9 * (1 - 0.5 * 0.96 ** (t * 0.004)) for t in (1, 2, 3)]  # NAdam's momentum schedule
+_ada1 = 1 - 1e-6 ** 0.5 / (0.025 + 1e-6) ** 0.5 * 0.5           # Adadelta: delta_1 = sqrt(eps / (v + eps)) g
+_ada_u1 = 0.1 * (1e-6 ** 0.5 / (0.025 + 1e-6) ** 0.5 * 0.5) ** 2
+_rms_b1 = 0.5 / ((0.0025 - 0.005 ** 2) ** 0.5 + 1e-8)           # RMSprop centered: v1 = 0.0025, a1 = 0.005
+HAND = {
+    # b1 = 0.5; b2 = 0.9 * 0.5 - 0.01 = 0.44
+    "sgd-momentum": (fnn.optim.SGD(0.1, momentum=0.9), [0.95, 0.95 - 0.1 * 0.44]),
+    # s1 = 0.25, s2 = 0.2501
+    "adagrad": (fnn.optim.Adagrad(0.1), [1 - 0.1 * 0.5 / (0.5 + 1e-10),
+                                         1 - 0.1 * 0.5 / (0.5 + 1e-10) + 0.1 * 0.01 / (0.2501 ** 0.5 + 1e-10)]),
+    # lr_t = lr / (1 + (t - 1) lr_decay): 0.1 then 0.1 / 1.5; weight decay: g1 = 0.5 + 0.2 * 1
+    "adagrad-decay": (fnn.optim.Adagrad(0.1, lr_decay=0.5, weight_decay=0.2),
+                      [1 - 0.1 * 0.7 / (0.7 + 1e-10), None]),
+    # v1 = 0.1 * 0.25 = 0.025; v2 = 0.9 * 0.025 + 0.1 * 0.0001 = 0.02251
+    "adadelta": (fnn.optim.Adadelta(), [_ada1, _ada1 + (_ada_u1 + 1e-6) ** 0.5 / (0.02251 + 1e-6) ** 0.5 * 0.01]),
+    # v1 = 0.01 * 0.25 = 0.0025; v2 = 0.99 * 0.0025 + 0.01 * 0.0001 = 0.002476
+    "rmsprop": (fnn.optim.RMSprop(0.01), [1 - 0.01 * 0.5 / (0.05 + 1e-8),
+                                          1 - 0.01 * 0.5 / (0.05 + 1e-8) + 0.01 * 0.01 / (0.002476 ** 0.5 + 1e-8)]),
+    # a2 = 0.99 * 0.005 - 0.0001 = 0.00485; b2 = 0.9 b1 - 0.01 / (sqrt(v2 - a2^2) + eps)
+    "rmsprop-centered-momentum": (fnn.optim.RMSprop(0.01, momentum=0.9, centered=True),
+                                  [1 - 0.01 * _rms_b1,
+                                   1 - 0.01 * _rms_b1 - 0.01 * (0.9 * _rms_b1 - 0.01 / ((0.002476 - 0.00485 ** 2) ** 0.5
+                                                                                        + 1e-8))]),
+    # m1 = 0.05, v1 = 0.00025: m1/bc1 = 0.5, v1/bc2 = 0.25; m2 = 0.044, v2 = 0.00024985
+    "adam": (fnn.optim.Adam(0.1), [1 - 0.1 * 0.5 / (0.5 + 1e-8),
+                                   1 - 0.1 * 0.5 / (0.5 + 1e-8)
+                                   - 0.1 * (0.044 / 0.19) / ((0.00024985 / 0.001999) ** 0.5 + 1e-8)]),
+    # v2 < v1, so the max keeps v1 = 0.00025
+    "adam-amsgrad": (fnn.optim.Adam(0.1, amsgrad=True), [1 - 0.1 * 0.5 / (0.5 + 1e-8),
+                                                         1 - 0.1 * 0.5 / (0.5 + 1e-8)
+                                                         - 0.1 * (0.044 / 0.19) / ((0.00025 / 0.001999) ** 0.5 + 1e-8)]),
+    # decoupled: p shrinks by 1 - lr wd = 0.99 first, the moments see the raw gradient
+    "adamw": (fnn.optim.AdamW(0.1, weight_decay=0.1), [0.99 - 0.1 * 0.5 / (0.5 + 1e-8),
+                                                       (0.99 - 0.1 * 0.5 / (0.5 + 1e-8)) * 0.99
+                                                       - 0.1 * (0.044 / 0.19) / ((0.00024985 / 0.001999) ** 0.5
+                                                                                 + 1e-8)]),
+    # coupled: g1 = 0.5 + 0.1 * 1 = 0.6, m1/bc1 = 0.6, v1/bc2 = 0.36
+    "adam-wd": (fnn.optim.Adam(0.1, weight_decay=0.1), [1 - 0.1 * 0.6 / (0.6 + 1e-8), None]),
+    # u1 = |g1| + eps; u2 = max(0.999 u1, 0.01 + eps) = 0.999 u1
+    "adamax": (fnn.optim.Adamax(0.1), [1 - 0.1 * 0.5 / (0.5 + 1e-8),
+                                       1 - 0.1 * 0.5 / (0.5 + 1e-8) - 0.1 / 0.19 * 0.044 / (0.999 * (0.5 + 1e-8))]),
+    # p -= lr (1 - mu_t) / (1 - prod mu_1..t) g / d + lr mu_t+1 / (1 - prod mu_1..t+1) m / d,
+    # d = sqrt(v / bc2) + eps: 0.5 + eps, then sqrt(0.00024985 / 0.001999) + eps
+    "nadam": (fnn.optim.NAdam(0.1), [
+        1 - 0.1 * 0.5 / (0.5 + 1e-8) - 0.1 * _mu[1] / (1 - _mu[0] * _mu[1]) * 0.05 / (0.5 + 1e-8),
+        1 - 0.1 * 0.5 / (0.5 + 1e-8) - 0.1 * _mu[1] / (1 - _mu[0] * _mu[1]) * 0.05 / (0.5 + 1e-8)
+        - (0.1 * (1 - _mu[1]) / (1 - _mu[0] * _mu[1]) * -0.01
+           + 0.1 * _mu[2] / (1 - _mu[0] * _mu[1] * _mu[2]) * 0.044) / ((0.00024985 / 0.001999) ** 0.5 + 1e-8)]),
+}
+
+
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("case", list(HAND))
+def test_first_two_steps_match_the_hand_computed_values(case, device):
+    opt, expected = HAND[case]
+    got = _two_steps(_fresh(opt), device)
+    for i, (g, e) in enumerate(zip(got, expected)):
+        if e is not None:
+            assert g == pytest.approx(e, rel=1e-13, abs=1e-15), f"step {i + 1}"
+
+
+def _fresh(opt):
+    return type(opt)(lr=opt.lr, **opt.get_config())
+
+
+# ------------------------------------------------------------------ convergence table
+def _quadratic(opt, steps):
+    """f at the end of the path on the ill-conditioned quadratic 0.1 x^2 + 2 y^2 from (-5, 2.5) (f = 15)."""
+    land = fnn.landscapes.get_landscape("quadratic")
+    return float(land(*fnn.optim.trace(opt, land, steps=steps)[-1]))
+
+
+def _logistic(opt, steps):
+    """Training loss of logistic regression on a linearly separable set, full batch."""
+    rng = np.random.default_rng(0)
+    X = np.concatenate([rng.normal(-2, 1, (100, 2)), rng.normal(2, 1, (100, 2))]).astype(np.float32)
+    y = (X[:, 0] + X[:, 1] > 0).astype(np.float32).reshape(-1, 1)  # two blobs, labelled by a line
+    model = fnn.Sequential([fnn.layers.Dense(1)], input_dim=2, seed=0, device=DEVICE)
+    trainer = fnn.Trainer(model, "binary_cross_entropy", opt, batch_size=None, seed=0)
+    trainer.fit(X, y, epochs=steps, verbose=0)
+    return trainer.evaluate(X, y)["loss"]
+
+
+def _spirals(opt, steps):
+    """1 - training accuracy of a 2-32-32-3 ReLU MLP on 3 spirals (300 points), batch 30."""
+    X, y = fnn.datasets.make_spirals(n=300, classes=3, noise=0.1, seed=0)
+    model = fnn.Sequential([fnn.layers.Dense(32, activation="relu"), fnn.layers.Dense(32, activation="relu"),
+                            fnn.layers.Dense(3)], input_dim=2, seed=0, device=DEVICE)
+    trainer = fnn.Trainer(model, "cross_entropy", opt, batch_size=30, metrics=["accuracy"], seed=0)
+    trainer.fit(X, y, epochs=steps // 10, verbose=0)
+    return 1.0 - trainer.evaluate(X, y)["accuracy"]
+
+
+#: problem: (function -> error, updates, error tolerance)
+PROBLEMS = {"quadratic": (_quadratic, 300, 1e-6), "logistic": (_logistic, 200, 0.01),
+            "spirals": (_spirals, 1000, 0.03)}
+#: optimizer: options per problem (quadratic, logistic, spirals); a 4th entry overrides
+#: (updates, tolerance) for one problem where the rule is slow
+CONVERGENCE = {
+    "sgd": (dict(lr=0.3), dict(lr=1.0), dict(lr=0.1)),
+    "momentum": (dict(lr=0.1), dict(lr=0.1), dict(lr=0.01)),
+    "nesterov": (dict(lr=0.1), dict(lr=0.1), dict(lr=0.01)),
+    "adagrad": (dict(lr=1.0), dict(lr=1.0), dict(lr=0.03)),
+    # Adadelta's steps grow from sqrt(eps) (no lr in the paper): slow on the quadratic
+    "adadelta": (dict(eps=1e-4), dict(eps=1e-3), dict(), {"quadratic": (500, 0.02)}),
+    "rmsprop": (dict(lr=0.1), dict(lr=0.1), dict(lr=0.003)),
+    "adam": (dict(lr=0.1), dict(lr=1.0), dict(lr=0.01)),
+    "adamw": (dict(lr=0.1), dict(lr=1.0), dict(lr=0.01)),
+    "adamax": (dict(lr=0.3), dict(lr=1.0), dict(lr=0.01)),
+    "nadam": (dict(lr=0.1), dict(lr=1.0), dict(lr=0.01)),
+}
+
+
+@pytest.mark.parametrize("problem", list(PROBLEMS))
+@pytest.mark.parametrize("name", list(CONVERGENCE))
+def test_converges_on_the_toy_problems(name, problem):
+    func, steps, tol = PROBLEMS[problem]
+    entry = CONVERGENCE[name]
+    steps, tol = entry[3].get(problem, (steps, tol)) if len(entry) > 3 else (steps, tol)
+    opt = fnn.optim.OPTIMIZERS[name](**entry[list(PROBLEMS).index(problem)])
+    error = func(opt, steps)
+    assert error < tol, f"{name} on {problem}: {error:.3g} after {steps} updates (tolerance {tol})"
+
+
+# ------------------------------------------------------------------ options, state, errors
+ALL = [(name, dict(weight_decay=0.1)) for name in ("SGD", "Adagrad", "Adadelta", "RMSprop", "Adam", "AdamW", "Adamax",
+                                                    "NAdam")]
+
+
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("name, kwargs", ALL, ids=[a[0] for a in ALL])
+def test_every_optimizer_decays_weights_only_and_honours_layer_options(name, kwargs, device):
+    model = fnn.Sequential([fnn.layers.Dense(3), fnn.layers.Dense(2), fnn.layers.Dense(2)], input_dim=2, seed=0,
+                           device=device, dtype="float64")
+    before = model.get_weights()
+    opt = getattr(fnn.optim, name)(lr=0.1, **kwargs)
+    opt.set_layer_options(model.layers[1], lr=0.0)            # this layer does not move
+    opt.set_layer_options(model.layers[2], weight_decay=0.0)  # nor this one: no gradient, no decay
+    opt.bind(model)
+    model.grads[:] = 0.0
+    for _ in range(3):
+        opt.step()  # zero gradients: only the weight decay moves anything
+    after = model.get_weights()
+    assert np.all(np.abs(after[0]) < np.abs(before[0]))  # layer 0's weights shrink
+    for i in (1, 2, 3, 4, 5):  # biases, the frozen-by-lr layer, the layer without decay
+        np.testing.assert_array_equal(after[i], before[i], err_msg=f"array {i}")
+
+
+@pytest.mark.parametrize("name", ["Adam", "RMSprop", "NAdam"])
+def test_frozen_layers_keep_their_weights_and_zero_state(name):
+    model = fnn.Sequential([fnn.layers.Dense(3), fnn.layers.Dense(3)], input_dim=3, seed=0, device=DEVICE)
+    model.layers[0].trainable = False
+    opt = getattr(fnn.optim, name)(lr=0.1)
+    opt.bind(model)
+    before = model.get_weights()
+    model.grads[:] = 1.0
+    opt.step()
+    after = model.get_weights()
+    np.testing.assert_array_equal(after[0], before[0])
+    np.testing.assert_array_equal(after[1], before[1])
+    assert not np.array_equal(after[2], before[2])
+    frozen = slice(model.param_info[0].start, model.param_info[1].stop)
+    for buf in opt.state.values():
+        assert not buf[frozen].any()
+
+
+@pytest.mark.parametrize("name, kwargs", VARIANTS, ids=[_variant_id(v) for v in VARIANTS])
+def test_state_dict_round_trip_continues_identically(name, kwargs):
+    rng = np.random.default_rng(3)
+    grads = rng.standard_normal((8, 6))
+    holders, opts = [], []
+    for _ in range(2):
+        holders.append(fnn.optim.Parameters(np.linspace(-1, 1, 6), device=DEVICE))
+        opts.append(getattr(fnn.optim, name)(lr=fnn.schedules.Exponential(0.05, 0.9), **kwargs))
+        opts[-1].bind(holders[-1])
+    a, b = opts
+    for g in grads[:4]:
+        holders[0].grads[:] = g
+        a.step()
+    a.epoch, a.lr_scale = 2, 0.5
+    holders[1].params[:] = holders[0].params
+    b.load_state_dict(a.state_dict())
+    assert (b.step_count, b.epoch, b.lr_scale) == (4, 2, 0.5)
+    for g in grads[4:]:
+        for x, opt in zip(holders, opts):
+            x.grads[:] = g
+            opt.step()
+    np.testing.assert_array_equal(holders[1].params, holders[0].params)
+    assert set(a.state_dict()["state"]) == set(a.state_names)
+
+
+def test_load_state_dict_rejects_another_model():
+    opt = fnn.optim.Adam()
+    opt.bind(fnn.optim.Parameters(np.ones(4)))
+    state = opt.state_dict()
+    other = fnn.optim.Adam()
+    other.bind(fnn.optim.Parameters(np.ones(5)))
+    with pytest.raises(ValueError, match=r"^Adam\.load_state_dict: state 'exp_avg' does not match this model's "
+                                         r"parameters\.$"):
+        other.load_state_dict(state)
+    assert other.step_count == 0
+
+
+def test_adagrad_state_starts_at_the_initial_accumulator_value():
+    opt = fnn.optim.Adagrad(initial_accumulator_value=0.25)
+    opt.bind(fnn.optim.Parameters(np.ones(3)))
+    np.testing.assert_array_equal(opt.state["sum"], 0.25)
+
+
+def test_names_build_the_documented_optimizers():
+    for name, cls in [("sgd", fnn.optim.SGD), ("adagrad", fnn.optim.Adagrad), ("adadelta", fnn.optim.Adadelta),
+                      ("rmsprop", fnn.optim.RMSprop), ("adam", fnn.optim.Adam), ("adamw", fnn.optim.AdamW),
+                      ("adamax", fnn.optim.Adamax), ("nadam", fnn.optim.NAdam)]:
+        opt = fnn.optim.get_optimizer(name)
+        assert type(opt) is cls and opt.current_lr() == cls().current_lr()
+    momentum, nesterov = fnn.optim.get_optimizer("momentum", lr=0.2), fnn.optim.get_optimizer("nesterov")
+    assert (momentum.momentum, momentum.nesterov, momentum.current_lr()) == (0.9, False, 0.2)
+    assert (nesterov.momentum, nesterov.nesterov) == (0.9, True)
+    # PyTorch's defaults
+    assert fnn.optim.AdamW().weight_decay == 0.01 and fnn.optim.Adam().weight_decay == 0.0
+    assert (fnn.optim.Adamax().current_lr(), fnn.optim.NAdam().momentum_decay) == (2e-3, 4e-3)
+    assert repr(fnn.optim.Adam()) == ("Adam(lr=Constant(lr=0.001, per='step'), betas=(0.9, 0.999), eps=1e-08, "
+                                      "weight_decay=0.0, amsgrad=False)")
+
+
+ERRORS = [
+    (lambda: fnn.optim.Adam(lr=-1e-3), ValueError, r"^Adam: lr must be >= 0\.0; got -0\.001\.$"),
+    (lambda: fnn.optim.Adam(betas=(0.9, 1.0)), ValueError, r"^Adam: beta2 must be in \[0, 1\); got 1\.0\.$"),
+    (lambda: fnn.optim.AdamW(betas=(-0.1, 0.9)), ValueError, r"^AdamW: beta1 must be in \[0, 1\); got -0\.1\.$"),
+    (lambda: fnn.optim.NAdam(betas=0.9), TypeError, r"^NAdam: betas must be a pair \(beta1, beta2\); got 0\.9\.$"),
+    (lambda: fnn.optim.Adamax(betas=(0.9, "x")), TypeError, r"^Adamax: beta2 must be a real number; got 'x'\.$"),
+    (lambda: fnn.optim.Adam(eps=0.0), ValueError, r"^Adam: eps must be > 0\.0; got 0\.0\.$"),
+    (lambda: fnn.optim.Adagrad(eps=-1e-10), ValueError, r"^Adagrad: eps must be > 0\.0; got -1e-10\.$"),
+    (lambda: fnn.optim.Adagrad(lr_decay=-0.1), ValueError, r"^Adagrad: lr_decay must be >= 0\.0; got -0\.1\.$"),
+    (lambda: fnn.optim.Adagrad(initial_accumulator_value=-1), ValueError,
+     r"^Adagrad: initial_accumulator_value must be >= 0\.0; got -1\.0\.$"),
+    (lambda: fnn.optim.Adadelta(rho=1.5), ValueError, r"^Adadelta: rho must be <= 1\.0; got 1\.5\.$"),
+    (lambda: fnn.optim.RMSprop(momentum=-0.9), ValueError, r"^RMSprop: momentum must be >= 0\.0; got -0\.9\.$"),
+    (lambda: fnn.optim.RMSprop(alpha=1.01), ValueError, r"^RMSprop: alpha must be <= 1\.0; got 1\.01\.$"),
+    (lambda: fnn.optim.RMSprop(centered=1), TypeError, r"^RMSprop: centered must be True or False; got 1\.$"),
+    (lambda: fnn.optim.Adam(amsgrad="yes"), TypeError, r"^Adam: amsgrad must be True or False; got 'yes'\.$"),
+    (lambda: fnn.optim.Adam(weight_decay=-0.1), ValueError, r"^Adam: weight_decay must be >= 0\.0; got -0\.1\.$"),
+    (lambda: fnn.optim.NAdam(momentum_decay=-1.0), ValueError, r"^NAdam: momentum_decay must be >= 0\.0; got -1\.0\.$"),
+    (lambda: fnn.optim.SGD(0.1, nesterov=True), ValueError, r"^SGD: nesterov=True needs momentum > 0"),
+    (lambda: fnn.optim.get_optimizer("adamm"), ValueError,
+     r"^Trainer: unknown optimizer 'adamm'; choose one of 'sgd', 'momentum', 'nesterov', 'adagrad', 'adadelta', "
+     r"'rmsprop', 'adam', 'adamw', 'adamax', 'nadam'\.$"),
+    (lambda: fnn.optim.Adam().set_layer_options(None, lr=-1.0), ValueError,
+     r"^Adam\.set_layer_options: lr must be >= 0\.0; got -1\.0\.$"),
+    (lambda: fnn.optim.Parameters([[1.0, 2.0]]), ValueError, r"^Parameters: values must be 1-D; got 2-D"),
+    (lambda: fnn.optim.Parameters([1.0, np.nan]), ValueError, r"^Parameters: values contains NaN or inf"),
+]
+
+
+@pytest.mark.parametrize("make, error, message", ERRORS, ids=[e[2][1:40] for e in ERRORS])
+def test_bad_options_are_rejected_when_built(make, error, message):
+    with pytest.raises(error, match=message):
+        make()
+
+
+@pytest.mark.parametrize("module", ["fastnn.optim", "fastnn.schedules", "fastnn.landscapes", "fastnn.callbacks"])
+def test_docstring_examples_run(module):
+    import doctest
+    import importlib
+
+    if module == "fastnn.callbacks" and DEVICE != "cpu":
+        pytest.skip("the example trains on the default device, cpu, which is not built")
+    result = doctest.testmod(importlib.import_module(module), optionflags=doctest.ELLIPSIS)
+    assert result.attempted > 0 and result.failed == 0

@@ -274,3 +274,99 @@ class Backend:
             buf[...] = b
             d = d + momentum * b if nesterov else b
         p[...] = p64 - lr * d
+
+    # The adaptive optimizers: PyTorch's update rules (torch.optim's algorithm boxes) on flat
+    # buffers, in place. Every one first forms d = g + weight_decay * p (coupled L2, as in
+    # PyTorch; AdamW's decoupled form is a flag of adam_update). Scalars that depend only on the
+    # step (the decayed lr, bias corrections, NAdam's momentum products) are computed by the
+    # optimizer in Python and passed in. g is never modified.
+    def adagrad_update(self, p, g, state_sum, *, lr, eps=1e-10, weight_decay=0.0):
+        """Adagrad: state_sum += d^2; p -= lr d / (sqrt(state_sum) + eps). ``lr`` is the decayed
+        rate lr / (1 + (t - 1) lr_decay)."""
+        p64 = np.asarray(p, np.float64)
+        d = np.asarray(g, np.float64) + weight_decay * p64
+        s = np.asarray(state_sum, np.float64) + d * d
+        state_sum[...] = s
+        p[...] = p64 - lr * d / (np.sqrt(s) + eps)
+
+    def adadelta_update(self, p, g, square_avg, acc_delta, *, lr, rho=0.9, eps=1e-6, weight_decay=0.0):
+        """Adadelta: square_avg = rho square_avg + (1 - rho) d^2;
+        delta = sqrt(acc_delta + eps) / sqrt(square_avg + eps) * d;
+        acc_delta = rho acc_delta + (1 - rho) delta^2; p -= lr delta."""
+        p64 = np.asarray(p, np.float64)
+        d = np.asarray(g, np.float64) + weight_decay * p64
+        v = rho * np.asarray(square_avg, np.float64) + (1.0 - rho) * d * d
+        u = np.asarray(acc_delta, np.float64)
+        delta = np.sqrt(u + eps) / np.sqrt(v + eps) * d
+        square_avg[...] = v
+        acc_delta[...] = rho * u + (1.0 - rho) * delta * delta
+        p[...] = p64 - lr * delta
+
+    def rmsprop_update(self, p, g, square_avg, grad_avg, momentum_buffer, *, lr, alpha=0.99, eps=1e-8,
+                       weight_decay=0.0, momentum=0.0, centered=False):
+        """RMSprop: square_avg = alpha square_avg + (1 - alpha) d^2; centered: grad_avg = alpha
+        grad_avg + (1 - alpha) d and denom = sqrt(square_avg - grad_avg^2) + eps, else
+        denom = sqrt(square_avg) + eps; with momentum, buf = momentum buf + d / denom and
+        p -= lr buf, else p -= lr d / denom. grad_avg is used only when centered and
+        momentum_buffer only when momentum != 0 (either may be None otherwise)."""
+        p64 = np.asarray(p, np.float64)
+        d = np.asarray(g, np.float64) + weight_decay * p64
+        v = alpha * np.asarray(square_avg, np.float64) + (1.0 - alpha) * d * d
+        square_avg[...] = v
+        if centered:
+            a = alpha * np.asarray(grad_avg, np.float64) + (1.0 - alpha) * d
+            grad_avg[...] = a
+            v = v - a * a
+        step = d / (np.sqrt(v) + eps)
+        if momentum != 0.0:
+            step = momentum * np.asarray(momentum_buffer, np.float64) + step
+            momentum_buffer[...] = step
+        p[...] = p64 - lr * step
+
+    def adam_update(self, p, g, exp_avg, exp_avg_sq, max_exp_avg_sq, *, lr, beta1=0.9, beta2=0.999, eps=1e-8,
+                    weight_decay=0.0, amsgrad=False, decoupled_weight_decay=False, bias_correction1,
+                    bias_correction2):
+        """Adam (and AdamW): m = beta1 m + (1 - beta1) d; v = beta2 v + (1 - beta2) d^2; with
+        amsgrad, vmax = max(vmax, v) stands for v below; p -= lr / bc1 * m / (sqrt(v) / sqrt(bc2)
+        + eps), bc_i = 1 - beta_i^t. ``decoupled_weight_decay`` (AdamW): d = g, and p is first
+        multiplied by 1 - lr weight_decay. max_exp_avg_sq is used only with amsgrad."""
+        p64, d = np.asarray(p, np.float64), np.asarray(g, np.float64)
+        if decoupled_weight_decay:
+            p64 = p64 * (1.0 - lr * weight_decay)
+        else:
+            d = d + weight_decay * p64
+        m = beta1 * np.asarray(exp_avg, np.float64) + (1.0 - beta1) * d
+        v = beta2 * np.asarray(exp_avg_sq, np.float64) + (1.0 - beta2) * d * d
+        exp_avg[...] = m
+        exp_avg_sq[...] = v
+        if amsgrad:
+            v = np.maximum(np.asarray(max_exp_avg_sq, np.float64), v)
+            max_exp_avg_sq[...] = v
+        p[...] = p64 - lr / bias_correction1 * m / (np.sqrt(v) / math.sqrt(bias_correction2) + eps)
+
+    def adamax_update(self, p, g, exp_avg, exp_inf, *, lr, beta1=0.9, beta2=0.999, eps=1e-8, weight_decay=0.0,
+                      bias_correction1):
+        """Adamax: m = beta1 m + (1 - beta1) d; u = max(beta2 u, |d| + eps);
+        p -= lr / bc1 * m / u, bc1 = 1 - beta1^t."""
+        p64 = np.asarray(p, np.float64)
+        d = np.asarray(g, np.float64) + weight_decay * p64
+        m = beta1 * np.asarray(exp_avg, np.float64) + (1.0 - beta1) * d
+        u = np.maximum(beta2 * np.asarray(exp_inf, np.float64), np.abs(d) + eps)
+        exp_avg[...] = m
+        exp_inf[...] = u
+        p[...] = p64 - lr / bias_correction1 * m / u
+
+    def nadam_update(self, p, g, exp_avg, exp_avg_sq, *, lr, beta1=0.9, beta2=0.999, eps=1e-8, weight_decay=0.0,
+                     mu, mu_next, mu_product, bias_correction2):
+        """NAdam: m, v as in Adam; denom = sqrt(v / bc2) + eps;
+        p -= lr (1 - mu) / (1 - mu_product) d / denom + lr mu_next / (1 - mu_product mu_next) m / denom,
+        where mu = mu_t, mu_next = mu_{t+1} and mu_product = mu_1 ... mu_t."""
+        p64 = np.asarray(p, np.float64)
+        d = np.asarray(g, np.float64) + weight_decay * p64
+        m = beta1 * np.asarray(exp_avg, np.float64) + (1.0 - beta1) * d
+        v = beta2 * np.asarray(exp_avg_sq, np.float64) + (1.0 - beta2) * d * d
+        exp_avg[...] = m
+        exp_avg_sq[...] = v
+        denom = np.sqrt(v / bias_correction2) + eps
+        p[...] = (p64 - lr * (1.0 - mu) / (1.0 - mu_product) * d / denom
+                  - lr * mu_next / (1.0 - mu_product * mu_next) * m / denom)

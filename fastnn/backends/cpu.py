@@ -66,6 +66,12 @@ _CE_SOFT = _by_dtype(_losses.cross_entropy_soft)
 _BCE = _by_dtype(_losses.binary_cross_entropy)
 _RESIDUAL = _by_dtype(_losses.residual)
 _SGD = _by_dtype(_optim.sgd_update)
+_ADAGRAD = _by_dtype(_optim.adagrad_update)
+_ADADELTA = _by_dtype(_optim.adadelta_update)
+_RMSPROP = _by_dtype(_optim.rmsprop_update)
+_ADAM = _by_dtype(_optim.adam_update)
+_ADAMAX = _by_dtype(_optim.adamax_update)
+_NADAM = _by_dtype(_optim.nadam_update)
 _SUM_SQUARES = _by_dtype(_optim.sum_squares)
 _SCALE = _by_dtype(_optim.scale_)
 _CLIP = _by_dtype(_optim.clip_)
@@ -262,6 +268,25 @@ def _unknown_activation(owner, name):
     if name not in ACTIVATION_CODES:
         listed = ", ".join(repr(a) for a in ACTIVATIONS)
         raise ValueError(f"{owner}: unknown activation {name!r}; choose one of {listed}.")
+
+
+def _update_refused(owner, p, g, state):
+    """Examine the arguments of an optimizer update the compiled kernel refused. ``state`` is
+    [(name, buffer, when)]: ``when`` is None for a buffer this call does not use, else the
+    condition under which it is needed ('' for always). Raises what the caller must fix (mixed
+    dtypes, shapes, a missing buffer); returns True when the arrays suit the kernel (the refusal
+    is unexpected: re-raise it), False when the NumPy reference should run the update (other
+    dtypes, non-contiguous or read-only arrays, array-likes)."""
+    used = [(name, a) for name, a, when in state if when is not None]
+    if p is None or g is None or not _arrays(p, g, *(a for _, a in used)):
+        return False
+    for name, a, when in state:
+        if when is not None and a is None:
+            raise ValueError(f"{owner}: {name} must be an array like p{when}; got None.")
+    _check_dtypes(owner, "p", [("p", p), ("g", g), *used], outputs=[name for name, _ in used])
+    for name, a in [("g", g), *used]:
+        _expect(owner, name, a, p.shape)
+    return _fast_ok([("g", g)], [("p", p), *used], ndim=dict.fromkeys(["p", "g", *(n for n, _ in used)], 1))
 
 
 def _loss_out_ok(loss_out):
@@ -550,21 +575,78 @@ class CpuBackend(Backend):
         try:
             _SGD[p.dtype](p, g, buf if momentum else None, lr, momentum, dampening, nesterov,
                           weight_decay, first_step)
-            return None
         except _REFUSED:
-            owner = "sgd_update"
-            if not _arrays(p, g, buf) or p is None or g is None:
-                return _REFERENCE.sgd_update(p, g, buf, lr=lr, momentum=momentum, dampening=dampening,
-                                             nesterov=nesterov, weight_decay=weight_decay,
-                                             first_step=first_step)
-            arrays = [("p", p), ("g", g), ("buf", buf if momentum != 0.0 else None)]
-            _check_dtypes(owner, "p", arrays, outputs=("buf",))
-            _expect(owner, "g", g, p.shape)
-            _expect(owner, "buf", arrays[2][1], p.shape)
-            if momentum != 0.0 and buf is None:
-                raise ValueError(f"{owner}: buf must be an array like p when momentum != 0; got None.")
-            if _fast_ok([("g", g)], [("p", p), ("buf", arrays[2][1])], ndim={"p": 1, "g": 1, "buf": 1}):
+            if _update_refused("sgd_update", p, g, [("buf", buf, " when momentum != 0" if momentum else None)]):
                 raise
-            return _REFERENCE.sgd_update(p, g, buf, lr=lr, momentum=momentum, dampening=dampening,
-                                         nesterov=nesterov, weight_decay=weight_decay,
-                                         first_step=first_step)
+            _REFERENCE.sgd_update(p, g, buf, lr=lr, momentum=momentum, dampening=dampening, nesterov=nesterov,
+                                  weight_decay=weight_decay, first_step=first_step)
+
+    def adagrad_update(self, p, g, state_sum, *, lr, eps=1e-10, weight_decay=0.0):
+        try:
+            _ADAGRAD[p.dtype](p, g, state_sum, lr, eps, weight_decay)
+        except _REFUSED:
+            if _update_refused("adagrad_update", p, g, [("state_sum", state_sum, "")]):
+                raise
+            _REFERENCE.adagrad_update(p, g, state_sum, lr=lr, eps=eps, weight_decay=weight_decay)
+
+    def adadelta_update(self, p, g, square_avg, acc_delta, *, lr, rho=0.9, eps=1e-6, weight_decay=0.0):
+        try:
+            _ADADELTA[p.dtype](p, g, square_avg, acc_delta, lr, rho, eps, weight_decay)
+        except _REFUSED:
+            if _update_refused("adadelta_update", p, g, [("square_avg", square_avg, ""), ("acc_delta", acc_delta, "")]):
+                raise
+            _REFERENCE.adadelta_update(p, g, square_avg, acc_delta, lr=lr, rho=rho, eps=eps,
+                                       weight_decay=weight_decay)
+
+    def rmsprop_update(self, p, g, square_avg, grad_avg, momentum_buffer, *, lr, alpha=0.99, eps=1e-8,
+                       weight_decay=0.0, momentum=0.0, centered=False):
+        try:
+            _RMSPROP[p.dtype](p, g, square_avg, grad_avg if centered else None,
+                              momentum_buffer if momentum else None, lr, alpha, eps, weight_decay, momentum,
+                              centered)
+        except _REFUSED:
+            state = [("square_avg", square_avg, ""),
+                     ("grad_avg", grad_avg, " when centered=True" if centered else None),
+                     ("momentum_buffer", momentum_buffer, " when momentum != 0" if momentum else None)]
+            if _update_refused("rmsprop_update", p, g, state):
+                raise
+            _REFERENCE.rmsprop_update(p, g, square_avg, grad_avg, momentum_buffer, lr=lr, alpha=alpha, eps=eps,
+                                      weight_decay=weight_decay, momentum=momentum, centered=centered)
+
+    def adam_update(self, p, g, exp_avg, exp_avg_sq, max_exp_avg_sq, *, lr, beta1=0.9, beta2=0.999, eps=1e-8,
+                    weight_decay=0.0, amsgrad=False, decoupled_weight_decay=False, bias_correction1,
+                    bias_correction2):
+        try:
+            _ADAM[p.dtype](p, g, exp_avg, exp_avg_sq, max_exp_avg_sq if amsgrad else None, lr, beta1, beta2, eps,
+                           weight_decay, amsgrad, decoupled_weight_decay, bias_correction1, bias_correction2)
+        except _REFUSED:
+            state = [("exp_avg", exp_avg, ""), ("exp_avg_sq", exp_avg_sq, ""),
+                     ("max_exp_avg_sq", max_exp_avg_sq, " when amsgrad=True" if amsgrad else None)]
+            if _update_refused("adam_update", p, g, state):
+                raise
+            _REFERENCE.adam_update(p, g, exp_avg, exp_avg_sq, max_exp_avg_sq, lr=lr, beta1=beta1, beta2=beta2,
+                                   eps=eps, weight_decay=weight_decay, amsgrad=amsgrad,
+                                   decoupled_weight_decay=decoupled_weight_decay,
+                                   bias_correction1=bias_correction1, bias_correction2=bias_correction2)
+
+    def adamax_update(self, p, g, exp_avg, exp_inf, *, lr, beta1=0.9, beta2=0.999, eps=1e-8, weight_decay=0.0,
+                      bias_correction1):
+        try:
+            _ADAMAX[p.dtype](p, g, exp_avg, exp_inf, lr, beta1, beta2, eps, weight_decay, bias_correction1)
+        except _REFUSED:
+            if _update_refused("adamax_update", p, g, [("exp_avg", exp_avg, ""), ("exp_inf", exp_inf, "")]):
+                raise
+            _REFERENCE.adamax_update(p, g, exp_avg, exp_inf, lr=lr, beta1=beta1, beta2=beta2, eps=eps,
+                                     weight_decay=weight_decay, bias_correction1=bias_correction1)
+
+    def nadam_update(self, p, g, exp_avg, exp_avg_sq, *, lr, beta1=0.9, beta2=0.999, eps=1e-8, weight_decay=0.0,
+                     mu, mu_next, mu_product, bias_correction2):
+        try:
+            _NADAM[p.dtype](p, g, exp_avg, exp_avg_sq, lr, beta1, beta2, eps, weight_decay, mu, mu_next, mu_product,
+                            bias_correction2)
+        except _REFUSED:
+            if _update_refused("nadam_update", p, g, [("exp_avg", exp_avg, ""), ("exp_avg_sq", exp_avg_sq, "")]):
+                raise
+            _REFERENCE.nadam_update(p, g, exp_avg, exp_avg_sq, lr=lr, beta1=beta1, beta2=beta2, eps=eps,
+                                    weight_decay=weight_decay, mu=mu, mu_next=mu_next, mu_product=mu_product,
+                                    bias_correction2=bias_correction2)

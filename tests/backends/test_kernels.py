@@ -3,7 +3,9 @@ one feature, odd, a few hundred wide), non-contiguous inputs, extreme values, dt
 
 from __future__ import annotations
 
+import math
 import os
+import platform
 import subprocess
 import sys
 import textwrap
@@ -558,6 +560,127 @@ def test_sgd_update_accepts_non_contiguous(backend):
     assert_close(got_buf, want_buf, np.float32)
 
 
+def _nadam_scalars(t, beta1=0.9, momentum_decay=4e-3):
+    mus = [beta1 * (1.0 - 0.5 * 0.96 ** (k * momentum_decay)) for k in range(1, t + 2)]
+    return dict(mu=mus[t - 1], mu_next=mus[t], mu_product=math.prod(mus[:t]), bias_correction2=1.0 - 0.999 ** t)
+
+
+#: scalars each update kernel takes per step t (1-based), as its optimizer computes them
+STEP_SCALARS = {
+    "adam_update": lambda t: dict(bias_correction1=1.0 - 0.9 ** t, bias_correction2=1.0 - 0.999 ** t),
+    "adamax_update": lambda t: dict(bias_correction1=1.0 - 0.9 ** t),
+    "nadam_update": _nadam_scalars,
+}
+#: id: (kernel, {state buffer: initial value, or None when this variant does not use it}, options)
+UPDATE_CASES = {
+    "adagrad": ("adagrad_update", dict(state_sum=0.0), dict(lr=0.1)),
+    "adagrad-wd-init": ("adagrad_update", dict(state_sum=0.1), dict(lr=0.1, eps=1e-6, weight_decay=0.05)),
+    "adadelta": ("adadelta_update", dict(square_avg=0.0, acc_delta=0.0), dict(lr=1.0)),
+    "adadelta-wd": ("adadelta_update", dict(square_avg=0.0, acc_delta=0.0),
+                    dict(lr=0.5, rho=0.8, eps=1e-5, weight_decay=0.1)),
+    "rmsprop": ("rmsprop_update", dict(square_avg=0.0, grad_avg=None, momentum_buffer=None), dict(lr=0.01)),
+    "rmsprop-momentum": ("rmsprop_update", dict(square_avg=0.0, grad_avg=None, momentum_buffer=0.0),
+                         dict(lr=0.01, momentum=0.9, weight_decay=0.01)),
+    "rmsprop-centered": ("rmsprop_update", dict(square_avg=0.0, grad_avg=0.0, momentum_buffer=None),
+                         dict(lr=0.01, alpha=0.9, centered=True)),
+    "rmsprop-centered-momentum": ("rmsprop_update", dict(square_avg=0.0, grad_avg=0.0, momentum_buffer=0.0),
+                                  dict(lr=0.01, momentum=0.5, centered=True, weight_decay=0.01)),
+    "adam": ("adam_update", dict(exp_avg=0.0, exp_avg_sq=0.0, max_exp_avg_sq=None), dict(lr=0.01)),
+    "adam-wd": ("adam_update", dict(exp_avg=0.0, exp_avg_sq=0.0, max_exp_avg_sq=None),
+                dict(lr=0.01, weight_decay=0.1)),
+    "adam-amsgrad": ("adam_update", dict(exp_avg=0.0, exp_avg_sq=0.0, max_exp_avg_sq=0.0),
+                     dict(lr=0.01, amsgrad=True, weight_decay=0.1)),
+    "adamw": ("adam_update", dict(exp_avg=0.0, exp_avg_sq=0.0, max_exp_avg_sq=None),
+              dict(lr=0.01, weight_decay=0.1, decoupled_weight_decay=True)),
+    "adamw-amsgrad": ("adam_update", dict(exp_avg=0.0, exp_avg_sq=0.0, max_exp_avg_sq=0.0),
+                      dict(lr=0.01, weight_decay=0.1, decoupled_weight_decay=True, amsgrad=True)),
+    "adamax": ("adamax_update", dict(exp_avg=0.0, exp_inf=0.0), dict(lr=2e-3)),
+    "adamax-wd": ("adamax_update", dict(exp_avg=0.0, exp_inf=0.0), dict(lr=2e-3, weight_decay=0.1)),
+    "nadam": ("nadam_update", dict(exp_avg=0.0, exp_avg_sq=0.0), dict(lr=2e-3)),
+    "nadam-wd": ("nadam_update", dict(exp_avg=0.0, exp_avg_sq=0.0), dict(lr=2e-3, weight_decay=0.1)),
+}
+
+
+def _run_update(backend, kernel, state, kw, t, p, g):
+    getattr(backend, kernel)(p, g, *state, **kw, **STEP_SCALARS.get(kernel, lambda t: {})(t))
+
+
+@pytest.mark.parametrize("case", list(UPDATE_CASES))
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("size", [1, 7, 10_001])
+def test_update_kernels_match_reference_over_50_steps(backend, size, dtype, case):
+    kernel, init, kw = UPDATE_CASES[case]
+    rng = np.random.default_rng(19)
+    p = _rand(rng, size, dtype)
+    want = [p.copy()] + [None if v is None else np.full(size, v, dtype) for v in init.values()]
+    got = [backend.asarray(a) if a is not None else None for a in (x if x is None else x.copy() for x in want)]
+    for t in range(1, 51):
+        g = _rand(rng, size, dtype)
+        dev_g = backend.asarray(g)
+        _run_update(REFERENCE, kernel, want[1:], kw, t, want[0], g)
+        assert _run_update(backend, kernel, got[1:], kw, t, got[0], dev_g) is None
+        np.testing.assert_array_equal(backend.to_numpy(dev_g), g)  # g is not modified
+        for name, w, a in zip(["p", *init], want, got):
+            if w is not None:
+                assert_close(backend.to_numpy(a), w, dtype, factor=2), (name, t)
+    assert np.isfinite(want[0]).all() and not np.array_equal(want[0], p)
+
+
+def test_update_kernels_leave_zero_padding_zero(backend):
+    # the optimizer extends a segment over the alignment padding between parameters, where p
+    # and g are zero: every update must keep p there zero
+    for kernel, init, kw in UPDATE_CASES.values():
+        state = [None if v is None else backend.asarray(np.full(5, v, np.float32)) for v in init.values()]
+        p = backend.asarray(np.zeros(5, np.float32))
+        for t in (1, 2):
+            _run_update(backend, kernel, state, kw, t, p, backend.asarray(np.zeros(5, np.float32)))
+        np.testing.assert_array_equal(backend.to_numpy(p), 0.0, err_msg=kernel)
+
+
+@pytest.mark.skipif(platform.machine().lower() not in ("x86_64", "amd64"), reason="flushing is x86 (MXCSR) only")
+@pytest.mark.parametrize("case", ["sgd-momentum", *UPDATE_CASES])
+def test_issue3_updates_flush_subnormal_state_to_zero(backend, case):
+    """Under exact-zero gradients (dead ReLU units) decaying state sank into subnormal floats and
+    the update ran 13x slower; the compiled updates flush them (and restore the FPU mode)."""
+    if backend.name != "cpu":
+        pytest.skip("the NumPy reference keeps IEEE subnormals; flushing is the compiled kernels' speed-up")
+    if case == "sgd-momentum":
+        kernel, init, kw = "sgd_update", dict(buf=0.0), dict(lr=0.1, momentum=0.9)
+    else:
+        kernel, init, kw = UPDATE_CASES[case]
+    tiny = np.finfo(np.float32).tiny
+
+    def decay(be):  # 100 updates with zero gradients from state just above the subnormal range
+        state = [None if v is None else np.full(64, 4 * tiny, np.float32) for v in init.values()]
+        p = np.zeros(64, np.float32)
+        for t in range(2, 102):
+            _run_update(be, kernel, state, kw, t, p, np.zeros(64, np.float32))
+        return [(name, buf) for name, buf in zip(init, state) if buf is not None]
+
+    for name, buf in decay(backend):
+        assert not np.any((buf != 0) & (np.abs(buf) < tiny)), f"{name} holds subnormals"
+    if case == "adam":  # IEEE arithmetic (the reference) does produce them
+        assert np.any((decay(REFERENCE)[0][1] != 0) & (np.abs(decay(REFERENCE)[0][1]) < tiny))
+    assert np.float32(tiny / 4) * np.float32(1.0) != 0  # the caller's FPU mode is back
+
+
+@pytest.mark.fallback
+@pytest.mark.parametrize("case", ["adagrad", "adadelta", "rmsprop-centered-momentum", "adam-amsgrad", "adamax",
+                                  "nadam"])
+def test_update_kernels_accept_non_contiguous(backend, case):
+    _host(backend)
+    kernel, init, kw = UPDATE_CASES[case]
+    rng = np.random.default_rng(20)
+    p, g = _rand(rng, 9, np.float32), _rand(rng, 9, np.float32)
+    want = [p.copy()] + [None if v is None else np.full(9, v, np.float32) for v in init.values()]
+    got = [None if a is None else layout(a, "strided") for a in want]
+    _run_update(REFERENCE, kernel, want[1:], kw, 1, want[0], g)
+    _run_update(backend, kernel, got[1:], kw, 1, got[0], layout(g, "strided"))
+    for w, a in zip(want, got):
+        if w is not None:
+            assert_close(a, w, np.float32)
+
+
 # ------------------------------------------------------------------------ errors (cpu)
 def _cpu(backend):
     if backend.name != "cpu":
@@ -590,6 +713,12 @@ def test_dtype_mismatch_is_a_type_error_that_says_what_to_do(backend):
         backend.mse(w32, np.ones((3, 2)), loss_out=np.zeros(1))
     with pytest.raises(TypeError, match=r"sgd_update: g is float64 but p is float32"):
         backend.sgd_update(np.ones(3, np.float32), np.ones(3), None, lr=0.1)
+    with pytest.raises(TypeError, match=r"^adam_update: exp_avg_sq is float64 but p is float32; allocate exp_avg_sq "
+                                        r"with dtype=np\.float32\.$"):
+        backend.adam_update(np.ones(3, np.float32), np.ones(3, np.float32), np.zeros(3, np.float32), np.zeros(3),
+                            None, lr=0.1, bias_correction1=0.1, bias_correction2=0.001)
+    with pytest.raises(TypeError, match=r"^adagrad_update: g is float64 but p is float32; cast with"):
+        backend.adagrad_update(np.ones(3, np.float32), np.ones(3), np.zeros(3, np.float32), lr=0.1)
     with pytest.raises(TypeError, match=r"penalty: g is float32 but w is float64"):
         backend.penalty(np.ones(3), np.ones(3, np.float32), l1=0.1)
 
@@ -618,6 +747,31 @@ def test_shape_mismatch_is_a_value_error(backend):
     with pytest.raises(ValueError, match=r"sgd_update: buf must have shape \(3,\)"):
         backend.sgd_update(np.ones(3, np.float32), np.ones(3, np.float32), np.ones(2, np.float32),
                            lr=0.1, momentum=0.9)
+    p = np.ones(3, np.float32)
+    with pytest.raises(ValueError, match=r"^rmsprop_update: grad_avg must have shape \(3,\); got \(4,\)\.$"):
+        backend.rmsprop_update(p, p.copy(), p.copy(), np.ones(4, np.float32), None, lr=0.1, centered=True)
+    with pytest.raises(ValueError, match=r"^adadelta_update: g must have shape \(3,\); got \(2,\)\.$"):
+        backend.adadelta_update(p, p[:2].copy(), p.copy(), p.copy(), lr=0.1)
+
+
+def test_missing_state_buffer_is_a_value_error(backend):
+    _cpu(backend)
+    p = np.ones(3, np.float32)
+    with pytest.raises(ValueError, match=r"^sgd_update: buf must be an array like p when momentum != 0; got None\.$"):
+        backend.sgd_update(p, p.copy(), None, lr=0.1, momentum=0.9)
+    with pytest.raises(ValueError, match=r"^adam_update: max_exp_avg_sq must be an array like p when amsgrad=True; "
+                                         r"got None\.$"):
+        backend.adam_update(p, p.copy(), p.copy(), p.copy(), None, lr=0.1, amsgrad=True, bias_correction1=0.1,
+                            bias_correction2=0.001)
+    with pytest.raises(ValueError, match=r"^rmsprop_update: momentum_buffer must be an array like p when "
+                                         r"momentum != 0; got None\.$"):
+        backend.rmsprop_update(p, p.copy(), p.copy(), None, None, lr=0.1, momentum=0.9)
+    with pytest.raises(ValueError, match=r"^nadam_update: exp_avg must be an array like p; got None\.$"):
+        backend.nadam_update(p, p.copy(), None, p.copy(), lr=0.1, mu=0.9, mu_next=0.9, mu_product=0.9,
+                             bias_correction2=0.001)
+    # unused buffers may be None
+    backend.rmsprop_update(p, p.copy(), p.copy(), None, None, lr=0.1)
+    backend.adam_update(p, p.copy(), p.copy(), p.copy(), None, lr=0.1, bias_correction1=0.1, bias_correction2=0.001)
 
 
 @pytest.mark.parametrize("method", ["activation", "dense_forward"])
