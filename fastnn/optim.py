@@ -83,7 +83,7 @@ class Optimizer:
             segs = []
             adjacent = False  # was the previous parameter in storage order put in a segment?
             for p in self.model.param_info:
-                if not p.layer.trainable:
+                if not p.trainable:  # a frozen layer, or a buffer (BatchNorm's running statistics)
                     adjacent = False
                     continue
                 opts = self._layer_options.get(id(p.layer), {})

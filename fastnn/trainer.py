@@ -49,7 +49,9 @@ class Trainer:
         through the fused logits path.
     optimizer : Optimizer or str, default SGD(lr=0.01)
     batch_size : int or None, default 32
-        None: full-batch gradient descent; 1: pure stochastic gradient descent.
+        None: full-batch gradient descent; 1: pure stochastic gradient descent. With a
+        trainable BatchNorm, which needs 2 rows per batch, a last partial batch of one row is
+        merged into the previous batch.
     metrics : sequence of str, default ()
         Any of 'accuracy', 'mse', 'mae', 'r2'.
     l1, l2 : float, default 0
@@ -206,9 +208,10 @@ class Trainer:
         backend.fill(model.grads, 0.0)  # frozen layers keep zero gradients
         n = len(X)
         bs = n if self.batch_size is None else min(self.batch_size, n)
+        bounds = self._batch_bounds(n, bs)
         Xd, yd = backend.asarray(X), backend.asarray(y)
         wd = None if w is None else backend.asarray(w)
-        buffers = self._get_buffers(bs, X, y, w)
+        buffers = self._get_buffers(max(stop - start for start, stop in bounds), X, y, w)
         loss_acc = self._loss_acc
         weight_params = [(model.params[p.start:p.stop], model.grads[p.start:p.stop]) for p in model.param_info
                          if p.kind == "weight" and p.layer.trainable]
@@ -225,14 +228,13 @@ class Trainer:
             for cb in callbacks:
                 cb.on_epoch_begin(epoch)
             lr = self.optimizer.current_lr()
-            order = self.rng.permutation(n) if self.shuffle and bs < n else None
+            order = self.rng.permutation(n) if self.shuffle and len(bounds) > 1 else None
             backend.fill(loss_acc, 0.0)
             penalty_sum = 0.0
             grad_norm = math.nan
             for m in self.metrics:
                 m.reset()
-            for batch, start in enumerate(range(0, n, bs)):
-                stop = min(start + bs, n)
+            for batch, (start, stop) in enumerate(bounds):
                 rows = stop - start
                 views = buffers.get(rows)
                 if order is None:  # contiguous rows: views, no copy
@@ -290,17 +292,24 @@ class Trainer:
             cb.on_train_end()
         return self.history
 
-    def _get_buffers(self, bs, X, y, w):
+    def _batch_bounds(self, n, bs):
+        """(start, stop) of each minibatch of an epoch. A last batch with fewer rows than the
+        model needs in training (2 with a trainable BatchNorm) is merged into the previous one."""
+        bounds = [(start, min(start + bs, n)) for start in range(0, n, bs)]
+        if len(bounds) > 1 and n - bounds[-1][0] < self.model.min_train_rows:
+            bounds[-2:] = [(bounds[-2][0], n)]
+        return bounds
+
+    def _get_buffers(self, capacity, X, y, w):
         """Minibatch buffers for this batch size and target layout, kept across fit calls."""
-        dtype = self.model.dtype
-        key = (bs, X.shape[1], y.shape[1:], y.dtype, w is not None, self.model.n_out, dtype, self.model.device)
+        model, dtype = self.model, self.model.dtype
+        key = (capacity, X.shape[1], y.shape[1:], y.dtype, w is not None, model.n_out, dtype, model.device)
         if self._buffer_key != key:
-            shapes = {"x": ((X.shape[1],), dtype), "y": (y.shape[1:], y.dtype),
-                      "grad": ((self.model.n_out,), dtype)}
+            shapes = {"x": ((X.shape[1],), dtype), "y": (y.shape[1:], y.dtype), "grad": ((model.n_out,), dtype)}
             if w is not None:
                 shapes["w"] = ((), dtype)
-            self._buffers = _Buffers(self.model.backend, bs, shapes)
-            self._loss_acc = self.model.backend.zeros((1,), np.float64)
+            self._buffers = _Buffers(model.backend, capacity, shapes)
+            self._loss_acc = model.backend.zeros((1,), np.float64)
             self._buffer_key = key
         return self._buffers
 
