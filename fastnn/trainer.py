@@ -1,9 +1,10 @@
 """The minibatch Trainer: full-batch, minibatch and stochastic gradient descent.
 
-One training step is: gather the minibatch into a reused buffer, forward through the
-layers' workspaces, the fused loss kernel (loss and gradient in one pass), backward into the
-flat gradient buffer, penalties and clipping on that buffer, and one fused optimizer update.
-Every buffer is allocated before the first step, so the steady state allocates nothing.
+One training step is: gather the minibatch into a reused buffer, the augmentations (if any),
+forward through the layers' workspaces, the fused loss kernel (loss and gradient in one pass),
+backward into the flat gradient buffer, penalties and clipping on that buffer, and one fused
+optimizer update. Every buffer is allocated before the first step, so the steady state
+allocates nothing.
 """
 
 from __future__ import annotations
@@ -15,6 +16,8 @@ import time
 import numpy as np
 
 from ._checks import as_float_array, check_float, check_int, check_same_length, check_seed
+from ._random import stream_key
+from .augment import as_augmentations
 from .callbacks import Callback, History
 from .errors import TrainingDiverged
 from .losses import get_loss
@@ -64,7 +67,10 @@ class Trainer:
     shuffle : bool, default True
         Reshuffle the training set every epoch.
     seed : int, optional
-        Seed of the shuffling generator.
+        Seed of the Trainer's randomness: the shuffling and the augmentations.
+    augment : Augmentation or list of them, optional
+        fastnn.augment transforms (GaussianNoise, Mixup) applied, in order, to every training
+        batch; never in evaluation.
 
     >>> import fastnn as fnn
     >>> X, y = fnn.datasets.load_iris()
@@ -76,7 +82,7 @@ class Trainer:
     """
 
     def __init__(self, model, loss, optimizer=None, batch_size=32, metrics=(), l1=0.0, l2=0.0,
-                 clip_norm=None, clip_value=None, shuffle=True, seed=None):
+                 clip_norm=None, clip_value=None, shuffle=True, seed=None, augment=None):
         if not isinstance(model, Sequential):
             raise TypeError(f"Trainer: model must be a fastnn.Sequential; got {type(model).__name__}.")
         self.model = model
@@ -97,10 +103,14 @@ class Trainer:
         self.shuffle = bool(shuffle)
         self.seed = check_seed("Trainer", seed)
         self.rng = np.random.default_rng(self.seed)
+        self.augment = as_augmentations(augment, "Trainer")
+        entropy = self.rng.bit_generator.seed_seq.entropy
+        self._augment_keys = [stream_key(entropy, i) for i in range(len(self.augment))]
         self.history = History()
         self.epoch = 0
         self.stop_training = False
         self._buffers = None
+        self._augment_buffers = []
         self._buffer_key = None
         self._loss_acc = None
 
@@ -211,7 +221,7 @@ class Trainer:
         bounds = self._batch_bounds(n, bs)
         Xd, yd = backend.asarray(X), backend.asarray(y)
         wd = None if w is None else backend.asarray(w)
-        buffers = self._get_buffers(max(stop - start for start, stop in bounds), X, y, w)
+        buffers, augment = self._get_buffers(max(stop - start for start, stop in bounds), X, y, w)
         loss_acc = self._loss_acc
         weight_params = [(model.params[p.start:p.stop], model.grads[p.start:p.stop]) for p in model.param_info
                          if p.kind == "weight" and p.layer.trainable]
@@ -245,6 +255,8 @@ class Trainer:
                     xb = backend.take_rows(Xd, idx, out=views["x"])
                     yb = backend.take_rows(yd, idx, out=views["y"])
                     wb = None if wd is None else backend.take_rows(wd, idx, out=views["w"])
+                for aug, aug_buffers in augment:
+                    xb, yb, wb = aug._apply(backend, self.rng, aug_buffers.get(rows), xb, yb, wb)
                 for cb in callbacks:
                     cb.on_batch_begin(batch)
                 out = model._forward(xb, training=True, logits=fused)
@@ -301,7 +313,8 @@ class Trainer:
         return bounds
 
     def _get_buffers(self, capacity, X, y, w):
-        """Minibatch buffers for this batch size and target layout, kept across fit calls."""
+        """Minibatch buffers for this batch size and target layout, and [(augmentation, its
+        buffers)], kept across fit calls."""
         model, dtype = self.model, self.model.dtype
         key = (capacity, X.shape[1], y.shape[1:], y.dtype, w is not None, model.n_out, dtype, model.device)
         if self._buffer_key != key:
@@ -309,9 +322,15 @@ class Trainer:
             if w is not None:
                 shapes["w"] = ((), dtype)
             self._buffers = _Buffers(model.backend, capacity, shapes)
+            self._augment_buffers = [
+                (aug, _Buffers(model.backend, capacity,
+                               aug._buffer_shapes(X.shape[1], y, model.n_out, dtype, w is not None)))
+                for aug in self.augment]
             self._loss_acc = model.backend.zeros((1,), np.float64)
             self._buffer_key = key
-        return self._buffers
+        for aug, key in zip(self.augment, self._augment_keys):
+            aug._bind(key, capacity)
+        return self._buffers, self._augment_buffers
 
     def _print_epoch(self, epoch, epochs, logs):
         width = len(str(self.epoch - 1 + epochs))
