@@ -16,7 +16,7 @@ from cython cimport floating
 from _types cimport ptr1, cptr1, ptr2, cptr2
 
 cdef enum:
-    _COLS = 256
+    _COLS = 1024                              # columns per block: 28-48 KiB of stack
 
 
 cdef inline void _welford(const floating* x, Py_ssize_t n, Py_ssize_t m, Py_ssize_t w,

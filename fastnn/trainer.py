@@ -218,10 +218,10 @@ class Trainer:
         backend.fill(model.grads, 0.0)  # frozen layers keep zero gradients
         n = len(X)
         bs = n if self.batch_size is None else min(self.batch_size, n)
-        bounds = self._batch_bounds(n, bs)
+        n_batches = self._n_batches(n, bs)
         Xd, yd = backend.asarray(X), backend.asarray(y)
         wd = None if w is None else backend.asarray(w)
-        buffers, augment = self._get_buffers(max(stop - start for start, stop in bounds), X, y, w)
+        buffers, augment = self._get_buffers(max(bs, n - (n_batches - 1) * bs), X, y, w)
         loss_acc = self._loss_acc
         weight_params = [(model.params[p.start:p.stop], model.grads[p.start:p.stop]) for p in model.param_info
                          if p.kind == "weight" and p.layer.trainable]
@@ -238,13 +238,15 @@ class Trainer:
             for cb in callbacks:
                 cb.on_epoch_begin(epoch)
             lr = self.optimizer.current_lr()
-            order = self.rng.permutation(n) if self.shuffle and len(bounds) > 1 else None
+            order = self.rng.permutation(n) if self.shuffle and n_batches > 1 else None
             backend.fill(loss_acc, 0.0)
             penalty_sum = 0.0
             grad_norm = math.nan
             for m in self.metrics:
                 m.reset()
-            for batch, (start, stop) in enumerate(bounds):
+            for batch in range(n_batches):
+                start = batch * bs
+                stop = n if batch == n_batches - 1 else start + bs
                 rows = stop - start
                 views = buffers.get(rows)
                 if order is None:  # contiguous rows: views, no copy
@@ -304,13 +306,13 @@ class Trainer:
             cb.on_train_end()
         return self.history
 
-    def _batch_bounds(self, n, bs):
-        """(start, stop) of each minibatch of an epoch. A last batch with fewer rows than the
-        model needs in training (2 with a trainable BatchNorm) is merged into the previous one."""
-        bounds = [(start, min(start + bs, n)) for start in range(0, n, bs)]
-        if len(bounds) > 1 and n - bounds[-1][0] < self.model.min_train_rows:
-            bounds[-2:] = [(bounds[-2][0], n)]
-        return bounds
+    def _n_batches(self, n, bs):
+        """Minibatches per epoch: ceil(n / bs), one fewer when the last would have fewer rows than
+        the model needs in training (2 with a trainable BatchNorm): they join the previous batch."""
+        count = -(-n // bs)
+        if count > 1 and n - (count - 1) * bs < self.model.min_train_rows:
+            count -= 1
+        return count
 
     def _get_buffers(self, capacity, X, y, w):
         """Minibatch buffers for this batch size and target layout, and [(augmentation, its
