@@ -45,6 +45,18 @@ def layout(a, kind):
     return view
 
 
+def host_only(backend):
+    """Skip unless the backend's arrays are NumPy arrays (non-contiguous inputs make sense only there)."""
+    if backend.name not in ("reference", "cpu"):
+        pytest.skip("host arrays only")
+
+
+def classification_data(n=7, d=5, k=3, seed=1):
+    """Standard normal features (n, d) and integer labels in [0, k)."""
+    rng = np.random.default_rng(seed)
+    return rng.standard_normal((n, d)), rng.integers(0, k, n)
+
+
 def _cpu_built():
     """True when the compiled CPU backend (fastnn._ext) is built and importable."""
     try:

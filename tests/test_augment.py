@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 import fastnn as fnn
-from _helpers import CPU_BUILT, DEVICES, REFERENCE, assert_steady_state_allocates_nothing
+from _helpers import CPU_BUILT, DEVICES, REFERENCE, assert_steady_state_allocates_nothing, classification_data
 
 
 def capture_inputs(model):
@@ -27,14 +27,9 @@ def linear(device="reference", n_in=4, n_out=3):
     return fnn.Sequential([fnn.layers.Dense(n_out)], input_dim=n_in, seed=0, device=device, dtype="float64")
 
 
-def data(n=24, d=4, k=3, seed=0):
-    rng = np.random.default_rng(seed)
-    return rng.standard_normal((n, d)), rng.integers(0, k, n)
-
-
 @pytest.mark.parametrize("device", DEVICES)
 def test_gaussian_noise_is_the_documented_stream(device):
-    X, y = data()
+    X, y = classification_data(24, 4, seed=0)
     model = linear(device)
     seen = capture_inputs(model)
     noise = fnn.augment.GaussianNoise(0.5)
@@ -61,7 +56,7 @@ def mixed(X, y, alpha, seed):
 
 @pytest.mark.parametrize("device", DEVICES)
 def test_mixup_mixes_inputs_and_turns_labels_into_soft_targets(device):
-    X, y = data()
+    X, y = classification_data(24, 4, seed=0)
     model = linear(device)
     w, b = model.get_weights()
     seen = capture_inputs(model)
@@ -81,7 +76,7 @@ def test_mixup_mixes_inputs_and_turns_labels_into_soft_targets(device):
 
 
 def test_mixup_mixes_float_targets_and_sample_weights():
-    X, _ = data()
+    X, _ = classification_data(24, 4, seed=0)
     Y = np.random.default_rng(1).standard_normal((24, 2))
     sw = np.random.default_rng(2).uniform(0.5, 2.0, 24)
     model = linear(n_out=2)
@@ -95,7 +90,7 @@ def test_mixup_mixes_float_targets_and_sample_weights():
 
 
 def test_augmentations_apply_in_order_and_only_in_training():
-    X, y = data()
+    X, y = classification_data(24, 4, seed=0)
     model = linear()
     seen = capture_inputs(model)
     noise, mix = fnn.augment.GaussianNoise(0.2), fnn.augment.Mixup(0.5)

@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 
 import fastnn as fnn
+from _helpers import classification_data as data
 from fastnn.backends import ACTIVATIONS, Backend
 
 REFERENCE = Backend()
@@ -52,11 +53,6 @@ def check_model(model, loss, X, y, weight=None, rtol=1e-6, atol=1e-8, only_train
     _, analytic = model_loss_and_grads(model, loss, X, y, weight)
     for i, g in numeric_grads(model, loss, X, y, weight, only_trainable=only_trainable).items():
         np.testing.assert_allclose(analytic[i], g, rtol=rtol, atol=atol, err_msg=f"parameter {i}")
-
-
-def data(n=7, d=5, k=3, seed=1):
-    rng = np.random.default_rng(seed)
-    return rng.standard_normal((n, d)), rng.integers(0, k, n)
 
 
 @pytest.mark.parametrize("activation", ACTIVATIONS)

@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 
 from _helpers import REFERENCE, assert_close, layout
+from _helpers import host_only as _host
 from fastnn.backends.base import ACTIVATIONS, DEFAULT_ALPHA, NEEDS_INPUT
 
 DTYPES = [np.float32, np.float64]
@@ -33,12 +34,6 @@ def _rand(rng, shape, dtype, scale=1.0):
 def _same_dtype(backend, got, dtype):
     """Fast backends return the input's dtype; the reference allocates float64 when out is None."""
     assert got.dtype == dtype
-
-
-def _host(backend):
-    """Backends whose arrays are NumPy arrays (non-contiguous inputs make sense only there)."""
-    if backend.name not in ("reference", "cpu"):
-        pytest.skip("host arrays only")
 
 
 def _act(backend, name, x, **kw):

@@ -8,7 +8,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from _helpers import REFERENCE, assert_close, layout
+from _helpers import REFERENCE, assert_close, host_only, layout
 from fastnn.backends.base import dropout_threshold, philox_words
 
 DTYPES = [np.float32, np.float64]
@@ -124,8 +124,7 @@ def test_batchnorm_backward_matches_reference(backend, shape, dtype, training, c
 @pytest.mark.fallback
 @pytest.mark.parametrize("kind", ["F", "strided"])
 def test_batchnorm_accepts_non_contiguous(backend, kind):
-    if backend.name not in ("reference", "cpu"):
-        pytest.skip("host arrays only")
+    host_only(backend)
     rng = np.random.default_rng(5)
     x, dy = _rand(rng, (7, 13), np.float32), _rand(rng, (7, 13), np.float32)
     vecs = _vectors(rng, 13, np.float32)
@@ -264,8 +263,7 @@ def test_dropout_masks_depend_on_key_and_step(backend):
 
 @pytest.mark.fallback
 def test_dropout_accepts_non_contiguous_and_other_masks(backend):
-    if backend.name not in ("reference", "cpu"):
-        pytest.skip("host arrays only")
+    host_only(backend)
     rng = np.random.default_rng(8)
     x = _rand(rng, (7, 13), np.float32)
     want_mask = np.zeros(x.shape, np.uint8)
@@ -344,8 +342,7 @@ def test_mixup_rejects_bad_indices_and_labels(backend):
 
 @pytest.mark.fallback
 def test_augmentation_kernels_accept_non_contiguous(backend):
-    if backend.name not in ("reference", "cpu"):
-        pytest.skip("host arrays only")
+    host_only(backend)
     rng = np.random.default_rng(12)
     x = _rand(rng, (7, 13), np.float32)
     idx = rng.permutation(7).astype(np.int64)
