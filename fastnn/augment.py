@@ -33,7 +33,7 @@ class Augmentation:
         """Before training: the key of this augmentation's random stream (from the Trainer's
         seed and its position) and the largest batch it will see."""
 
-    def _buffer_shapes(self, n_features, y, n_out, dtype, weighted):
+    def _buffer_shapes(self, n_features, n_out, dtype, weighted):
         """{name: (row shape, dtype)} of the batch buffers ``_apply`` receives as ``out``."""
         return {}
 
@@ -84,7 +84,7 @@ class GaussianNoise(Augmentation):
     def _bind(self, key, capacity):
         self._key = key
 
-    def _buffer_shapes(self, n_features, y, n_out, dtype, weighted):
+    def _buffer_shapes(self, n_features, n_out, dtype, weighted):
         return {"x": ((n_features,), dtype)}
 
     def _apply(self, backend, rng, out, x, y, w):
@@ -135,7 +135,7 @@ class Mixup(Augmentation):
             self._perm = np.empty(capacity, dtype=np.int64)
             self._views = {}
 
-    def _buffer_shapes(self, n_features, y, n_out, dtype, weighted):
+    def _buffer_shapes(self, n_features, n_out, dtype, weighted):
         shapes = {"x": ((n_features,), dtype), "y": ((n_out,), dtype)}
         if weighted:
             shapes["w"] = ((), dtype)

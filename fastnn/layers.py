@@ -362,7 +362,7 @@ class BatchNorm(Layer):
         self.momentum = check_float("BatchNorm", "momentum", momentum, low=0.0, high=1.0)
         self.eps = check_float("BatchNorm", "eps", eps, low=0.0, low_open=True)
         self._x = None
-        self._stats = None  # (2, n): the batch mean and 1 / sqrt(var + eps) kept for the backward
+        self._stats = None  # (mean, 1 / sqrt(var + eps)) of the last training batch, for the backward
         self._batch_stats = True
 
     @property
@@ -403,8 +403,9 @@ class BatchNorm(Layer):
         mean = inv_std = None
         if training:  # keep the statistics for the backward; evaluation must not overwrite them
             if self._stats is None:
-                self._stats = self.backend.empty((2, self.n_in), self.dtype)
-            mean, inv_std = self._stats[0], self._stats[1]
+                stats = self.backend.empty((2, self.n_in), self.dtype)
+                self._stats = (stats[0], stats[1])
+            mean, inv_std = self._stats
             self._x, self._batch_stats = x, batch_stats
         ws = self._ws.get(self.backend, self.dtype, x.shape[0])
         return self.backend.batchnorm_forward(x, p["gamma"], p["beta"], p["running_mean"], p["running_var"],
@@ -415,7 +416,7 @@ class BatchNorm(Layer):
         """Fill dgamma and dbeta (unless frozen) and return dL/dx (or None), written over dy."""
         train = self.trainable
         return self.backend.batchnorm_backward(
-            dy, self._x, self.params["gamma"], self._stats[0], self._stats[1], training=self._batch_stats,
+            dy, self._x, self.params["gamma"], *self._stats, training=self._batch_stats,
             dgamma=self.grads["gamma"] if train else None, dbeta=self.grads["beta"] if train else None,
             dx=dy if need_dx else None)  # dy is a workspace of the next layer or the loss, free to overwrite
 

@@ -326,12 +326,12 @@ class Trainer:
             self._buffers = _Buffers(model.backend, capacity, shapes)
             self._augment_buffers = [
                 (aug, _Buffers(model.backend, capacity,
-                               aug._buffer_shapes(X.shape[1], y, model.n_out, dtype, w is not None)))
+                               aug._buffer_shapes(X.shape[1], model.n_out, dtype, w is not None)))
                 for aug in self.augment]
             self._loss_acc = model.backend.zeros((1,), np.float64)
             self._buffer_key = key
-        for aug, key in zip(self.augment, self._augment_keys):
-            aug._bind(key, capacity)
+        for aug, stream in zip(self.augment, self._augment_keys):
+            aug._bind(stream, capacity)
         return self._buffers, self._augment_buffers
 
     def _print_epoch(self, epoch, epochs, logs):
