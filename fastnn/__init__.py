@@ -10,7 +10,7 @@ from __future__ import annotations
 
 __version__ = "0.1.0"
 
-from . import callbacks, data, datasets, landscapes, layers, losses, metrics, optim, schedules
+from . import augment, callbacks, data, datasets, landscapes, layers, losses, metrics, optim, schedules
 from .errors import ModelFormatError, TrainingDiverged
 from .io import load
 from .model import Sequential
@@ -41,7 +41,8 @@ def info():
 
 
 __all__ = [
-    "ModelFormatError", "Sequential", "Trainer", "TrainingDiverged", "callbacks", "data", "datasets",
-    "get_num_threads", "info", "landscapes", "layers", "load", "losses", "metrics", "optim", "schedules", "set_num_threads",
+    "ModelFormatError", "Sequential", "Trainer", "TrainingDiverged", "augment", "callbacks", "data", "datasets",
+    "get_num_threads", "info", "landscapes", "layers", "load", "losses", "metrics", "optim", "schedules",
+    "set_num_threads",
     "__version__",
 ]

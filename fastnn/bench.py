@@ -3,7 +3,8 @@ public API (``Trainer.fit``), next to the GEMM floor measured in the same run an
 PyTorch eager on the same data.
 
     fastnn bench [--config tiny,small|all] [--device cpu] [--n 20000] [--repeats 3]
-                 [--threads N] [--compare torch] [--json results.json] [--quick]
+                 [--threads N] [--optimizer sgd|adam|adamw] [--compare torch] [--json results.json]
+                 [--quick]
     python bench/e2e.py ...                      # the same, from a checkout
 
 For each configuration, in one process: build the model and its Trainer, train one warm-up
@@ -50,8 +51,11 @@ CONFIGS = {
            "loss": "cross_entropy", "batchnorm": True, "dropout": 0.2},
     "regress": {"layers": (13, 64, 64, 1), "batch": 32, "optimizer": ("adam", {"lr": 1e-3}), "loss": "mse"},
 }
+#: What ``--optimizer`` runs instead of PERF.md's choice, in every configuration.
+OPTIMIZERS = {"sgd": ("sgd", {"lr": 0.01, "momentum": 0.9}), "adam": ("adam", {"lr": 1e-3}),
+              "adamw": ("adamw", {"lr": 1e-3, "weight_decay": 1e-2})}
 #: The stand-in while fastnn.optim has no Adam: SGD with momentum 0.9, lr 0.01.
-SGD_STANDIN = ("sgd", {"lr": 0.01, "momentum": 0.9})
+SGD_STANDIN = OPTIMIZERS["sgd"]
 #: Pause before each timed epoch, so that the previous system's spinning BLAS/OpenMP threads
 #: have gone to sleep before the next one is timed (PERF.md: thread teams fight on 2 cores;
 #: OpenBLAS workers spin for about 2**28 cycles, ~0.1 s, after their last job).
@@ -78,6 +82,9 @@ def build_parser():
                    "--quick)")
     p.add_argument("--threads", type=int, default=None, help="threads for fastnn (fastnn.set_num_threads) and "
                    "torch; default: leave as is")
+    p.add_argument("--optimizer", default=None, choices=tuple(OPTIMIZERS),
+                   help="run every configuration (fastnn and torch) with this optimizer instead of PERF.md's: "
+                   "sgd = SGD momentum 0.9 lr 0.01, adam = Adam lr 1e-3, adamw = AdamW lr 1e-3 wd 1e-2")
     p.add_argument("--compare", default=None, choices=("torch",), help="also time PyTorch eager (needs torch)")
     p.add_argument("--json", default=None, metavar="PATH", help="write the results here (atomically)")
     p.add_argument("--quick", action="store_true", help="CI smoke run: --n 2000 --repeats 1")
@@ -102,23 +109,29 @@ def _opt_label(spec):
     return f"AdamW lr={kw['lr']:g} wd={kw['weight_decay']:g}"
 
 
-def _pick_optimizer(fnn, cfg):
-    """(spec really used, note or None): Adam/AdamW when fastnn has them, else the SGD stand-in."""
-    spec = cfg["optimizer"]
+def _pick_optimizer(fnn, cfg, override=None):
+    """(spec really used, note or None): PERF.md's (or --optimizer's) choice; Adam when fastnn has
+    it, else the SGD stand-in."""
+    spec, note = cfg["optimizer"], None
+    if override is not None and OPTIMIZERS[override][0] != spec[0]:
+        spec = OPTIMIZERS[override]
+        note = f"--optimizer {override}: {_opt_label(spec)} runs instead of PERF.md's optimizer"
     if spec[0] == "adam" and not hasattr(fnn.optim, "Adam"):
         return SGD_STANDIN, "fastnn.optim.Adam does not exist yet: SGD momentum 0.9 (lr 0.01) stands in for Adam"
-    return spec, None
+    return spec, note
 
 
-def _missing_features(fnn, cfg):
-    """(why a configuration cannot run yet, or None; the missing names)."""
+def _missing_features(fnn, cfg, spec):
+    """(why a configuration cannot run yet with optimizer ``spec``, or None; the missing names)."""
+    need = []
     if cfg.get("batchnorm"):
-        need = [("fastnn.layers.BatchNorm", hasattr(fnn.layers, "BatchNorm")),
-                ("fastnn.layers.Dropout", hasattr(fnn.layers, "Dropout")),
-                ("fastnn.optim.AdamW", hasattr(fnn.optim, "AdamW"))]
-        missing = [name for name, ok in need if not ok]
-        if missing:
-            return "needs BatchNorm/Dropout/AdamW", missing
+        need += [("fastnn.layers.BatchNorm", hasattr(fnn.layers, "BatchNorm")),
+                 ("fastnn.layers.Dropout", hasattr(fnn.layers, "Dropout"))]
+    if spec[0] == "adamw":
+        need.append(("fastnn.optim.AdamW", hasattr(fnn.optim, "AdamW")))
+    missing = [name for name, ok in need if not ok]
+    if missing:
+        return "needs " + "/".join(name.rsplit(".", 1)[1] for name, _ in need), missing
     return None, []
 
 
@@ -446,7 +459,7 @@ def _machine(fnn, device, threads, thread_source, torch):
 
 # ------------------------------------------------------------------ one configuration
 def run_config(fnn, name, cfg, args, torch):
-    spec, note = _pick_optimizer(fnn, cfg)
+    spec, note = _pick_optimizer(fnn, cfg, args.optimizer)
     X, y = _data(cfg, args.n)
     steps = _steps(args.n, cfg["batch"])
     model = _fastnn_model(fnn, cfg, args.device)
@@ -663,13 +676,13 @@ def main(argv=None):
     machine = _machine(fnn, args.device, threads, thread_source, torch)
     settings = {"configs": names, "device": args.device, "n": args.n, "repeats": args.repeats, "warmup_epochs": 1,
                 "threads_requested": args.threads, "compare": args.compare if torch is not None else None,
-                "quick": args.quick}
+                "quick": args.quick, "optimizer": args.optimizer}
     results = []
     status = 0
     for name in names:
         cfg = CONFIGS[name]
         base = {"config": name, "layers": list(cfg["layers"]), "layers_text": _layers_text(cfg), "batch": cfg["batch"]}
-        reason, missing = _missing_features(fnn, cfg)
+        reason, missing = _missing_features(fnn, cfg, _pick_optimizer(fnn, cfg, args.optimizer)[0])
         if reason:
             results.append({**base, "status": "skipped", "reason": reason, "missing": missing})
             print(f"fastnn bench: {name}: skipped ({reason}; missing {', '.join(missing)})", file=sys.stderr,

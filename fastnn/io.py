@@ -188,7 +188,10 @@ def load(path, device="cpu"):
                 _fail(path, "metadata is not a JSON object")
     except (zipfile.BadZipFile, zipfile.LargeZipFile, zlib.error, EOFError, NotImplementedError) as exc:
         _fail(path, f"the zip archive is damaged or not a zip archive ({exc})")
-    model.set_weights(weights)
+    try:
+        model.set_weights(weights)
+    except ValueError as exc:  # values a layer cannot hold (a negative BatchNorm variance)
+        _fail(path, str(exc).rstrip("."))
     model.metadata = metadata
     return model
 

@@ -32,8 +32,9 @@ def _check_activation(owner, name, alpha):
 class _Workspace:
     """Named (rows, width) buffers of one layer, grown to the largest batch seen.
 
-    ``get(n)`` returns a dict of C-contiguous row views ``buffer[:n]``, cached per n so that
-    the steady state creates no arrays at all.
+    ``widths`` maps a name to a width (the layer's dtype) or to (width, dtype). ``get(n)``
+    returns a dict of C-contiguous row views ``buffer[:n]``, cached per n so that the steady
+    state creates no arrays at all.
     """
 
     def __init__(self):
@@ -45,7 +46,8 @@ class _Workspace:
     def get(self, backend, dtype, n):
         if n > self.capacity:
             self.capacity = n
-            self._full = {k: backend.empty((n, w), dtype) for k, w in self.widths.items()}
+            self._full = {k: backend.empty((n, w), dtype) if isinstance(w, int) else backend.empty((n, w[0]), w[1])
+                          for k, w in self.widths.items()}
             self._views = {}
         views = self._views.get(n)
         if views is None:
@@ -67,8 +69,13 @@ class Layer:
     model's flat buffers).
     """
 
-    #: (name, kind) of each parameter; kind "weight" is penalised (l1/l2) and decayed.
-    param_names: tuple = ()
+    # Parameter kinds (param_shapes): "weight" is penalised (l1/l2) and decayed; "bias" and
+    # "norm" (BatchNorm's gamma, beta) are trained without either; "buffer" (running statistics)
+    # lives in the flat buffers, so it is saved and moved with the model, but no optimizer
+    # updates it and its gradient stays zero.
+
+    #: Rows a training batch needs (BatchNorm: 2, to estimate a variance).
+    min_train_rows = 1
 
     def __init__(self):
         self.trainable = True
@@ -79,6 +86,7 @@ class Layer:
         self.backend = None
         self.dtype = None
         self._rng = None
+        self._key = 0
         self._ws = _Workspace()
 
     # ------------------------------------------------------------- building
@@ -98,13 +106,24 @@ class Layer:
         """[(name, shape, kind)] of the parameters, in storage order."""
         return []
 
-    def bind(self, params, grads, rng):
-        """Receive views into the model's flat buffers and the model's random generator."""
-        self.params, self.grads, self._rng = params, grads, rng
+    def bind(self, params, grads, rng, key=0):
+        """Receive views into the model's flat buffers, the model's random generator
+        (initialization) and the 64-bit key of the layer's counter-based random stream."""
+        self.params, self.grads, self._rng, self._key = params, grads, rng, key
 
     def reset_parameters(self, seed=None):
         """Re-draw the parameters with the layer's init; ``seed`` makes it reproducible,
         None draws from the model's generator."""
+
+    def check_weight(self, name, value):
+        """Raise ValueError when a NumPy array cannot be parameter ``name`` (set_weights, load)."""
+
+    def state_dict(self):
+        """State other than parameters that training changes (JSON-able; checkpoints save it)."""
+        return {}
+
+    def load_state_dict(self, state):
+        """Restore what ``state_dict`` returned."""
 
     @property
     def weights(self):
@@ -299,8 +318,184 @@ class Activation(Layer):
         return cfg
 
 
+class BatchNorm(Layer):
+    """Batch normalization per feature: y = gamma * (x - mean) / sqrt(var + eps) + beta.
+
+    In training, mean and var are the batch's (biased variance) and the running statistics
+    move: running = (1 - momentum) * running + momentum * batch, with the unbiased variance
+    var * n / (n - 1) (PyTorch's convention); in evaluation (``predict``, ``evaluate``,
+    validation) the running statistics are used and left alone. Put it after a Dense layer
+    without activation and before the nonlinearity. The forward and the closed-form backward
+    are fused compiled kernels (two passes each).
+
+    Parameters
+    ----------
+    momentum : float, default 0.1, in [0, 1]
+        Weight of the current batch in the running statistics.
+    eps : float, default 1e-5, > 0
+        Added to the variance before the square root.
+
+    Parameters in the model: gamma (ones) and beta (zeros), trained without weight decay or
+    l1/l2 penalty; running_mean (zeros) and running_var (ones), saved with the model but never
+    trained. ``get_weights`` order: [gamma, beta, running_mean, running_var].
+    ``trainable=False`` freezes gamma and beta *and* normalizes with the running statistics,
+    which then stay fixed (as Keras does when fine-tuning), so a frozen model behaves in
+    training as it does in evaluation.
+
+    A training batch needs at least 2 rows; the Trainer merges a last partial batch of one row
+    into the previous batch.
+
+    Shape: x (n_samples, n) -> y (n_samples, n); each parameter (n,).
+
+    >>> import numpy as np, fastnn as fnn
+    >>> m = fnn.Sequential([fnn.layers.Dense(4), fnn.layers.BatchNorm(), fnn.layers.Activation("relu")],
+    ...                    input_dim=3, seed=0)
+    >>> [w.shape for w in m.layers[1].weights]
+    [(4,), (4,), (4,), (4,)]
+
+    Reference: Ioffe & Szegedy, "Batch normalization: accelerating deep network training by
+    reducing internal covariate shift", ICML 2015.
+    """
+
+    def __init__(self, momentum=0.1, eps=1e-5):
+        super().__init__()
+        self.momentum = check_float("BatchNorm", "momentum", momentum, low=0.0, high=1.0)
+        self.eps = check_float("BatchNorm", "eps", eps, low=0.0, low_open=True)
+        self._x = None
+        self._stats = None  # (mean, 1 / sqrt(var + eps)) of the last training batch, for the backward
+        self._batch_stats = True
+
+    @property
+    def min_train_rows(self):
+        return 2 if self.trainable else 1
+
+    def _output_width(self, n_in):
+        self._ws.widths = {"y": n_in}
+        self._stats = None
+        return n_in
+
+    def param_shapes(self):
+        n = (self.n_in,)
+        return [("gamma", n, "norm"), ("beta", n, "norm"), ("running_mean", n, "buffer"),
+                ("running_var", n, "buffer")]
+
+    def reset_parameters(self, seed=None):
+        """gamma = 1, beta = 0, running_mean = 0, running_var = 1 (``seed`` is not needed)."""
+        if not self.built:
+            return
+        for name, value in (("gamma", 1.0), ("beta", 0.0), ("running_mean", 0.0), ("running_var", 1.0)):
+            self.backend.fill(self.params[name], value)
+
+    def check_weight(self, name, value):
+        if name == "running_var" and value.size and value.min() < 0:
+            raise ValueError(f"BatchNorm.set_weights: running_var must be >= 0; got {float(value.min())!r}.")
+
+    def forward(self, x, training=False, skip_activation=False):
+        """Normalize with the batch statistics (training, trainable) or the running ones."""
+        p = self.params
+        batch_stats = training and self.trainable
+        if batch_stats and x.shape[0] < 2:
+            raise ValueError(
+                f"BatchNorm: a training batch needs at least 2 rows to estimate the batch variance; got "
+                f"{x.shape[0]}. Use batch_size >= 2 (fastnn's Trainer merges a last partial batch of one row "
+                f"into the previous one), or freeze the layer (trainable=False) to normalize with its running "
+                f"statistics.")
+        mean = inv_std = None
+        if training:  # keep the statistics for the backward; evaluation must not overwrite them
+            if self._stats is None:
+                stats = self.backend.empty((2, self.n_in), self.dtype)
+                self._stats = (stats[0], stats[1])
+            mean, inv_std = self._stats
+            self._x, self._batch_stats = x, batch_stats
+        ws = self._ws.get(self.backend, self.dtype, x.shape[0])
+        return self.backend.batchnorm_forward(x, p["gamma"], p["beta"], p["running_mean"], p["running_var"],
+                                              eps=self.eps, momentum=self.momentum, training=batch_stats,
+                                              mean=mean, inv_std=inv_std, out=ws["y"])
+
+    def backward(self, dy, need_dx=True):
+        """Fill dgamma and dbeta (unless frozen) and return dL/dx (or None), written over dy."""
+        train = self.trainable
+        return self.backend.batchnorm_backward(
+            dy, self._x, self.params["gamma"], *self._stats, training=self._batch_stats,
+            dgamma=self.grads["gamma"] if train else None, dbeta=self.grads["beta"] if train else None,
+            dx=dy if need_dx else None)  # dy is a workspace of the next layer or the loss, free to overwrite
+
+    def get_config(self):
+        return {"momentum": self.momentum, "eps": self.eps, "trainable": self.trainable}
+
+
+class Dropout(Layer):
+    """Inverted dropout: y = x * keep / (1 - rate) in training, y = x in evaluation.
+
+    Each element is kept with probability 1 - rate. The mask is drawn inside the compiled
+    kernel from a counter-based generator (Philox4x32-10 of the layer's key, its step counter
+    and the element's position; see docs/design.md), never as a NumPy array: the key derives
+    from the model's seed and the layer's position, so the same seed gives the same masks on
+    every device, and the step counter (``state_dict()``) advances by one per training batch.
+
+    Parameters
+    ----------
+    rate : float, in [0, 1)
+        Probability of dropping an element; 0 makes the layer the identity.
+
+    Shape: x (n_samples, n) -> y (n_samples, n).
+
+    >>> import numpy as np, fastnn as fnn
+    >>> m = fnn.Sequential([fnn.layers.Dropout(0.5)], input_dim=4, seed=0)
+    >>> m.predict(np.ones((2, 4), np.float32)).tolist()   # evaluation: the identity
+    [[1.0, 1.0, 1.0, 1.0], [1.0, 1.0, 1.0, 1.0]]
+
+    Reference: Srivastava, Hinton, Krizhevsky, Sutskever & Salakhutdinov, "Dropout: a simple way
+    to prevent neural networks from overfitting", JMLR 15, 2014.
+    """
+
+    def __init__(self, rate):
+        super().__init__()
+        self.rate = check_float("Dropout", "rate", rate, low=0.0, high=1.0, high_open=True)
+        self.step = 0
+        self._dropped = False
+
+    def _output_width(self, n_in):
+        self._ws.widths = {"y": n_in, "mask": (n_in, np.uint8)}
+        return n_in
+
+    def forward(self, x, training=False, skip_activation=False):
+        """Drop and rescale (training, rate > 0) into the workspace, else return x itself."""
+        dropped = training and self.rate > 0
+        if training:
+            self._dropped = dropped
+        if not dropped:
+            return x
+        ws = self._ws.get(self.backend, self.dtype, x.shape[0])
+        y = self.backend.dropout_forward(x, rate=self.rate, key=self._key, step=self.step, mask=ws["mask"],
+                                         out=ws["y"])
+        self.step += 1
+        return y
+
+    def backward(self, dy, need_dx=True):
+        """dL/dx = dy * mask / (1 - rate), written over dy (or None)."""
+        if not need_dx:
+            return None
+        if not self._dropped:
+            return dy
+        mask = self._ws.get(self.backend, self.dtype, dy.shape[0])["mask"]
+        return self.backend.dropout_backward(dy, mask, rate=self.rate, out=dy)
+
+    def state_dict(self):
+        """{"key": the stream's 64-bit key, "step": training batches seen}: with them a resumed
+        run draws the masks an uninterrupted one would."""
+        return {"key": self._key, "step": self.step}
+
+    def load_state_dict(self, state):
+        self._key = check_int("Dropout.load_state_dict", "key", state["key"], low=0, high=2**64 - 1)
+        self.step = check_int("Dropout.load_state_dict", "step", state["step"], low=0, high=2**64 - 1)
+
+    def get_config(self):
+        return {"rate": self.rate, "trainable": self.trainable}
+
+
 #: Layer classes by the name stored in model files.
-LAYER_TYPES = {"Dense": Dense, "Activation": Activation}
+LAYER_TYPES = {"Dense": Dense, "Activation": Activation, "BatchNorm": BatchNorm, "Dropout": Dropout}
 
 
 def layer_from_config(kind, config):
@@ -315,4 +510,4 @@ def layer_from_config(kind, config):
     return layer
 
 
-__all__ = ["Activation", "Dense", "Layer"]
+__all__ = ["Activation", "BatchNorm", "Dense", "Dropout", "Layer"]

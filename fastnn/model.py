@@ -10,6 +10,7 @@ from __future__ import annotations
 import numpy as np
 
 from ._checks import as_float_array, check_dtype_name, check_int, check_seed
+from ._random import stream_key
 from .backends import get_backend
 from .layers import Layer
 
@@ -28,6 +29,11 @@ class _ParamInfo:
     def __init__(self, layer, name, kind, shape, start, stop):
         self.layer, self.name, self.kind, self.shape, self.start, self.stop = layer, name, kind, shape, start, stop
 
+    @property
+    def trainable(self):
+        """True when optimizers update it: its layer is trainable and it is not a buffer."""
+        return self.layer.trainable and self.kind != "buffer"
+
 
 class Sequential:
     """A feed-forward stack of layers: y = f_L(... f_1(x)).
@@ -38,7 +44,8 @@ class Sequential:
     input_dim : int, optional
         Number of input features; when None it is inferred on the first fit/predict.
     seed : int, optional
-        Seed of the model's generator (initialization); None draws fresh entropy.
+        Seed of the model's generator (initialization) and of its layers' random streams
+        (Dropout masks); None draws fresh entropy.
     device : {'cpu', 'cuda', 'reference'}, default 'cpu'
     dtype : {'float32', 'float64'}, default 'float32'
 
@@ -57,6 +64,7 @@ class Sequential:
         self.backend = get_backend(device, "Sequential")
         self.input_dim = None if input_dim is None else check_int("Sequential", "input_dim", input_dim, low=1)
         self._rng = np.random.default_rng(self.seed)
+        self._entropy = self._rng.bit_generator.seed_seq.entropy  # the seed, or the entropy drawn for None
         self.layers = []
         self.params = self.grads = None
         self.param_info = []
@@ -92,6 +100,11 @@ class Sequential:
     def output_activation(self):
         """Activation applied last by the model ('identity' for logits)."""
         return self.layers[-1].output_activation if self.layers else "identity"
+
+    @property
+    def min_train_rows(self):
+        """Rows every training batch needs (2 with a trainable BatchNorm, else 1)."""
+        return max((layer.min_train_rows for layer in self.layers), default=1)
 
     def _append(self, layer):
         if not isinstance(layer, Layer):
@@ -141,10 +154,11 @@ class Sequential:
         self.params = self.backend.zeros((offset,), self.dtype)
         self.grads = self.backend.zeros((offset,), self.dtype)
         self.param_info = specs
-        for layer in self.layers:
+        for index, layer in enumerate(self.layers):
             mine = [p for p in specs if p.layer is layer]
             layer.bind({p.name: self.params[p.start:p.stop].reshape(p.shape) for p in mine},
-                       {p.name: self.grads[p.start:p.stop].reshape(p.shape) for p in mine}, self._rng)
+                       {p.name: self.grads[p.start:p.stop].reshape(p.shape) for p in mine}, self._rng,
+                       stream_key(self._entropy, index))
             old = (keep or {}).get(id(layer))
             if old is not None and [w.shape for w in old] == [p.shape for p in mine]:
                 layer_set_weights(layer, old)
@@ -287,4 +301,5 @@ def layer_set_weights(layer, weights):
         if w.shape != tuple(shape):
             raise ValueError(f"{type(layer).__name__}.set_weights: {name} must have shape {tuple(shape)}; "
                              f"got {w.shape}.")
+        layer.check_weight(name, w)
         layer.backend.copy(layer.backend.asarray(w), layer.params[name])

@@ -144,12 +144,12 @@ class Optimizer:
     def segments(self):
         """The update segments of the bound model, rebuilt when options or freezing change."""
         info = self.model.param_info
-        key = tuple(p.layer.trainable for p in info)
+        key = tuple(p.trainable for p in info)
         if self._segments is None or self._segments[0] != key:
             segs = []
             adjacent = False  # was the previous parameter in storage order put in a segment?
             for p in info:
-                if not p.layer.trainable:
+                if not p.trainable:  # a frozen layer, or a buffer (BatchNorm's running statistics)
                     adjacent = False
                     continue
                 opts = self._layer_options.get(id(p.layer), {})

@@ -1,9 +1,10 @@
 """The minibatch Trainer: full-batch, minibatch and stochastic gradient descent.
 
-One training step is: gather the minibatch into a reused buffer, forward through the
-layers' workspaces, the fused loss kernel (loss and gradient in one pass), backward into the
-flat gradient buffer, penalties and clipping on that buffer, and one fused optimizer update.
-Every buffer is allocated before the first step, so the steady state allocates nothing.
+One training step is: gather the minibatch into a reused buffer, the augmentations (if any),
+forward through the layers' workspaces, the fused loss kernel (loss and gradient in one pass),
+backward into the flat gradient buffer, penalties and clipping on that buffer, and one fused
+optimizer update. Every buffer is allocated before the first step, so the steady state
+allocates nothing.
 """
 
 from __future__ import annotations
@@ -15,6 +16,8 @@ import time
 import numpy as np
 
 from ._checks import as_float_array, check_float, check_int, check_same_length, check_seed
+from ._random import stream_key
+from .augment import as_augmentations
 from .callbacks import Callback, History
 from .errors import TrainingDiverged
 from .losses import get_loss
@@ -50,7 +53,9 @@ class Trainer:
     optimizer : Optimizer or str, default SGD(lr=0.01)
         An instance, or a name in fastnn.optim.OPTIMIZERS ('adam', 'momentum', ...) with its defaults.
     batch_size : int or None, default 32
-        None: full-batch gradient descent; 1: pure stochastic gradient descent.
+        None: full-batch gradient descent; 1: pure stochastic gradient descent. With a
+        trainable BatchNorm, which needs 2 rows per batch, a last partial batch of one row is
+        merged into the previous batch.
     metrics : sequence of str, default ()
         Any of 'accuracy', 'mse', 'mae', 'r2'.
     l1, l2 : float, default 0
@@ -63,7 +68,10 @@ class Trainer:
     shuffle : bool, default True
         Reshuffle the training set every epoch.
     seed : int, optional
-        Seed of the shuffling generator.
+        Seed of the Trainer's randomness: the shuffling and the augmentations.
+    augment : Augmentation or list of them, optional
+        fastnn.augment transforms (GaussianNoise, Mixup) applied, in order, to every training
+        batch; never in evaluation.
 
     >>> import fastnn as fnn
     >>> X, y = fnn.datasets.load_iris()
@@ -75,7 +83,7 @@ class Trainer:
     """
 
     def __init__(self, model, loss, optimizer=None, batch_size=32, metrics=(), l1=0.0, l2=0.0,
-                 clip_norm=None, clip_value=None, shuffle=True, seed=None):
+                 clip_norm=None, clip_value=None, shuffle=True, seed=None, augment=None):
         if not isinstance(model, Sequential):
             raise TypeError(f"Trainer: model must be a fastnn.Sequential; got {type(model).__name__}.")
         self.model = model
@@ -96,10 +104,14 @@ class Trainer:
         self.shuffle = bool(shuffle)
         self.seed = check_seed("Trainer", seed)
         self.rng = np.random.default_rng(self.seed)
+        self.augment = as_augmentations(augment, "Trainer")
+        entropy = self.rng.bit_generator.seed_seq.entropy
+        self._augment_keys = [stream_key(entropy, i) for i in range(len(self.augment))]
         self.history = History()
         self.epoch = 0
         self.stop_training = False
         self._buffers = None
+        self._augment_buffers = []
         self._buffer_key = None
         self._loss_acc = None
 
@@ -207,9 +219,10 @@ class Trainer:
         backend.fill(model.grads, 0.0)  # frozen layers keep zero gradients
         n = len(X)
         bs = n if self.batch_size is None else min(self.batch_size, n)
+        n_batches = self._n_batches(n, bs)
         Xd, yd = backend.asarray(X), backend.asarray(y)
         wd = None if w is None else backend.asarray(w)
-        buffers = self._get_buffers(bs, X, y, w)
+        buffers, augment = self._get_buffers(max(bs, n - (n_batches - 1) * bs), X, y, w)
         loss_acc = self._loss_acc
         weight_params = [(model.params[p.start:p.stop], model.grads[p.start:p.stop]) for p in model.param_info
                          if p.kind == "weight" and p.layer.trainable]
@@ -227,14 +240,15 @@ class Trainer:
             for cb in callbacks:
                 cb.on_epoch_begin(epoch)
             lr = self.optimizer.current_lr()
-            order = self.rng.permutation(n) if self.shuffle and bs < n else None
+            order = self.rng.permutation(n) if self.shuffle and n_batches > 1 else None
             backend.fill(loss_acc, 0.0)
             penalty_sum = 0.0
             grad_norm = math.nan
             for m in self.metrics:
                 m.reset()
-            for batch, start in enumerate(range(0, n, bs)):
-                stop = min(start + bs, n)
+            for batch in range(n_batches):
+                start = batch * bs
+                stop = n if batch == n_batches - 1 else start + bs
                 rows = stop - start
                 views = buffers.get(rows)
                 if order is None:  # contiguous rows: views, no copy
@@ -245,6 +259,8 @@ class Trainer:
                     xb = backend.take_rows(Xd, idx, out=views["x"])
                     yb = backend.take_rows(yd, idx, out=views["y"])
                     wb = None if wd is None else backend.take_rows(wd, idx, out=views["w"])
+                for aug, aug_buffers in augment:
+                    xb, yb, wb = aug._apply(backend, self.rng, aug_buffers.get(rows), xb, yb, wb)
                 for cb in callbacks:
                     cb.on_batch_begin(batch)
                 out = model._forward(xb, training=True, logits=fused)
@@ -292,19 +308,33 @@ class Trainer:
             cb.on_train_end()
         return self.history
 
-    def _get_buffers(self, bs, X, y, w):
-        """Minibatch buffers for this batch size and target layout, kept across fit calls."""
-        dtype = self.model.dtype
-        key = (bs, X.shape[1], y.shape[1:], y.dtype, w is not None, self.model.n_out, dtype, self.model.device)
+    def _n_batches(self, n, bs):
+        """Minibatches per epoch: ceil(n / bs), one fewer when the last would have fewer rows than
+        the model needs in training (2 with a trainable BatchNorm): they join the previous batch."""
+        count = -(-n // bs)
+        if count > 1 and n - (count - 1) * bs < self.model.min_train_rows:
+            count -= 1
+        return count
+
+    def _get_buffers(self, capacity, X, y, w):
+        """Minibatch buffers for this batch size and target layout, and [(augmentation, its
+        buffers)], kept across fit calls."""
+        model, dtype = self.model, self.model.dtype
+        key = (capacity, X.shape[1], y.shape[1:], y.dtype, w is not None, model.n_out, dtype, model.device)
         if self._buffer_key != key:
-            shapes = {"x": ((X.shape[1],), dtype), "y": (y.shape[1:], y.dtype),
-                      "grad": ((self.model.n_out,), dtype)}
+            shapes = {"x": ((X.shape[1],), dtype), "y": (y.shape[1:], y.dtype), "grad": ((model.n_out,), dtype)}
             if w is not None:
                 shapes["w"] = ((), dtype)
-            self._buffers = _Buffers(self.model.backend, bs, shapes)
-            self._loss_acc = self.model.backend.zeros((1,), np.float64)
+            self._buffers = _Buffers(model.backend, capacity, shapes)
+            self._augment_buffers = [
+                (aug, _Buffers(model.backend, capacity,
+                               aug._buffer_shapes(X.shape[1], model.n_out, dtype, w is not None)))
+                for aug in self.augment]
+            self._loss_acc = model.backend.zeros((1,), np.float64)
             self._buffer_key = key
-        return self._buffers
+        for aug, stream in zip(self.augment, self._augment_keys):
+            aug._bind(stream, capacity)
+        return self._buffers, self._augment_buffers
 
     def _print_epoch(self, epoch, epochs, logs):
         width = len(str(self.epoch - 1 + epochs))

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import gc
+import tracemalloc
+
 import numpy as np
 import pytest
 
@@ -42,6 +45,18 @@ def layout(a, kind):
     return view
 
 
+def host_only(backend):
+    """Skip unless the backend's arrays are NumPy arrays (non-contiguous inputs make sense only there)."""
+    if backend.name not in ("reference", "cpu"):
+        pytest.skip("host arrays only")
+
+
+def classification_data(n=7, d=5, k=3, seed=1):
+    """Standard normal features (n, d) and integer labels in [0, k)."""
+    rng = np.random.default_rng(seed)
+    return rng.standard_normal((n, d)), rng.integers(0, k, n)
+
+
 def _cpu_built():
     """True when the compiled CPU backend (fastnn._ext) is built and importable."""
     try:
@@ -59,3 +74,23 @@ needs_cpu = pytest.mark.skipif(not CPU_BUILT, reason="the compiled CPU backend (
 DEVICES = [pytest.param("cpu", marks=needs_cpu), "reference"]
 #: device for the tests where the device does not matter (errors are raised before any kernel)
 DEVICE = "cpu" if CPU_BUILT else "reference"
+
+
+def assert_steady_state_allocates_nothing(trainer, X, y, epochs=2):
+    """After a warm-up epoch (workspaces, buffers, views), ``epochs`` more epochs of ``fit`` must
+    not grow NumPy's allocation domain at all, nor Python's memory by more than 16 KiB."""
+    trainer.fit(X, y, epochs=1, verbose=0)
+    gc.collect()
+    tracemalloc.start()
+    try:
+        before = tracemalloc.take_snapshot()
+        trainer.fit(X, y, epochs=epochs, verbose=0)
+        after = tracemalloc.take_snapshot()
+    finally:
+        tracemalloc.stop()
+    numpy_domain = [tracemalloc.DomainFilter(True, np.lib.tracemalloc_domain)]
+    grown = [s for s in after.filter_traces(numpy_domain).compare_to(before.filter_traces(numpy_domain), "lineno")
+             if s.size_diff > 0]
+    assert not grown, f"array memory grew in the steady state: {grown[:3]}"
+    big = [s for s in after.compare_to(before, "lineno") if s.size_diff > 16_384]
+    assert not big, f"memory grew in the steady state: {big[:3]}"

@@ -86,6 +86,28 @@ def test_the_optimizer_column_says_what_ran(tmp_path):
         assert r["optimizer"].startswith("SGD m=0.9") and "Adam" in r["optimizer_note"]
 
 
+def test_optimizer_override_runs_every_configuration_with_it(tmp_path):
+    import fastnn
+
+    path = tmp_path / "b.json"
+    assert bench.main(["--config", "bn,tiny", "--optimizer", "sgd", "--n", "300", "--repeats", "1", "--device",
+                       "reference", "--json", str(path)]) == 0
+    data = json.loads(path.read_text())
+    assert data["settings"]["optimizer"] == "sgd"
+    bn, tiny = data["results"]
+    assert bn["status"] == "ok" and _positive_finite(bn["us_per_step"])
+    assert bn["optimizer"] == "SGD m=0.9 lr=0.01" and bn["optimizer_specified"].startswith("AdamW")
+    assert bn["optimizer_note"] == "--optimizer sgd: SGD m=0.9 lr=0.01 runs instead of PERF.md's optimizer"
+    assert tiny["optimizer"] == "SGD m=0.9 lr=0.01"
+    assert bench.main(["--config", "tiny", "--optimizer", "adamw", "--n", "200", "--repeats", "1", "--device",
+                       "reference", "--json", str(path)]) == 0
+    (r,) = json.loads(path.read_text())["results"]
+    if hasattr(fastnn.optim, "AdamW"):
+        assert r["status"] == "ok" and r["optimizer"].startswith("AdamW")
+    else:
+        assert r["status"] == "skipped" and r["reason"] == "needs AdamW"
+
+
 def test_compare_torch_without_torch_is_a_note(tmp_path, capsys, monkeypatch):
     monkeypatch.setattr(bench, "_import_torch", lambda: (None, "ImportError: No module named 'torch'"))
     path = tmp_path / "b.json"
@@ -108,7 +130,8 @@ def test_compare_torch(tmp_path):
         assert _positive_finite(t[key])
 
 
-@pytest.mark.parametrize("args", [["--config", "huge"], ["--n", "0"], ["--repeats", "-1"], ["--device", "gpu"]])
+@pytest.mark.parametrize("args", [["--config", "huge"], ["--n", "0"], ["--repeats", "-1"], ["--device", "gpu"],
+                                  ["--optimizer", "lbfgs"]])
 def test_bad_arguments_exit_2(args, capsys):
     assert bench.main(args) == 2
     assert "error" in capsys.readouterr().err

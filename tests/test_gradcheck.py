@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 
 import fastnn as fnn
+from _helpers import classification_data as data
 from fastnn.backends import ACTIVATIONS, Backend
 
 REFERENCE = Backend()
@@ -28,10 +29,12 @@ def model_loss_and_grads(model, loss, X, y, weight=None):
     return float(backend.to_numpy(acc)[0]) / count, backend.to_numpy(model.grads).copy()
 
 
-def numeric_grads(model, loss, X, y, weight=None, max_checks=60, seed=0):
-    """Central differences on (a random subset of) the flat parameters."""
+def numeric_grads(model, loss, X, y, weight=None, max_checks=60, seed=0, only_trainable=False):
+    """Central differences on (a random subset of) the flat parameters (those the optimizer
+    updates when ``only_trainable``)."""
     params = model.params
-    live = np.concatenate([np.arange(p.start, p.stop) for p in model.param_info])
+    live = np.concatenate([np.arange(p.start, p.stop) for p in model.param_info
+                           if p.trainable or not only_trainable])
     rng = np.random.default_rng(seed)
     idx = live if len(live) <= max_checks else rng.choice(live, max_checks, replace=False)
     num = {}
@@ -46,15 +49,10 @@ def numeric_grads(model, loss, X, y, weight=None, max_checks=60, seed=0):
     return num
 
 
-def check_model(model, loss, X, y, weight=None, rtol=1e-6, atol=1e-8):
+def check_model(model, loss, X, y, weight=None, rtol=1e-6, atol=1e-8, only_trainable=False):
     _, analytic = model_loss_and_grads(model, loss, X, y, weight)
-    for i, g in numeric_grads(model, loss, X, y, weight).items():
+    for i, g in numeric_grads(model, loss, X, y, weight, only_trainable=only_trainable).items():
         np.testing.assert_allclose(analytic[i], g, rtol=rtol, atol=atol, err_msg=f"parameter {i}")
-
-
-def data(n=7, d=5, k=3, seed=1):
-    rng = np.random.default_rng(seed)
-    return rng.standard_normal((n, d)), rng.integers(0, k, n)
 
 
 @pytest.mark.parametrize("activation", ACTIVATIONS)
@@ -147,6 +145,110 @@ def test_backend_backward_matches_reference(backend, activation, loss):
     for b in (REFERENCE, backend):
         model = fnn.Sequential([fnn.layers.Dense(9, activation=activation), fnn.layers.Dense(7, activation="tanh"),
                                 fnn.layers.Dense(4)], input_dim=6, seed=0, device=b, dtype="float64")
+        grads.append(model_loss_and_grads(model, loss, X, y))
+    assert grads[0][0] == pytest.approx(grads[1][0], rel=1e-12)
+    np.testing.assert_allclose(grads[1][1], grads[0][1], rtol=1e-10, atol=1e-12)
+
+
+# ------------------------------------------------------------- BatchNorm, Dropout, penalties
+@pytest.mark.parametrize("momentum", [0.1, 1.0])
+def test_batchnorm_layer_alone_gradients(momentum):
+    """gamma, beta and dL/dx of a lone BatchNorm in training mode (batch statistics)."""
+    rng = np.random.default_rng(5)
+    X, Y = rng.standard_normal((9, 4)) * 2 + 1, rng.standard_normal((9, 4))
+    model = fnn.Sequential([fnn.layers.BatchNorm(momentum=momentum, eps=1e-3)], input_dim=4,
+                           device="reference", dtype="float64")
+    model.set_weights([rng.uniform(0.5, 2, 4), rng.standard_normal(4), np.zeros(4), np.ones(4)])
+    check_model(model, "mse", X, Y)
+    # dL/dx: the layer's backward against central differences on the inputs
+    loss = lambda x: model_loss_and_grads(model, "mse", x, Y)[0]  # noqa: E731
+    acc, grad = np.zeros(1), np.empty((9, 4))
+    out = model._forward(X, training=True)
+    fnn.losses.MSE()(model.backend, out, Y, scale=1.0 / Y.size, loss_out=acc, grad=grad)
+    dx = model.layers[0].backward(grad)
+    for i, j in [(0, 0), (3, 1), (8, 3), (5, 2)]:
+        e = np.zeros_like(X)
+        e[i, j] = EPS
+        np.testing.assert_allclose(dx[i, j], (loss(X + e) - loss(X - e)) / (2 * EPS), rtol=1e-6, atol=1e-9)
+
+
+@pytest.mark.parametrize("loss", ["cross_entropy", "mse"])
+def test_batchnorm_model_gradients(loss):
+    rng = np.random.default_rng(6)
+    X = rng.standard_normal((10, 5))
+    y = rng.integers(0, 3, 10) if loss == "cross_entropy" else rng.standard_normal((10, 3))
+    model = fnn.Sequential([fnn.layers.Dense(6), fnn.layers.BatchNorm(), fnn.layers.Activation("tanh"),
+                            fnn.layers.Dense(4, activation="sigmoid"), fnn.layers.BatchNorm(eps=1e-2),
+                            fnn.layers.Dense(3)], input_dim=5, seed=4, device="reference", dtype="float64")
+    check_model(model, loss, X, y)  # the running statistics too: the loss does not depend on them
+    # a frozen BatchNorm normalizes with constants: still exact, and its parameters get no gradient
+    model.layers[1].trainable = False
+    check_model(model, loss, X, y, only_trainable=True)
+    _, grads = model_loss_and_grads(model, loss, X, y)
+    bn = [p for p in model.param_info if p.layer is model.layers[1]]
+    assert not any(grads[p.start:p.stop].any() for p in bn)
+
+
+def test_dropout_model_gradients():
+    """With the mask held fixed (the step reset before each forward), the gradient is exact."""
+    X, y = data(n=8)
+    model = fnn.Sequential([fnn.layers.Dense(12, activation="relu"), fnn.layers.Dropout(0.4), fnn.layers.Dense(3)],
+                           input_dim=5, seed=2, device="reference", dtype="float64")
+    dropout = model.layers[1]
+    forward = dropout.forward
+
+    def fixed_mask_forward(x, training=False, skip_activation=False):
+        dropout.step = 7
+        return forward(x, training, skip_activation)
+
+    dropout.forward = fixed_mask_forward
+    check_model(model, "cross_entropy", X, y)
+
+
+@pytest.mark.parametrize("l1, l2", [(0.05, 0.0), (0.0, 0.2), (0.05, 0.2)], ids=["l1", "l2", "elastic-net"])
+def test_penalty_gradients_through_a_trainer_step(l1, l2):
+    """The gradient one Trainer step applies (SGD, lr 1, full batch) is the derivative of the
+    objective it reports, loss + l1 sum|w| + l2 sum w^2 over the weights only."""
+    X, y = data(n=9)
+    model = fnn.Sequential([fnn.layers.Dense(6, activation="tanh"), fnn.layers.BatchNorm(),
+                            fnn.layers.Dense(3, use_bias=False)], input_dim=5, seed=3, device="reference",
+                           dtype="float64")
+    trainer = fnn.Trainer(model, "cross_entropy", fnn.optim.SGD(lr=1.0), batch_size=None, l1=l1, l2=l2)
+
+    def objective():
+        return model_loss_and_grads(model, "cross_entropy", X, y)[0] + trainer._penalty()
+
+    before = model.params.copy()
+    reported = objective()
+    model.params[:] = before
+    history = trainer.fit(X, y, epochs=1, verbose=0)
+    assert history.history["loss"][0] == pytest.approx(reported, rel=1e-12)
+    applied = before - model.params  # lr 1: the gradient
+    model.params[:] = before
+    for p in model.param_info:
+        if p.kind == "buffer":  # the running statistics moved by their own rule
+            continue
+        for i in range(p.start, p.stop, max(1, (p.stop - p.start) // 7)):
+            old = model.params[i]
+            model.params[i] = old + EPS
+            up = objective()
+            model.params[i] = old - EPS
+            down = objective()
+            model.params[i] = old
+            np.testing.assert_allclose(applied[i], (up - down) / (2 * EPS), rtol=1e-6, atol=1e-9,
+                                       err_msg=f"{p.name} of {p.layer!r}")
+
+
+@pytest.mark.parametrize("loss", ["cross_entropy", "mse"])
+def test_backend_backward_with_batchnorm_and_dropout_matches_reference(backend, loss):
+    rng = np.random.default_rng(8)
+    X = rng.standard_normal((13, 6))
+    y = rng.integers(0, 4, 13) if loss == "cross_entropy" else rng.uniform(0, 1, (13, 4))
+    grads = []
+    for b in (REFERENCE, backend):
+        model = fnn.Sequential([fnn.layers.Dense(9), fnn.layers.BatchNorm(), fnn.layers.Activation("relu"),
+                                fnn.layers.Dropout(0.3), fnn.layers.Dense(4)], input_dim=6, seed=0, device=b,
+                               dtype="float64")
         grads.append(model_loss_and_grads(model, loss, X, y))
     assert grads[0][0] == pytest.approx(grads[1][0], rel=1e-12)
     np.testing.assert_allclose(grads[1][1], grads[0][1], rtol=1e-10, atol=1e-12)

@@ -531,3 +531,48 @@ def test_error_names_the_file(saved, tmp_path):
         fnn.load(str(bad), device="reference")
     assert str(info.value).startswith(f"fastnn.load: {bad} is not a valid fastnn model file: ")
     assert str(info.value).endswith(".")
+
+
+# ------------------------------------------------------------------- BatchNorm and Dropout
+def bn_model(device=DEVICE, dtype="float32"):
+    model = fnn.Sequential([L.Dense(6), L.BatchNorm(momentum=0.2, eps=1e-3), L.Activation("relu"), L.Dropout(0.25),
+                            L.Dense(3)], input_dim=4, seed=7, device=device, dtype=dtype)
+    X, y = inputs(40), np.arange(40) % 3
+    fnn.Trainer(model, "cross_entropy", fnn.optim.SGD(0.1, momentum=0.9), batch_size=8, seed=0).fit(
+        X, y, epochs=3, verbose=0)
+    return model
+
+
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_round_trip_keeps_batchnorm_statistics_and_dropout(tmp_path, device, dtype):
+    model = bn_model(device, dtype)
+    model.layers[1].trainable = False
+    assert not np.array_equal(model.layers[1].weights[2], 0)  # trained running statistics
+    path = tmp_path / "bn.fnn"
+    model.save(path)
+    loaded = fnn.load(path, device=device)
+    assert [type(layer) for layer in loaded.layers] == [L.Dense, L.BatchNorm, L.Activation, L.Dropout, L.Dense]
+    assert loaded.get_config() == model.get_config()
+    bn, dropout = loaded.layers[1], loaded.layers[3]
+    assert (bn.momentum, bn.eps, bn.trainable, dropout.rate) == (0.2, 1e-3, False, 0.25)
+    with zipfile.ZipFile(path) as zf:
+        assert {"arrays/1.running_mean.npy", "arrays/1.running_var.npy"} <= set(zf.namelist())
+    for a, b in zip(model.get_weights(), loaded.get_weights()):
+        assert a.tobytes() == b.tobytes()
+    X = inputs(9)
+    assert np.array_equal(loaded.predict(X), model.predict(X))
+
+
+def test_negative_running_variance_is_a_format_error(tmp_path):
+    model = bn_model("reference")
+    model.save(tmp_path / "bn.fnn")
+    members = read_members(tmp_path / "bn.fnn")
+    buf = io.BytesIO()
+    np.save(buf, -np.ones(6, np.float32))
+    members["arrays/1.running_var.npy"] = buf.getvalue()
+    bad = write_zip(tmp_path / "bad.fnn", members)
+    with pytest.raises(fnn.ModelFormatError, match=f"{BAD}: BatchNorm.set_weights: running_var must be >= 0; got -1.0"):
+        fnn.load(bad, device="reference")
+    with pytest.raises(ValueError, match="running_var must be >= 0"):
+        model.set_weights(model.get_weights()[:5] + [-np.ones(6)] + model.get_weights()[6:])

@@ -142,3 +142,55 @@ def test_predict_in_chunks_equals_one_pass():
     model = mlp()
     X = np.random.default_rng(0).standard_normal((37, 4))
     np.testing.assert_allclose(model.predict(X, batch_size=5), model.predict(X), rtol=1e-6)
+
+
+# Gains written out (PyTorch's torch.nn.init.calculate_gain; ELU, which PyTorch does not define,
+# gets ReLU's sqrt(2)), so that the test does not use fastnn's own gain table.
+GAINS = {"identity": 1.0, "sigmoid": 1.0, "tanh": 5 / 3, "relu": np.sqrt(2), "leaky_relu": np.sqrt(2 / (1 + 0.2**2)),
+         "elu": np.sqrt(2), "gelu": 1.0, "softplus": 1.0, "silu": 1.0, "softmax": 1.0}
+
+
+def expected_std(init, activation, n_in, n_out):
+    g = GAINS[activation]
+    return {
+        "zeros": 0.0, "normal": 0.01, "uniform": 0.05 / np.sqrt(3),
+        "xavier_uniform": (g if activation == "tanh" else 1.0) * np.sqrt(2 / (n_in + n_out)),
+        "xavier_normal": (g if activation == "tanh" else 1.0) * np.sqrt(2 / (n_in + n_out)),
+        "he_uniform": g / np.sqrt(n_in), "he_normal": g / np.sqrt(n_in), "lecun_normal": 1 / np.sqrt(n_in),
+        "orthogonal": g / np.sqrt(max(n_in, n_out)),  # orthonormal columns (or rows), times the gain
+    }[init]
+
+
+@pytest.mark.parametrize("shape", [(400, 200), (200, 400)], ids=str)
+@pytest.mark.parametrize("activation", list(GAINS))
+@pytest.mark.parametrize("init", INITS)
+def test_init_std_follows_its_formula_for_every_activation(init, activation, shape):
+    n_in, n_out = shape
+    alpha = 0.2 if activation == "leaky_relu" else None
+    model = fnn.Sequential([fnn.layers.Dense(n_out, activation=activation, init=init, alpha=alpha)], input_dim=n_in,
+                           seed=1, device="reference", dtype="float64")
+    w = model.get_weights()[0]
+    std = expected_std(init, activation, n_in, n_out)
+    assert w.std() == pytest.approx(std, rel=0.03, abs=1e-12)
+    assert abs(w.mean()) <= 5 * std / np.sqrt(w.size) + 1e-12
+    if init.endswith("uniform"):  # U(-limit, limit), limit = sqrt(3) std
+        limit = np.sqrt(3) * std
+        assert limit * 0.99 < np.abs(w).max() <= limit
+
+
+def test_gains_match_torch_calculate_gain():
+    torch = pytest.importorskip("torch")
+    for activation, name, param in [("identity", "linear", None), ("sigmoid", "sigmoid", None),
+                                    ("tanh", "tanh", None), ("relu", "relu", None),
+                                    ("leaky_relu", "leaky_relu", 0.01), ("leaky_relu", "leaky_relu", 0.2)]:
+        alpha = 0.0 if param is None else param
+        assert gain(activation, alpha) == pytest.approx(torch.nn.init.calculate_gain(name, param), rel=1e-12)
+
+
+def test_he_normal_matches_torch_kaiming_normal():
+    torch = pytest.importorskip("torch")
+    w = torch.empty(300, 600)  # torch's Linear weight is (out, in): fan_in = 600
+    torch.nn.init.kaiming_normal_(w, nonlinearity="relu", generator=torch.Generator().manual_seed(0))
+    model = fnn.Sequential([fnn.layers.Dense(300, activation="relu", init="he_normal")], input_dim=600, seed=0,
+                           device="reference", dtype="float64")
+    assert model.get_weights()[0].std() == pytest.approx(float(w.std()), rel=0.03)

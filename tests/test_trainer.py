@@ -1,14 +1,13 @@
 """Trainer: hand-worked steps, gradient-descent modes, weights, penalties, clipping, the fused
 path, continuation, freezing, the allocation-free steady state and a real-data run."""
 
-import gc
 import math
-import tracemalloc
 
 import numpy as np
 import pytest
 
 import fastnn as fnn
+from _helpers import assert_steady_state_allocates_nothing
 
 DEVICES = ["reference", "cpu"]
 
@@ -216,22 +215,7 @@ def test_steady_state_training_step_allocates_nothing():
     trainer = fnn.Trainer(model, "cross_entropy", fnn.optim.SGD(0.01, momentum=0.9), batch_size=32, l2=1e-4,
                           clip_norm=10.0, seed=0)
     X, y = X[:32 * 100], y[:32 * 100]  # 1797 rows: 56 full steps + one partial per epoch
-    trainer.fit(X, y, epochs=1, verbose=0)  # warm-up: workspaces, buffers, views
-    gc.collect()
-    tracemalloc.start()
-    try:
-        before = tracemalloc.take_snapshot()
-        trainer.fit(X, y, epochs=2, verbose=0)  # 114 steps
-        after = tracemalloc.take_snapshot()
-    finally:
-        tracemalloc.stop()
-    numpy_domain = np.lib.tracemalloc_domain
-    grown = [s for s in after.filter_traces([tracemalloc.DomainFilter(True, numpy_domain)])
-             .compare_to(before.filter_traces([tracemalloc.DomainFilter(True, numpy_domain)]), "lineno")
-             if s.size_diff > 0]
-    assert not grown, f"array memory grew in the steady state: {grown[:3]}"
-    big = [s for s in after.compare_to(before, "lineno") if s.size_diff > 16_384]
-    assert not big, f"memory grew in the steady state: {big[:3]}"
+    assert_steady_state_allocates_nothing(trainer, X, y)  # 114 steps
 
 
 def test_digits_reaches_095_test_accuracy():

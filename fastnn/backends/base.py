@@ -43,6 +43,56 @@ def _write(out, value, like):
     return out
 
 
+# ------------------------------------------------------------- counter-based random streams
+_MASK32 = np.uint64(0xFFFFFFFF)
+_PHILOX_M = (np.uint64(0xD2511F53), np.uint64(0xCD9E8D57))
+_PHILOX_W = (np.uint64(0x9E3779B9), np.uint64(0xBB67AE85))
+
+
+def philox_words(key, step, start, count):
+    """The uint32 words of flat elements start .. start + count - 1 of the stream (key, step).
+
+    Element e gets word (e mod 4) of Philox4x32-10 (Salmon et al. 2011) with counter
+    (b lo, b hi, step lo, step hi), b = e div 4, and key (key lo, key hi): 64-bit key and step
+    split into 32-bit halves. The compiled kernels (csrc/_philox.pxd) produce the same words.
+    """
+    first, last = start // 4, (start + count + 3) // 4
+    b = np.arange(first, last, dtype=np.uint64)
+    c0, c1 = b & _MASK32, b >> np.uint64(32)
+    c2 = np.full_like(b, step & 0xFFFFFFFF)
+    c3 = np.full_like(b, step >> 32)
+    k0, k1 = np.uint64(key & 0xFFFFFFFF), np.uint64(key >> 32)
+    for r in range(10):
+        if r:
+            k0, k1 = (k0 + _PHILOX_W[0]) & _MASK32, (k1 + _PHILOX_W[1]) & _MASK32
+        p0, p1 = c0 * _PHILOX_M[0], c2 * _PHILOX_M[1]  # 32 x 32 -> 64 bits: no overflow
+        c0, c1, c2, c3 = (p1 >> np.uint64(32)) ^ c1 ^ k0, p1 & _MASK32, (p0 >> np.uint64(32)) ^ c3 ^ k1, p0 & _MASK32
+    words = np.stack([c0, c1, c2, c3], axis=1).reshape(-1).astype(np.uint32)
+    return words[start - 4 * first:start - 4 * first + count]
+
+
+def dropout_threshold(rate):
+    """Dropout keeps an element when its word is >= this: floor(rate * 2**32), rate in [0, 1)."""
+    return int(rate * 4294967296.0)
+
+
+def _normals(key, step, count):
+    """Standard normals of flat elements 0 .. count - 1 of the stream (key, step), by Box-Muller on
+    word pairs: block b's words (w0, w1, w2, w3) give r cos t, r sin t for (w0, w1) and then (w2, w3),
+    with r = sqrt(-2 log((w_even + 1) 2^-32)), t = 2 pi w_odd 2^-32 (double precision)."""
+    w = philox_words(key, step, 0, 4 * ((count + 3) // 4)).reshape(-1, 2, 2).astype(np.float64)
+    r = np.sqrt(-2.0 * np.log((w[:, :, 0] + 1.0) * 2.0 ** -32))
+    t = (2.0 * math.pi * 2.0 ** -32) * w[:, :, 1]
+    return np.stack([r * np.cos(t), r * np.sin(t)], axis=2).reshape(-1)[:count]
+
+
+def check_batch_rows(owner, n):
+    """Batch statistics need two rows: a variance of one row is 0 and its unbiased estimate undefined."""
+    if n < 2:
+        raise ValueError(f"{owner}: a training batch needs at least 2 rows to estimate the batch variance; "
+                         f"got {n}.")
+
+
 class Backend:
     """Kernel interface. Every body here is also the NumPy reference (``device="reference"``)."""
 
@@ -237,6 +287,98 @@ class Backend:
         per_elem = np.where(a <= delta, 0.5 * d * d, delta * (a - 0.5 * delta))
         return self._accumulate(per_elem.sum(axis=1), weight, loss_out, grad,
                                 np.clip(d, -delta, delta), scale)
+
+    # ---- normalization and dropout
+    # BatchNorm, Dropout and the Trainer's augmentations. Random kernels draw from the
+    # counter-based stream (key, step) of philox_words, the same on every backend.
+    def batchnorm_forward(self, x, gamma, beta, running_mean, running_var, *, eps=1e-5, momentum=0.1,
+                          training=True, mean=None, inv_std=None, out=None):
+        """out = gamma * (x - mu) * inv_std + beta per column, inv_std = 1 / sqrt(var + eps).
+
+        training: mu, var are the batch's mean and biased variance (n >= 2 rows), and the
+        running statistics move in place, running = (1 - momentum) running + momentum batch,
+        with the unbiased variance var n / (n - 1) (PyTorch's convention); otherwise mu, var are
+        running_mean, running_var (read only). ``mean``, ``inv_std`` (m,), when given, receive
+        mu and inv_std for the backward. x, out (n, m); gamma, beta and the running stats (m,).
+        """
+        x64 = np.asarray(x, np.float64)
+        n = x64.shape[0]
+        if training:
+            check_batch_rows("batchnorm_forward", n)
+            mu, var = x64.mean(axis=0), x64.var(axis=0)
+            running_mean[...] = (1.0 - momentum) * np.asarray(running_mean, np.float64) + momentum * mu
+            running_var[...] = (1.0 - momentum) * np.asarray(running_var, np.float64) + momentum * var * n / (n - 1)
+        else:
+            mu, var = np.asarray(running_mean, np.float64), np.asarray(running_var, np.float64)
+        istd = 1.0 / np.sqrt(var + eps)
+        if mean is not None:
+            mean[...] = mu
+        if inv_std is not None:
+            inv_std[...] = istd
+        return _write(out, (x64 - mu) * (np.asarray(gamma, np.float64) * istd) + np.asarray(beta, np.float64), x)
+
+    def batchnorm_backward(self, dy, x, gamma, mean, inv_std, *, training=True, dgamma=None, dbeta=None,
+                           dx=None):
+        """Gradients of batchnorm_forward given dy, with ``mean``, ``inv_std`` as it returned them.
+
+        xhat = (x - mean) inv_std; dgamma = sum(dy xhat), dbeta = sum(dy) over rows; training
+        (batch statistics): dx = gamma inv_std (dy - mean(dy) - xhat mean(dy xhat)) (Ioffe &
+        Szegedy 2015, in closed form); otherwise (running statistics, constants) dx = gamma
+        inv_std dy. Each output is skipped when None; dx may alias dy. Returns dx.
+        """
+        dy64 = np.asarray(dy, np.float64)
+        xhat = (np.asarray(x, np.float64) - np.asarray(mean, np.float64)) * np.asarray(inv_std, np.float64)
+        sum_dy, sum_dy_xhat = dy64.sum(axis=0), (dy64 * xhat).sum(axis=0)
+        if dgamma is not None:
+            dgamma[...] = sum_dy_xhat
+        if dbeta is not None:
+            dbeta[...] = sum_dy
+        if dx is not None:
+            a = np.asarray(gamma, np.float64) * np.asarray(inv_std, np.float64)
+            n = max(dy64.shape[0], 1)
+            dx[...] = a * (dy64 - sum_dy / n - xhat * (sum_dy_xhat / n)) if training else a * dy64
+        return dx
+
+    def dropout_forward(self, x, *, rate, key, step, mask=None, out=None):
+        """Inverted dropout: out = x * s where the stream (key, step) keeps an element, else 0.
+
+        Element e (row-major) is kept when philox_words(key, step)[e] >= dropout_threshold(rate)
+        (probability 1 - rate); s = 1 / (1 - rate) rounded to x's dtype, and the product is taken
+        in that dtype, so every backend gives the same bits. ``mask`` (n, m) uint8 receives 1 for
+        kept elements. x, out (n, m); rate in [0, 1); key, step: unsigned 64-bit integers.
+        """
+        x = np.asarray(x)
+        keep = philox_words(key, step, 0, x.size).reshape(x.shape) >= dropout_threshold(rate)
+        if mask is not None:
+            mask[...] = keep
+        return _write(out, x * np.asarray(1.0 / (1.0 - rate), x.dtype) * keep, x)
+
+    def dropout_backward(self, dy, mask, *, rate, out=None):
+        """dx = dy * s where mask is 1, else 0 (s as in dropout_forward); out may alias dy."""
+        dy = np.asarray(dy)
+        return _write(out, dy * np.asarray(1.0 / (1.0 - rate), dy.dtype) * (np.asarray(mask) != 0), dy)
+
+    def gaussian_noise(self, x, *, std, key, step, out=None):
+        """out = x + std * z, z standard normal from the stream (key, step) by Box-Muller (see
+        _normals); computed in double, rounded once. x, out (n, m); out may alias x."""
+        x64 = np.asarray(x, np.float64)
+        z = _normals(key, step, x64.size).reshape(x64.shape)
+        return _write(out, x64 + std * z, x)
+
+    def mixup(self, x, idx, lam, *, out=None):
+        """out = lam * x + (1 - lam) * x[idx] (Zhang et al. 2018). x (n, m) or (n,), idx int64 (n,)
+        in [0, n); out like x, not aliasing it."""
+        x64 = np.asarray(x, np.float64)
+        return _write(out, lam * x64 + (1.0 - lam) * x64[np.asarray(idx)], x)
+
+    def mixup_labels(self, labels, idx, lam, *, out):
+        """Mixed one-hot targets: out = lam * onehot(labels) + (1 - lam) * onehot(labels[idx]).
+        labels int64 (n,) in [0, k), idx int64 (n,) in [0, n), out (n, k)."""
+        labels = np.asarray(labels)
+        k = out.shape[1]
+        onehot = np.eye(k)[labels]
+        out[...] = lam * onehot + (1.0 - lam) * onehot[np.asarray(idx)]
+        return out
 
     # ------------------------------------------------------ flat buffers, update
     def sum_squares(self, x):

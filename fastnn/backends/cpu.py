@@ -25,12 +25,15 @@ import sys
 import numpy as np
 
 from .._checks import FLOAT_DTYPES, check_int
-from .base import ACTIVATION_CODES, ACTIVATIONS, NEEDS_INPUT, Backend
+from .base import ACTIVATION_CODES, ACTIVATIONS, NEEDS_INPUT, Backend, check_batch_rows, dropout_threshold
 
 try:
     from .._ext import activations as _activations
+    from .._ext import augment as _augment
+    from .._ext import batchnorm as _batchnorm
     from .._ext import blas as _blas
     from .._ext import dense as _dense
+    from .._ext import dropout as _dropout
     from .._ext import losses as _losses
     from .._ext import memory as _memory
     from .._ext import optim as _optim
@@ -76,6 +79,13 @@ _SUM_SQUARES = _by_dtype(_optim.sum_squares)
 _SCALE = _by_dtype(_optim.scale_)
 _CLIP = _by_dtype(_optim.clip_)
 _PENALTY = _by_dtype(_optim.penalty)
+_BN_FWD = _by_dtype(_batchnorm.forward)
+_BN_BWD = _by_dtype(_batchnorm.backward)
+_DROPOUT_FWD = _by_dtype(_dropout.forward)
+_DROPOUT_BWD = _by_dtype(_dropout.backward)
+_NOISE = _by_dtype(_augment.gaussian_noise)
+_MIXUP = _by_dtype(_augment.mixup)
+_MIXUP_LABELS = _by_dtype(_augment.mixup_labels)
 _TAKE = ({_F32: _memory.take["float"], _F64: _memory.take["double"], _I64: _memory.take["int64_t"]},
          {_F32: _memory.take_rows["float"], _F64: _memory.take_rows["double"],
           _I64: _memory.take_rows["int64_t"]})
@@ -287,6 +297,12 @@ def _update_refused(owner, p, g, state):
     for name, a in [("g", g), *used]:
         _expect(owner, name, a, p.shape)
     return _fast_ok([("g", g)], [("p", p), *used], ndim=dict.fromkeys(["p", "g", *(n for n, _ in used)], 1))
+
+
+def _index_ok(*arrays):
+    """True when every argument is None or a C-contiguous array of the given dtype: (array, dtype)."""
+    return all(a is None or (isinstance(a, np.ndarray) and a.dtype == dt and a.flags.c_contiguous)
+               for a, dt in arrays)
 
 
 def _loss_out_ok(loss_out):
@@ -523,6 +539,142 @@ class CpuBackend(Backend):
 
     def huber(self, pred, target, *, delta=1.0, weight=None, scale=1.0, loss_out, grad=None):
         return self._residual("huber", 2, pred, target, delta, weight, scale, loss_out, grad)
+
+    # ---- normalization and dropout
+    def batchnorm_forward(self, x, gamma, beta, running_mean, running_var, *, eps=1e-5, momentum=0.1,
+                          training=True, mean=None, inv_std=None, out=None):
+        if training:
+            check_batch_rows("batchnorm_forward", np.shape(x)[0])
+        try:
+            o = np.empty(x.shape, x.dtype) if out is None else out
+            _BN_FWD[x.dtype](x, gamma, beta, running_mean, running_var, eps, momentum, training, mean, inv_std, o)
+            return o
+        except _REFUSED:
+            owner = "batchnorm_forward"
+            vectors = [("gamma", gamma), ("beta", beta), ("running_mean", running_mean),
+                       ("running_var", running_var), ("mean", mean), ("inv_std", inv_std)]
+            if not _arrays(x, out, *(a for _, a in vectors)) or x is None:
+                return _REFERENCE.batchnorm_forward(x, gamma, beta, running_mean, running_var, eps=eps,
+                                                    momentum=momentum, training=training, mean=mean,
+                                                    inv_std=inv_std, out=out)
+            _check_dtypes(owner, "x", [("x", x)] + vectors + [("out", out)],
+                          outputs=("running_mean", "running_var", "mean", "inv_std", "out"))
+            _expect(owner, "x", x, (None, None))
+            n, m = x.shape
+            for name, a in vectors:
+                _expect(owner, name, a, (m,))
+            _expect(owner, "out", out, (n, m))
+            if _fast_ok(vectors[:2] + [("x", x)], vectors[2:] + [("out", out)], ndim={k: 1 for k, _ in vectors}):
+                raise
+            return _REFERENCE.batchnorm_forward(x, gamma, beta, running_mean, running_var, eps=eps,
+                                                momentum=momentum, training=training, mean=mean,
+                                                inv_std=inv_std, out=out)
+
+    def batchnorm_backward(self, dy, x, gamma, mean, inv_std, *, training=True, dgamma=None, dbeta=None,
+                           dx=None):
+        try:
+            _BN_BWD[dy.dtype](dy, x, gamma, mean, inv_std, training, dgamma, dbeta, dx)
+            return dx
+        except _REFUSED:
+            owner = "batchnorm_backward"
+            vectors = [("gamma", gamma), ("mean", mean), ("inv_std", inv_std)]
+            grads = [("dgamma", dgamma), ("dbeta", dbeta)]
+            if not _arrays(dy, x, dx, *(a for _, a in vectors + grads)) or dy is None:
+                return _REFERENCE.batchnorm_backward(dy, x, gamma, mean, inv_std, training=training,
+                                                     dgamma=dgamma, dbeta=dbeta, dx=dx)
+            _check_dtypes(owner, "dy", [("dy", dy), ("x", x)] + vectors + grads + [("dx", dx)],
+                          outputs=("dgamma", "dbeta", "dx"))
+            _expect(owner, "dy", dy, (None, None))
+            n, m = dy.shape
+            _expect(owner, "x", x, (n, m))
+            _expect(owner, "dx", dx, (n, m))
+            for name, a in vectors + grads:
+                _expect(owner, name, a, (m,))
+            if _fast_ok([("dy", dy), ("x", x)] + vectors, grads + [("dx", dx)],
+                        ndim={k: 1 for k, _ in vectors + grads}):
+                raise
+            return _REFERENCE.batchnorm_backward(dy, x, gamma, mean, inv_std, training=training,
+                                                 dgamma=dgamma, dbeta=dbeta, dx=dx)
+
+    def dropout_forward(self, x, *, rate, key, step, mask=None, out=None):
+        try:
+            o = np.empty(x.shape, x.dtype) if out is None else out
+            _DROPOUT_FWD[x.dtype](x, key, step, dropout_threshold(rate), 1.0 / (1.0 - rate), mask, o)
+            return o
+        except _REFUSED:
+            owner = "dropout_forward"
+            if not _arrays(x, mask, out) or x is None:
+                return _REFERENCE.dropout_forward(x, rate=rate, key=key, step=step, mask=mask, out=out)
+            _check_dtypes(owner, "x", [("x", x), ("out", out)], outputs=("out",))
+            _expect(owner, "mask", mask, x.shape)
+            _expect(owner, "out", out, x.shape)
+            if _fast_ok([("x", x)], [("out", out)]) and _index_ok((mask, np.uint8)):
+                raise
+            return _REFERENCE.dropout_forward(x, rate=rate, key=key, step=step, mask=mask, out=out)
+
+    def dropout_backward(self, dy, mask, *, rate, out=None):
+        try:
+            o = np.empty(dy.shape, dy.dtype) if out is None else out
+            _DROPOUT_BWD[dy.dtype](dy, mask, 1.0 / (1.0 - rate), o)
+            return o
+        except _REFUSED:
+            owner = "dropout_backward"
+            if not _arrays(dy, mask, out) or dy is None or mask is None:
+                return _REFERENCE.dropout_backward(dy, mask, rate=rate, out=out)
+            _check_dtypes(owner, "dy", [("dy", dy), ("out", out)], outputs=("out",))
+            _expect(owner, "mask", mask, dy.shape)
+            _expect(owner, "out", out, dy.shape)
+            if _fast_ok([("dy", dy)], [("out", out)]) and _index_ok((mask, np.uint8)):
+                raise
+            return _REFERENCE.dropout_backward(dy, mask, rate=rate, out=out)
+
+    def gaussian_noise(self, x, *, std, key, step, out=None):
+        try:
+            o = np.empty(x.shape, x.dtype) if out is None else out
+            _NOISE[x.dtype](x, std, key, step, o)
+            return o
+        except _REFUSED:
+            owner = "gaussian_noise"
+            if not _arrays(x, out) or x is None:
+                return _REFERENCE.gaussian_noise(x, std=std, key=key, step=step, out=out)
+            _check_dtypes(owner, "x", [("x", x), ("out", out)], outputs=("out",))
+            _expect(owner, "out", out, x.shape)
+            if _fast_ok([("x", x)], [("out", out)]):
+                raise
+            return _REFERENCE.gaussian_noise(x, std=std, key=key, step=step, out=out)
+
+    def mixup(self, x, idx, lam, *, out=None):
+        try:
+            o = np.empty(x.shape, x.dtype) if out is None else out
+            if x.ndim == 1:  # per-sample weights: one column
+                _MIXUP[x.dtype](x.reshape(-1, 1), idx, lam, o.reshape(-1, 1))
+            else:
+                _MIXUP[x.dtype](x, idx, lam, o)
+            return o
+        except _REFUSED:
+            owner = "mixup"
+            if not _arrays(x, idx, out) or x is None or idx is None:
+                return _REFERENCE.mixup(x, idx, lam, out=out)
+            _check_dtypes(owner, "x", [("x", x), ("out", out)], outputs=("out",))
+            _expect(owner, "idx", idx, (x.shape[0],))
+            _expect(owner, "out", out, x.shape)
+            if _fast_ok([("x", x)], [("out", out)], ndim={"x": x.ndim, "out": x.ndim}) and _index_ok((idx, _I64)):
+                raise
+            return _REFERENCE.mixup(x, idx, lam, out=out)
+
+    def mixup_labels(self, labels, idx, lam, *, out):
+        try:
+            _MIXUP_LABELS[out.dtype](labels, idx, lam, out)
+            return out
+        except _REFUSED:
+            owner = "mixup_labels"
+            if not _arrays(labels, idx, out) or labels is None or idx is None:
+                return _REFERENCE.mixup_labels(labels, idx, lam, out=out)
+            _expect(owner, "idx", idx, (labels.shape[0],))
+            _expect(owner, "out", out, (labels.shape[0], None))
+            if _fast_ok([], [("out", out)]) and _index_ok((labels, _I64), (idx, _I64)):
+                raise
+            return _REFERENCE.mixup_labels(labels, idx, lam, out=out)
 
     # ------------------------------------------------------ flat buffers, update
     def sum_squares(self, x):

@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 
 from _helpers import REFERENCE, assert_close, layout
+from _helpers import host_only as _host
 from fastnn.backends.base import ACTIVATIONS, DEFAULT_ALPHA, NEEDS_INPUT
 
 DTYPES = [np.float32, np.float64]
@@ -22,23 +23,6 @@ SHAPES = [(0, 3), (1, 1), (1, 13), (7, 1), (7, 13), (256, 300)]
 DENSE_SHAPES = [(0, 4, 3), (1, 1, 1), (1, 5, 3), (9, 1, 4), (7, 13, 5), (64, 300, 256)]
 LAYOUTS = ["F", "strided"]
 EXTREMES = np.array([-1e4, -100.0, -30.0, -1.0, -1e-30, -0.0, 0.0, 1e-30, 1.0, 30.0, 100.0, 1e4])
-
-
-class _NoReference:
-    """Stands in for CpuBackend's fallback: contiguous float32/float64 calls must never use it."""
-
-    def __getattr__(self, name):
-        raise AssertionError(f"CpuBackend fell back to the NumPy reference for {name}")
-
-
-@pytest.fixture(autouse=True)
-def _compiled_path_only(request, monkeypatch):
-    """Unless a test is marked ``fallback``, fail when CpuBackend runs the reference instead
-    of its compiled kernels (which would make the comparisons vacuous)."""
-    if request.node.get_closest_marker("fallback") is None:
-        from fastnn.backends import cpu
-
-        monkeypatch.setattr(cpu, "_REFERENCE", _NoReference())
 
 
 def _alpha(name):
@@ -52,12 +36,6 @@ def _rand(rng, shape, dtype, scale=1.0):
 def _same_dtype(backend, got, dtype):
     """Fast backends return the input's dtype; the reference allocates float64 when out is None."""
     assert got.dtype == dtype
-
-
-def _host(backend):
-    """Backends whose arrays are NumPy arrays (non-contiguous inputs make sense only there)."""
-    if backend.name not in ("reference", "cpu"):
-        pytest.skip("host arrays only")
 
 
 def _act(backend, name, x, **kw):
