@@ -75,6 +75,7 @@ class Trainer:
 
     >>> import fastnn as fnn
     >>> X, y = fnn.datasets.load_iris()
+    >>> X = fnn.data.Standardizer().fit_transform(X)
     >>> model = fnn.Sequential([fnn.layers.Dense(16, activation="relu"), fnn.layers.Dense(3)], seed=0)
     >>> trainer = fnn.Trainer(model, "cross_entropy", fnn.optim.SGD(0.1, momentum=0.9), seed=0)
     >>> history = trainer.fit(X, y, epochs=30, verbose=0)
