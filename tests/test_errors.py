@@ -368,3 +368,16 @@ def test_bool_and_integer_X_are_accepted():
     t = trainer()
     history = fit(t, X=(X * 10).astype(np.int16))
     assert len(history.history["loss"]) == 1 and np.isfinite(history.history["loss"][0])
+
+
+@pytest.mark.filterwarnings("error")
+def test_finite_values_whose_sum_overflows_are_accepted_silently():
+    # the NaN/inf check screens with one sum, which overflows here: the data are still finite
+    huge = np.full((20, 5), 3e38, np.float32)
+    huge[::2] *= -0.5
+    out = model().predict(huge)
+    assert out.shape == (20, 3)
+    with pytest.raises(ValueError, match=r"X contains NaN or inf \(first at index \[4, 1\]: inf\)"):
+        model().predict(with_value(huge, (4, 1), np.inf))
+    with pytest.raises(ValueError, match=r"X contains NaN or inf \(first at index \[0, 0\]: -inf\)"):
+        model().predict(with_value(with_value(X, (0, 0), -np.inf), (3, 3), np.inf))  # inf - inf in the sum
