@@ -10,11 +10,34 @@ from __future__ import annotations
 
 __version__ = "0.1.0"
 
-from . import callbacks, data, datasets, layers, losses, metrics, optim, schedules
+import importlib
+
 from .errors import ModelFormatError, TrainingDiverged
-from .io import load
-from .model import Sequential
-from .trainer import Trainer
+
+#: Public names imported on first use (PEP 562), so that importing fastnn or one of its
+#: submodules loads only what it needs: name -> (module, attribute or None for the module).
+_LAZY = {
+    "callbacks": (".callbacks", None), "data": (".data", None), "datasets": (".datasets", None),
+    "layers": (".layers", None), "losses": (".losses", None), "metrics": (".metrics", None),
+    "optim": (".optim", None), "schedules": (".schedules", None),
+    "load": (".io", "load"), "Sequential": (".model", "Sequential"), "Trainer": (".trainer", "Trainer"),
+}
+
+
+def __getattr__(name):
+    try:
+        module, attribute = _LAZY[name]
+    except KeyError:
+        raise AttributeError(f"module 'fastnn' has no attribute {name!r}") from None
+    value = importlib.import_module(module, __name__)
+    if attribute is not None:
+        value = getattr(value, attribute)
+    globals()[name] = value  # later lookups are plain attribute reads
+    return value
+
+
+def __dir__():
+    return sorted(set(globals()) | set(_LAZY))
 
 
 def set_num_threads(n):
@@ -42,6 +65,6 @@ def info():
 
 __all__ = [
     "ModelFormatError", "Sequential", "Trainer", "TrainingDiverged", "callbacks", "data", "datasets",
-    "get_num_threads", "info", "layers", "load", "losses", "metrics", "optim", "schedules", "set_num_threads",
-    "__version__",
+    "get_num_threads", "info", "layers", "load", "losses", "metrics", "optim", "schedules",
+    "set_num_threads", "__version__",
 ]
