@@ -21,6 +21,7 @@ _LAZY = {
     "layers": (".layers", None), "losses": (".losses", None), "metrics": (".metrics", None),
     "optim": (".optim", None), "schedules": (".schedules", None),
     "load": (".io", "load"), "Sequential": (".model", "Sequential"), "Trainer": (".trainer", "Trainer"),
+    "inference": (".inference", None),
 }
 
 
@@ -65,6 +66,6 @@ def info():
 
 __all__ = [
     "ModelFormatError", "Sequential", "Trainer", "TrainingDiverged", "callbacks", "data", "datasets",
-    "get_num_threads", "info", "layers", "load", "losses", "metrics", "optim", "schedules",
+    "get_num_threads", "inference", "info", "layers", "load", "losses", "metrics", "optim", "schedules",
     "set_num_threads", "__version__",
 ]

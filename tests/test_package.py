@@ -1,5 +1,5 @@
 """The package surface (fastnn/__init__.py): every public name resolves, and submodules are
-imported on first use, so that ``import fastnn`` and the import of one submodule stay light."""
+imported on first use, so that ``import fastnn`` and ``import fastnn.inference`` stay light."""
 
 import json
 import os
@@ -10,7 +10,8 @@ import pytest
 
 import fastnn as fnn
 
-PUBLIC_MODULES = ["callbacks", "data", "datasets", "layers", "losses", "metrics", "optim", "schedules"]
+PUBLIC_MODULES = ["callbacks", "data", "datasets", "inference", "layers", "losses", "metrics", "optim",
+                  "schedules"]
 
 
 def modules_after(code):
@@ -40,7 +41,7 @@ def test_every_public_name_resolves_to_its_object():
 
 
 def test_from_imports_and_dir():
-    from fastnn import Sequential, Trainer, layers, load  # noqa: F401
+    from fastnn import Sequential, Trainer, inference, layers, load  # noqa: F401
 
     assert set(fnn.__all__) <= set(dir(fnn))
     assert set(PUBLIC_MODULES) <= set(fnn.__all__)
@@ -57,6 +58,13 @@ def test_import_fastnn_loads_no_submodule_until_used():
     used = modules_after("import fastnn as fnn\nfnn.layers.Dense(3)")
     assert {"fastnn.layers", "fastnn.backends.base"} <= used
     assert not {"fastnn.trainer", "fastnn.model", "fastnn.data", "fastnn.backends.cpu"} & used
+
+
+def test_import_fastnn_inference_loads_only_what_prediction_needs():
+    loaded = modules_after("import fastnn.inference")
+    assert {"fastnn.inference", "fastnn.io", "fastnn._special"} <= loaded
+    assert not {"fastnn.trainer", "fastnn.model", "fastnn.optim", "fastnn.data", "fastnn.layers",
+                "fastnn.backends.cpu"} & loaded
 
 
 def test_the_documented_one_screen_example_still_works():
