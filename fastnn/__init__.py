@@ -21,7 +21,7 @@ _LAZY = {
     "layers": (".layers", None), "losses": (".losses", None), "metrics": (".metrics", None),
     "optim": (".optim", None), "schedules": (".schedules", None),
     "load": (".io", "load"), "Sequential": (".model", "Sequential"), "Trainer": (".trainer", "Trainer"),
-    "inference": (".inference", None),
+    "inference": (".inference", None), "export": (".export", None),
 }
 
 
@@ -65,7 +65,7 @@ def info():
 
 
 __all__ = [
-    "ModelFormatError", "Sequential", "Trainer", "TrainingDiverged", "callbacks", "data", "datasets",
+    "ModelFormatError", "Sequential", "Trainer", "TrainingDiverged", "callbacks", "data", "datasets", "export",
     "get_num_threads", "inference", "info", "layers", "load", "losses", "metrics", "optim", "schedules",
     "set_num_threads", "__version__",
 ]

@@ -16,42 +16,14 @@ import pytest
 
 import fastnn as fnn
 import fastnn.inference as inference
-from fastnn.backends.base import ACTIVATIONS, DEFAULT_ALPHA
+from fastnn.backends.base import ACTIVATIONS
 
 from _helpers import DEVICES, REFERENCE, assert_close, read_members, with_meta, write_model_file, write_zip
+from _models import (batchnorm, dense, dropout, folding_cases, numpy_forward, trained_classifier,
+                     trained_regressor)
 
 L = fnn.layers
 BAD = "is not a valid fastnn model file"
-#: alpha per activation that has one, away from the defaults
-ALPHA = {"leaky_relu": 0.2, "elu": 0.7}
-
-
-def _fit(model, X, y, loss):
-    trainer = fnn.Trainer(model, loss, fnn.optim.SGD(0.05, momentum=0.9), batch_size=32, seed=0)
-    trainer.fit(X, y, epochs=3, verbose=0)
-
-
-def classifier(activation, device, dtype):
-    """Dense(act) -> Activation(act) -> Dense(softmax), trained a little on spirals."""
-    X, y = fnn.datasets.make_spirals(n=240, classes=3, noise=0.2, seed=0)
-    alpha = ALPHA.get(activation)
-    model = fnn.Sequential([L.Dense(16, activation=activation, alpha=alpha), L.Activation(activation, alpha=alpha),
-                            L.Dense(3, activation="softmax")], input_dim=2, seed=0, device=device, dtype=dtype)
-    _fit(model, X, y, "cross_entropy")
-    return model, X
-
-
-def regressor(activation, device, dtype):
-    """Dense(act) -> Dense(act) -> Dense(1), trained a little on a smooth function."""
-    rng = np.random.default_rng(0)
-    X = rng.uniform(-2, 2, (200, 3))
-    y = np.sin(X[:, 0]) + X[:, 1] * X[:, 2]
-    alpha = ALPHA.get(activation)
-    model = fnn.Sequential([L.Dense(12, activation=activation, alpha=alpha),
-                            L.Dense(8, activation=activation, alpha=alpha), L.Dense(1)],
-                           input_dim=3, seed=0, device=device, dtype=dtype)
-    _fit(model, X, y, "mse")
-    return model, X
 
 
 def saved_model(tmp_path, model, name="m.fnn"):
@@ -61,7 +33,7 @@ def saved_model(tmp_path, model, name="m.fnn"):
 
 
 # ------------------------------------------------------------------ round trip
-@pytest.mark.parametrize("build", [classifier, regressor])
+@pytest.mark.parametrize("build", [trained_classifier, trained_regressor])
 @pytest.mark.parametrize("device", DEVICES)
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
 @pytest.mark.parametrize("activation", ACTIVATIONS)
@@ -108,7 +80,7 @@ def test_file_attributes_and_description(tmp_path):
 
 @pytest.mark.parametrize("file_dtype, dtype", [("float32", "float64"), ("float64", "float32")])
 def test_dtype_argument_sets_the_computation(tmp_path, file_dtype, dtype):
-    model, X = classifier("gelu", "reference", file_dtype)
+    model, X = trained_classifier("gelu", "reference", file_dtype)
     loaded = inference.load(saved_model(tmp_path, model), dtype=dtype)
     assert loaded.dtype == np.dtype(dtype) and loaded.steps[0].weight.dtype == np.dtype(dtype)
     got = loaded.predict(X)
@@ -117,7 +89,7 @@ def test_dtype_argument_sets_the_computation(tmp_path, file_dtype, dtype):
 
 
 def test_from_sequential_copies_the_weights():
-    model, X = regressor("tanh", "reference", "float64")
+    model, X = trained_regressor("tanh", "reference", "float64")
     folded = inference.InferenceModel.from_sequential(model)
     before = folded.predict(X)
     assert_close(before, model.predict(X), "float64")
@@ -143,7 +115,7 @@ def test_from_sequential_refuses_what_it_cannot_fold():
 # ------------------------------------------------------------------- batching
 @pytest.fixture
 def small(tmp_path):
-    model, X = classifier("relu", "reference", "float64")
+    model, X = trained_classifier("relu", "reference", "float64")
     return inference.load(saved_model(tmp_path, model)), model, X
 
 
@@ -243,69 +215,7 @@ def test_bad_dtype_argument(small, tmp_path):
 
 
 # ------------------------------------------------------ BatchNorm and Dropout
-def batchnorm(n, rng, eps=1e-3, names=("gamma", "beta", "running_mean", "running_var")):
-    arrays = (rng.uniform(0.5, 2.0, n), rng.normal(0, 1, n), rng.normal(0, 2, n), rng.uniform(0.1, 3.0, n))
-    return "BatchNorm", {"momentum": 0.1, "eps": eps, "trainable": True}, dict(zip(names, arrays))
-
-
-def dense(n_in, n_out, rng, activation="identity", use_bias=True, alpha=None):
-    cfg = {"units": n_out, "activation": activation, "use_bias": use_bias, "trainable": True}
-    if alpha is not None:
-        cfg["alpha"] = alpha
-    arrays = {"w": rng.normal(0, 1 / np.sqrt(n_in), (n_in, n_out))}
-    if use_bias:
-        arrays["b"] = rng.normal(0, 0.5, n_out)
-    return "Dense", cfg, arrays
-
-
-def dropout(rate=0.3):
-    return "Dropout", {"rate": rate, "trainable": True}, {}
-
-
-def activation(name):
-    return "Activation", {"name": name, "trainable": True}, {}
-
-
-def numpy_forward(layers, X, dtype):
-    """Evaluation-mode forward pass in float64 from the layers as written (the oracle)."""
-    x = np.asarray(X, np.float64)
-    for kind, cfg, arrays in layers:
-        arrays = [np.asarray(a, dtype).astype(np.float64) for a in arrays.values()]  # as stored
-        if kind == "Dense":
-            x = x @ arrays[0] + (arrays[1] if cfg["use_bias"] else 0.0)
-            x = REFERENCE.activation(cfg["activation"], x, alpha=cfg.get("alpha", DEFAULT_ALPHA.get(cfg["activation"])))
-        elif kind == "BatchNorm":
-            gamma, beta, mean, var = arrays
-            x = gamma * (x - mean) / np.sqrt(var + cfg["eps"]) + beta
-        elif kind == "Activation":
-            x = REFERENCE.activation(cfg["name"], x, alpha=cfg.get("alpha", DEFAULT_ALPHA.get(cfg["name"])))
-    return x
-
-
-def _case(seed):
-    rng = np.random.default_rng(seed)
-    return {
-        # name: (layers, input width, folded steps as (kind, activation))
-        "dense-bn-relu-dense": ([dense(5, 8, rng), batchnorm(8, rng), activation("relu"), dense(8, 3, rng)], 5,
-                                [("dense", "relu"), ("dense", "identity")]),
-        "dense_relu-bn-dropout-dense": ([dense(5, 8, rng, "relu"), batchnorm(8, rng), dropout(),
-                                         dense(8, 3, rng, "softmax")], 5,
-                                        [("dense", "relu"), ("dense", "softmax")]),
-        "bn-first": ([batchnorm(5, rng), dense(5, 3, rng, "tanh")], 5, [("dense", "tanh")]),
-        "bn-last": ([dense(5, 8, rng, "tanh"), batchnorm(8, rng)], 5, [("dense", "tanh"), ("affine", "identity")]),
-        "bn-bn-sigmoid": ([dense(5, 8, rng, "relu"), batchnorm(8, rng), batchnorm(8, rng), activation("sigmoid")],
-                          5, [("dense", "relu"), ("affine", "sigmoid")]),
-        "nobias-bn-bn-dense": ([dense(5, 8, rng, use_bias=False), batchnorm(8, rng), batchnorm(8, rng),
-                                dense(8, 2, rng)], 5, [("dense", "identity"), ("dense", "identity")]),
-        "bn-relu-bn-dense": ([dense(5, 4, rng), activation("elu"), batchnorm(4, rng), activation("relu"),
-                              batchnorm(4, rng), dropout(0.5), dense(4, 2, rng, "leaky_relu", alpha=0.1)], 5,
-                             [("dense", "elu"), ("affine", "relu"), ("dense", "leaky_relu")]),
-        "bn-dropout": ([batchnorm(5, rng), dropout()], 5, [("affine", "identity")]),
-        "dropout-only": ([dropout(0.0)], 5, [("activation", "identity")]),
-    }
-
-
-CASES = _case(0)
+CASES = folding_cases()
 
 
 @pytest.mark.parametrize("dtype", ["float32", "float64"])

@@ -10,7 +10,7 @@ import pytest
 
 import fastnn as fnn
 
-PUBLIC_MODULES = ["callbacks", "data", "datasets", "inference", "layers", "losses", "metrics", "optim",
+PUBLIC_MODULES = ["callbacks", "data", "datasets", "export", "inference", "layers", "losses", "metrics", "optim",
                   "schedules"]
 
 
@@ -64,7 +64,7 @@ def test_import_fastnn_inference_loads_only_what_prediction_needs():
     loaded = modules_after("import fastnn.inference")
     assert {"fastnn.inference", "fastnn.io", "fastnn._special"} <= loaded
     assert not {"fastnn.trainer", "fastnn.model", "fastnn.optim", "fastnn.data", "fastnn.layers",
-                "fastnn.backends.cpu"} & loaded
+                "fastnn.backends.cpu", "fastnn.export"} & loaded
 
 
 def test_the_documented_one_screen_example_still_works():
