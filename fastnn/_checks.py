@@ -12,6 +12,9 @@ import numbers
 import numpy as np
 
 FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
+#: Arrays up to this many elements are checked for NaN/inf with a mask, larger ones screened
+#: with a sum first (see check_finite).
+_MASK_SIZE = 1 << 16
 
 
 def _short(value):
@@ -103,15 +106,20 @@ def _as_numeric_array(owner, name, value):
 
 def check_finite(owner, name, arr):
     """Raise if a float array holds NaN or inf, naming where the first one is."""
-    # One summation screens the array: NaN and inf propagate into the sum, in one pass (min
-    # and max took two) and without an array-sized temporary (an np.isfinite mask of a
-    # 20000 x 784 X is 15 MiB). A sum of finite values that overflowed fails the screen too, so
-    # the mask is built only then, to decide and to report.
+    # Large arrays: one summation screens them, NaN and inf propagating into the sum, in one
+    # pass (min and max took two) and without an array-sized temporary (an np.isfinite mask of
+    # a 20000 x 784 X is 15 MiB); a sum of finite values that overflowed fails the screen too,
+    # so the mask below decides. Small arrays (one row to predict): the mask is cheaper than
+    # the errstate the sum needs.
     if arr.dtype.kind != "f" or not arr.size:
         return
-    with np.errstate(over="ignore", invalid="ignore"):
-        if math.isfinite(np.add.reduce(arr, axis=None)):
+    if arr.size <= _MASK_SIZE:
+        if np.isfinite(arr).all():
             return
+    else:
+        with np.errstate(over="ignore", invalid="ignore"):
+            if math.isfinite(np.add.reduce(arr, axis=None)):
+                return
     bad = np.argwhere(~np.isfinite(arr))
     if len(bad):
         where = ", ".join(str(int(i)) for i in bad[0])
