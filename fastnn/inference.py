@@ -308,12 +308,11 @@ class InferenceModel:
 
     # ------------------------------------------------------------ running
     def _plan(self, n):
-        """[(fn, out)] per step for batches of n rows, out None for the last step (it writes
-        into the caller's array); buffers are per thread, grown to the largest batch."""
+        """(body, last) for batches of n rows: body lists (fn, out) for every step but the last,
+        out a view of this thread's buffers; last is the last step's fn, which writes into the
+        caller's array. Buffers are per thread and grown to the largest batch."""
         local = self._local
         plans = getattr(local, "plans", None)
-        if plans is not None and n in plans:
-            return plans[n]
         if plans is None or n > local.capacity:
             capacity = max(n, getattr(local, "capacity", 0))
             size = capacity * self._width
@@ -326,19 +325,21 @@ class InferenceModel:
         elif len(plans) >= _MAX_PLANS:
             plans.clear()
         flat = local.flat
-        plan = []
-        for i, step in enumerate(self.steps):
-            out = flat[i % 2][:n * step.n_out].reshape(n, step.n_out) if i < len(self.steps) - 1 else None
-            plan.append((_step_function(step, _Scratch(flat[2:], n, step.n_out)), out))
-        plans[n] = plan
-        return plan
+        fns = [_step_function(step, _Scratch(flat[2:], n, step.n_out)) for step in self.steps]
+        body = tuple((fn, flat[i % 2][:n * step.n_out].reshape(n, step.n_out))
+                     for i, (fn, step) in enumerate(zip(fns[:-1], self.steps)))
+        plans[n] = body, fns[-1]
+        return plans[n]
 
     def _run(self, x, out):
-        plan = self._plan(x.shape[0])
-        for fn, y in plan[:-1]:
+        try:
+            body, last = self._local.plans[x.shape[0]]
+        except (AttributeError, KeyError):  # a new thread or batch size
+            body, last = self._plan(x.shape[0])
+        for fn, y in body:
             fn(x, y)
             x = y
-        plan[-1][0](x, out)
+        last(x, out)
 
     def predict(self, X, batch_size=None):
         """Model output for X (n_samples, n_features) as a new array (n_samples, n_outputs) of
