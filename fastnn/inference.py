@@ -159,8 +159,7 @@ def _fold(specs, weights, dtype):
     def cast(a):
         if a is None:
             return None
-        with np.errstate(over="ignore"):
-            a = np.ascontiguousarray(a, dtype=dtype)
+        a = np.ascontiguousarray(a, dtype=dtype)
         if not np.isfinite(a).all():  # a BatchNorm with a tiny variance and eps scales beyond dtype
             raise ValueError(f"folding the BatchNorm layers gives weights beyond the range of {dtype.name}")
         return a
@@ -282,7 +281,8 @@ class InferenceModel:
         self.n_features = specs[0].n_in
         self.n_outputs = specs[-1].n_out
         self.metadata = {} if metadata is None else metadata
-        self.steps = _fold(specs, weights, self.dtype)
+        with np.errstate(over="ignore", invalid="ignore"):  # an overflow is refused after folding
+            self.steps = _fold(specs, weights, self.dtype)
         self._width = max(step.n_out for step in self.steps)
         self._local = threading.local()
 

@@ -18,7 +18,8 @@ import fastnn as fnn
 import fastnn.inference as inference
 from fastnn.backends.base import ACTIVATIONS
 
-from _helpers import DEVICES, REFERENCE, assert_close, read_members, with_meta, write_model_file, write_zip
+from _helpers import (DEVICES, REFERENCE, assert_close, npy_bytes, read_members, with_meta, write_model_file,
+                      write_zip)
 from _models import (batchnorm, dense, dropout, folding_cases, numpy_forward, trained_classifier,
                      trained_regressor)
 
@@ -325,12 +326,19 @@ def test_bad_batchnorm_arrays(tmp_path):
         inference.load(write_zip(tmp_path / "short.fnn", members))
 
 
+@pytest.mark.filterwarnings("error")
 def test_folding_beyond_float32_is_refused_and_float64_computes_it(tmp_path):
     path = _bn_file(tmp_path, var=np.zeros(4), eps=1e-90, dtype="float64")  # scales the weights by 1e45
     with pytest.raises(fnn.ModelFormatError, match=rf"{BAD}: folding the BatchNorm layers gives weights beyond "
                                                    rf"the range of float32\.$"):
         inference.load(path, dtype="float32")
     assert np.isfinite(inference.load(path).predict(np.ones((2, 3)) * 1e-50)).all()
+    beyond_float64 = _bn_file(tmp_path, var=np.zeros(4), eps=1e-300, dtype="float64")  # s = 1e150, w 1e160
+    members = read_members(beyond_float64)
+    members["arrays/3.w.npy"] = npy_bytes(np.full((4, 2), 1e160))
+    with pytest.raises(fnn.ModelFormatError, match=r"folding the BatchNorm layers gives weights beyond the range "
+                                                   r"of float64\.$"):
+        inference.load(write_zip(tmp_path / "huge.fnn", members))
 
 
 def test_fastnn_load_still_refuses_layer_types_it_does_not_have(tmp_path):
