@@ -289,14 +289,15 @@ BAD_FILES = [
     (_edit_config(1, "eps", 0.0), r"layer 1 has an invalid config \(BatchNorm: eps must be > 0.0; got 0.0\.\)"),
     (_edit_config(1, "eps", "1e-3"), r"layer 1 has an invalid config \(BatchNorm: eps must be a real number"),
     (_edit_config(1, "eps", float("nan")), r"layer 1 has an invalid config \(BatchNorm: eps must be finite; got nan"),
-    (_edit_config(1, "momentum", 1.5), r"layer 1 has an invalid config \(BatchNorm: momentum must be <= 1.0; got 1.5"),
+    (_edit_config(1, "momentum", 1.5), r"layer 1 has an invalid config \(BatchNorm: momentum must be <= 1.0"),
     (_edit_config(1, "axis", 1), r"layer 1 has an invalid config \(BatchNorm: unknown config key 'axis'; it takes "
                                  r"eps, momentum, trainable\.\)"),
-    (_edit_config(1, "trainable", "yes"), r"layer 1 has an invalid config \(BatchNorm: trainable must be True or False"),
+    (_edit_config(1, "trainable", "yes"), r"layer 1 has an invalid config \(BatchNorm: trainable must be True or"),
     (_edit_config(2, "rate", 1.0), r"layer 2 has an invalid config \(Dropout: rate must be < 1.0; got 1.0\.\)"),
     (_edit_config(2, "rate", -0.1), r"layer 2 has an invalid config \(Dropout: rate must be >= 0.0; got -0.1"),
     (_edit_config(2, "rate", KeyError), r"layer 2 has an invalid config \(Dropout: the config lacks 'rate'\.\)"),
-    (_edit_config(2, "seed", 3), r"layer 2 has an invalid config \(Dropout: unknown config key 'seed'; it takes rate, trainable"),
+    (_edit_config(2, "seed", 3), r"layer 2 has an invalid config \(Dropout: unknown config key 'seed'; it takes "
+                                 r"rate, trainable"),
     (_edit_arrays(lambda a: a.pop(5)), "the array list does not match the architecture"),  # three BN arrays
     (_edit_arrays(lambda a: a[2].update(shape=[5])), "the array list does not match the architecture"),
     (_edit_arrays(lambda a: a[3].update(param="gamma", name="arrays/1.gamma.npy")),  # a name twice
@@ -375,7 +376,7 @@ def run_python(code, cwd):
 def test_predicts_without_the_compiled_kernels_numba_or_scipy(tmp_path):
     rng = np.random.default_rng(0)
     layers = [dense(6, 8, rng, "gelu"), batchnorm(8, rng), dropout(), dense(8, 3, rng, "softmax")]
-    path = write_model_file(tmp_path / "m.fnn", layers, 6)
+    write_model_file(tmp_path / "m.fnn", layers, 6)
     X = rng.normal(size=(5, 6))
     np.save(tmp_path / "X.npy", X)
     code = BLOCK + textwrap.dedent("""
