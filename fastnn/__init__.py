@@ -26,11 +26,18 @@ _LAZY = {
 
 
 def __getattr__(name):
+    # any other submodule (fastnn.io, fastnn.model, ...) is imported on first use too, as the
+    # eager imports used to make it available; dunder probes (__wrapped__, ...) are not modules
+    missing = AttributeError(f"module 'fastnn' has no attribute {name!r}")
+    if name.startswith("__"):
+        raise missing
+    module, attribute = _LAZY.get(name, ("." + name, None))
     try:
-        module, attribute = _LAZY[name]
-    except KeyError:
-        raise AttributeError(f"module 'fastnn' has no attribute {name!r}") from None
-    value = importlib.import_module(module, __name__)
+        value = importlib.import_module(module, __name__)
+    except ModuleNotFoundError as exc:
+        if exc.name != f"{__name__}.{name}":  # a dependency of the submodule is missing: say so
+            raise
+        raise missing from None
     if attribute is not None:
         value = getattr(value, attribute)
     globals()[name] = value  # later lookups are plain attribute reads

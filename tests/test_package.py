@@ -50,7 +50,22 @@ def test_from_imports_and_dir():
 def test_unknown_names_raise_attribute_error():
     with pytest.raises(AttributeError, match=r"^module 'fastnn' has no attribute 'Dens'$"):
         fnn.Dens  # noqa: B018
-    assert not hasattr(fnn, "cuda_kernels")
+    assert not hasattr(fnn, "cuda_kernels") and not hasattr(fnn, "__wrapped__")
+
+
+def test_other_submodules_resolve_on_first_use_as_before():
+    loaded = modules_after("import fastnn as f\nassert f.io.read_model_file and f.model.Sequential and f.trainer")
+    assert {"fastnn.io", "fastnn.model", "fastnn.trainer"} <= loaded
+
+
+def test_a_missing_dependency_of_a_submodule_is_not_hidden(monkeypatch):
+    def missing_numpy(name, package=None):
+        raise ModuleNotFoundError("No module named 'numpy'", name="numpy")
+
+    monkeypatch.setattr(fnn.importlib, "import_module", missing_numpy)
+    monkeypatch.delitem(fnn.__dict__, "metrics", raising=False)
+    with pytest.raises(ModuleNotFoundError, match="numpy"):
+        fnn.metrics  # noqa: B018
 
 
 def test_import_fastnn_loads_no_submodule_until_used():
