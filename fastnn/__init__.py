@@ -10,11 +10,43 @@ from __future__ import annotations
 
 __version__ = "0.1.0"
 
-from . import augment, callbacks, data, datasets, landscapes, layers, losses, metrics, optim, schedules
+import importlib
+
 from .errors import ModelFormatError, TrainingDiverged
-from .io import load
-from .model import Sequential
-from .trainer import Trainer
+
+#: Public names imported on first use (PEP 562), so that importing fastnn or one of its
+#: submodules loads only what it needs: name -> (module, attribute or None for the module).
+_LAZY = {
+    "callbacks": (".callbacks", None), "data": (".data", None), "datasets": (".datasets", None),
+    "layers": (".layers", None), "losses": (".losses", None), "metrics": (".metrics", None),
+    "optim": (".optim", None), "schedules": (".schedules", None),
+    "load": (".io", "load"), "Sequential": (".model", "Sequential"), "Trainer": (".trainer", "Trainer"),
+    "inference": (".inference", None), "export": (".export", None),
+    "augment": (".augment", None), "landscapes": (".landscapes", None),
+}
+
+
+def __getattr__(name):
+    # any other submodule (fastnn.io, fastnn.model, ...) is imported on first use too, as the
+    # eager imports used to make it available; dunder probes (__wrapped__, ...) are not modules
+    missing = AttributeError(f"module 'fastnn' has no attribute {name!r}")
+    if name.startswith("__"):
+        raise missing
+    module, attribute = _LAZY.get(name, ("." + name, None))
+    try:
+        value = importlib.import_module(module, __name__)
+    except ModuleNotFoundError as exc:
+        if exc.name != f"{__name__}.{name}":  # a dependency of the submodule is missing: say so
+            raise
+        raise missing from None
+    if attribute is not None:
+        value = getattr(value, attribute)
+    globals()[name] = value  # later lookups are plain attribute reads
+    return value
+
+
+def __dir__():
+    return sorted(set(globals()) | set(_LAZY))
 
 
 def set_num_threads(n):
@@ -42,7 +74,6 @@ def info():
 
 __all__ = [
     "ModelFormatError", "Sequential", "Trainer", "TrainingDiverged", "augment", "callbacks", "data", "datasets",
-    "get_num_threads", "info", "landscapes", "layers", "load", "losses", "metrics", "optim", "schedules",
-    "set_num_threads",
-    "__version__",
+    "export", "get_num_threads", "inference", "info", "landscapes", "layers", "load", "losses", "metrics", "optim",
+    "schedules", "set_num_threads", "__version__",
 ]

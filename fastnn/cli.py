@@ -1,4 +1,4 @@
-"""The ``fastnn`` command: train, evaluate, predict, landscape, bench, info.
+"""The ``fastnn`` command: train, evaluate, predict, export, landscape, bench, info.
 
 Exit status 0 on success, 2 on bad arguments or data (one line on stderr), 1 when training
 diverges.
@@ -259,6 +259,25 @@ def cmd_landscape(args):
     return 0
 
 
+def cmd_export(args):
+    from .export import to_onnx
+
+    folder = os.path.dirname(os.path.abspath(args.onnx))
+    if not os.path.isdir(folder):
+        raise UsageError(f"--onnx {args.onnx}: the folder {folder} does not exist")
+    try:
+        proto = to_onnx(args.model, args.onnx, opset=args.opset, dtype=args.dtype)
+    except FileNotFoundError:
+        raise
+    except OSError as exc:
+        raise UsageError(f"--onnx {args.onnx}: cannot write the file ({exc.strerror or exc})") from None
+    shape = [[d.dim_param or d.dim_value for d in v.type.tensor_type.shape.dim]
+             for v in (proto.graph.input[0], proto.graph.output[0])]
+    print(f"saved {args.onnx}: opset {args.opset}, {len(proto.graph.node)} nodes, "
+          f"input 'input' {shape[0]}, output 'output' {shape[1]}")
+    return 0
+
+
 def cmd_bench(args):
     from . import bench
 
@@ -323,6 +342,13 @@ def build_parser():
     s.add_argument("--start", default=None, help="starting point x,y (default: the function's own)")
     s.add_argument("--out", default="landscape.png", help="the picture (.png; needs matplotlib); '' for none")
     s.set_defaults(func=cmd_landscape)
+
+    e = sub.add_parser("export", help="write a saved model as an ONNX file (needs the onnx package)")
+    e.add_argument("model", help="a .fnn file written by fastnn train --out or model.save")
+    e.add_argument("--onnx", required=True, metavar="OUT.onnx", help="the ONNX file to write")
+    e.add_argument("--opset", type=int, default=17, help="ONNX opset (default 17; GELU is one operator from 20)")
+    e.add_argument("--dtype", default=None, choices=("float32", "float64"), help="element type (default the model's)")
+    e.set_defaults(func=cmd_export)
 
     b = sub.add_parser("bench", help="end-to-end training benchmark (see fastnn bench -h)", add_help=False)
     b.add_argument("bench_args", nargs=argparse.REMAINDER)

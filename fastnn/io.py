@@ -3,6 +3,8 @@
 Never pickle: arrays are read with ``allow_pickle=False`` after their header is checked
 against the architecture, member sizes are bounded before anything is read, and any
 deviation raises ``ModelFormatError``. Writes are atomic (temporary file, fsync, rename).
+``read_model_file`` does all the reading and checking, once, for both readers: ``load`` builds a
+Sequential from what it returns, ``fastnn.inference.load`` folds it for NumPy-only prediction.
 
 Layout of ``model.json``::
 
@@ -19,12 +21,14 @@ import io
 import json
 import math
 import os
+import re
 import zipfile
 import zlib
+from typing import NamedTuple
 
 import numpy as np
 
-from ._checks import check_int
+from ._checks import check_dtype_name, check_int, check_seed
 from ._files import atomic_write
 from .errors import ModelFormatError
 
@@ -32,6 +36,8 @@ FORMAT = "fastnn.model"
 FORMAT_VERSION = 1
 _MAX_JSON_BYTES = 1 << 20
 _MAX_NPY_HEADER = 1 << 16
+#: A parameter name a file may choose itself (see LayerSpec): it becomes part of a member name.
+_PARAM_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,63}")
 
 
 def _array_entries(model):
@@ -65,92 +71,193 @@ def save_model(model, path):
             zf.writestr(entry["name"], buf.getvalue())
 
 
-def _fail(path, what):
-    raise ModelFormatError(f"fastnn.load: {path!s} is not a valid fastnn model file: {what}.")
+def format_error(path, what, owner):
+    """The ModelFormatError saying that ``path`` is not a valid model file, and why."""
+    return ModelFormatError(f"{owner}: {path!s} is not a valid fastnn model file: {what}.")
 
 
-def _read_meta(path, zf):
+def _fail(path, what, owner):
+    raise format_error(path, what, owner)
+
+
+def _read_meta(path, zf, owner):
     try:
         info = zf.getinfo("model.json")
     except KeyError:
-        _fail(path, "it has no model.json member")
+        _fail(path, "it has no model.json member", owner)
     if info.file_size > _MAX_JSON_BYTES:
-        _fail(path, f"model.json is {info.file_size} bytes, over the {_MAX_JSON_BYTES} limit")
+        _fail(path, f"model.json is {info.file_size} bytes, over the {_MAX_JSON_BYTES} limit", owner)
     try:
         meta = json.loads(zf.read(info).decode("utf-8"))
     except (ValueError, UnicodeDecodeError, RecursionError) as exc:  # RecursionError: nesting bomb
-        _fail(path, f"model.json is not valid JSON ({exc})")
+        _fail(path, f"model.json is not valid JSON ({exc})", owner)
     if not isinstance(meta, dict) or meta.get("format") != FORMAT:
-        _fail(path, "model.json does not declare the fastnn.model format")
+        _fail(path, "model.json does not declare the fastnn.model format", owner)
     version = meta.get("format_version")
     if not isinstance(version, int) or isinstance(version, bool) or not 1 <= version <= FORMAT_VERSION:
         _fail(path, f"format_version {version!r} is not supported by this fastnn (it reads 1..{FORMAT_VERSION}); "
-                    f"upgrade fastnn")
+                    f"upgrade fastnn", owner)
     if not isinstance(meta.get("model"), dict) or not isinstance(meta.get("arrays"), list):
-        _fail(path, "model.json lacks the 'model' or 'arrays' section")
+        _fail(path, "model.json lacks the 'model' or 'arrays' section", owner)
     return meta
 
 
-def _build_model(path, cfg, device):
-    from .layers import LAYER_TYPES, layer_from_config
-    from .model import Sequential
+class LayerSpec(NamedTuple):
+    """One layer of a model file, checked: what a reader needs to rebuild or run it.
 
+    ``config`` is the layer's configuration with its defaults filled in; ``params`` lists
+    ``(name, shape)`` of its arrays in storage order, where a name of None accepts the name
+    the file gives (a plain identifier); ``layer`` is the fastnn.layers object that checked
+    the config, or None when the reader described the layer itself.
+    """
+
+    kind: str
+    config: dict
+    n_in: int
+    n_out: int
+    params: list
+    layer: object = None
+
+
+def describe_layer(kind, config, n_in, dtype):
+    """LayerSpec of a fastnn.layers layer, checked by building it (shapes only, nothing is
+    allocated). Raises TypeError or ValueError for an invalid config."""
+    from .layers import layer_from_config
+
+    layer = layer_from_config(kind, config)
+    n_out = layer.build(n_in, None, dtype)
+    params = [(name, tuple(shape)) for name, shape, _ in layer.param_shapes()]
+    return LayerSpec(kind, layer.get_config(), n_in, n_out, params, layer)
+
+
+def layer_describers():
+    """{type name: describe function} for every layer type of fastnn.layers."""
+    from .layers import LAYER_TYPES
+
+    return dict.fromkeys(LAYER_TYPES, describe_layer)
+
+
+class ModelFile(NamedTuple):
+    """The checked content of a model file (see read_model_file)."""
+
+    dtype: np.dtype
+    input_dim: int
+    seed: object
+    layers: list      # LayerSpec per layer
+    weights: list     # per layer, its arrays in storage order
+    metadata: dict
+
+
+def _describe_layers(path, cfg, describers, owner):
+    """Check the architecture and return (dtype, input_dim, seed, [LayerSpec])."""
     layers_cfg = cfg.get("layers")
     if not isinstance(layers_cfg, list) or not layers_cfg:
-        _fail(path, "the model has no layers")
-    layers = []
-    for i, entry in enumerate(layers_cfg):
-        if not isinstance(entry, dict) or not isinstance(entry.get("type"), str) or \
-                entry["type"] not in LAYER_TYPES or not isinstance(entry.get("config"), dict):
-            _fail(path, f"layer {i} is not one of {', '.join(LAYER_TYPES)} with a config")
-        try:
-            layers.append(layer_from_config(entry["type"], entry["config"]))
-        except (TypeError, ValueError) as exc:
-            _fail(path, f"layer {i} has an invalid config ({exc})")
+        _fail(path, "the model has no layers", owner)
     try:
-        model = Sequential(layers, seed=cfg.get("seed"), device=device, dtype=cfg.get("dtype"))
+        dtype = check_dtype_name("Sequential", cfg.get("dtype"))
+        seed = check_seed("Sequential", cfg.get("seed"))
         input_dim = check_int("Sequential", "input_dim", cfg.get("input_dim"), low=1)
     except (TypeError, ValueError) as exc:
-        _fail(path, f"invalid model settings ({exc})")
-    # Building allocates (and initializes) every parameter, so first bound the parameter count
-    # by the bytes the file holds: its arrays are stored uncompressed.
-    n, count = input_dim, 0
-    for layer in layers:
-        n = layer.build(n, model.backend, model.dtype)  # shapes only; allocates nothing
-        count += sum(math.prod(shape) for _, shape, _ in layer.param_shapes())
-    if count * model.dtype.itemsize > os.path.getsize(path):
-        _fail(path, f"the architecture has {count} parameters, more than the file can hold")
-    model._build(input_dim)
-    return model
+        _fail(path, f"invalid model settings ({exc})", owner)
+    specs, n = [], input_dim
+    for i, entry in enumerate(layers_cfg):
+        if not isinstance(entry, dict) or not isinstance(entry.get("type"), str) or \
+                entry["type"] not in describers or not isinstance(entry.get("config"), dict):
+            _fail(path, f"layer {i} is not one of {', '.join(describers)} with a config", owner)
+        try:
+            spec = describers[entry["type"]](entry["type"], entry["config"], n, dtype)
+        except (TypeError, ValueError) as exc:
+            _fail(path, f"layer {i} has an invalid config ({exc})", owner)
+        specs.append(spec)
+        n = spec.n_out
+    return dtype, input_dim, seed, specs
 
 
-def _read_array(path, zf, name, shape, dtype):
+def _check_array_list(path, entries, specs, owner):
+    """The file's array list must be exactly the architecture's, in storage order."""
+    expected = [(i, name, list(shape)) for i, spec in enumerate(specs) for name, shape in spec.params]
+    names = set()
+    ok = len(entries) == len(expected)
+    for entry, (i, name, shape) in zip(entries, expected) if ok else ():
+        if name is None and isinstance(entry, dict) and isinstance(entry.get("param"), str) and \
+                _PARAM_NAME.fullmatch(entry["param"]):
+            name = entry["param"]  # a layer that takes its parameter names from the file
+        ok = ok and entry == {"name": f"arrays/{i}.{name}.npy", "layer": i, "param": name, "shape": shape} \
+            and entry["name"] not in names
+        names.add(f"arrays/{i}.{name}.npy")
+    if not ok:
+        _fail(path, "the array list does not match the architecture", owner)
+    return [entry["name"] for entry in entries]
+
+
+def _read_array(path, zf, name, shape, dtype, owner):
     """Read one .npy member after checking its size and header against what is expected."""
     try:
         info = zf.getinfo(name)
     except KeyError:
-        _fail(path, f"the array member {name!r} is missing")
+        _fail(path, f"the array member {name!r} is missing", owner)
     expected = int(np.prod(shape)) * dtype.itemsize
     if info.file_size > expected + _MAX_NPY_HEADER:
-        _fail(path, f"{name} is {info.file_size} bytes; {shape} {dtype} needs {expected}")
+        _fail(path, f"{name} is {info.file_size} bytes; {list(shape)} {dtype} needs {expected}", owner)
     data = zf.read(info)
     f = io.BytesIO(data)
     try:
         major, _ = np.lib.format.read_magic(f)
         header = np.lib.format.read_array_header_1_0(f) if major == 1 else np.lib.format.read_array_header_2_0(f)
     except ValueError as exc:
-        _fail(path, f"{name} is not a .npy array ({exc})")
+        _fail(path, f"{name} is not a .npy array ({exc})", owner)
     got_shape, fortran, got_dtype = header
     if got_dtype != dtype or tuple(got_shape) != tuple(shape):
-        _fail(path, f"{name} holds {got_dtype} {tuple(got_shape)}; the architecture needs {dtype} {tuple(shape)}")
+        _fail(path, f"{name} holds {got_dtype} {tuple(got_shape)}; the architecture needs {dtype} {tuple(shape)}",
+              owner)
     f.seek(0)
     try:
         arr = np.lib.format.read_array(f, allow_pickle=False)
     except ValueError as exc:
-        _fail(path, f"{name} could not be read ({exc})")
+        _fail(path, f"{name} could not be read ({exc})", owner)
     if not np.isfinite(arr).all():
-        _fail(path, f"{name} contains NaN or inf")
+        _fail(path, f"{name} contains NaN or inf", owner)
     return arr
+
+
+def read_model_file(path, owner="fastnn.load", describers=None):
+    """Read and check a model file without building a model: the shared reader of
+    ``fastnn.load`` and ``fastnn.inference.load``.
+
+    ``describers`` maps each accepted layer type to a function ``(type, config, n_in, dtype)
+    -> LayerSpec`` that checks the layer's config (default: the layers of fastnn.layers).
+    Every failure raises ModelFormatError naming ``owner`` and the file; nothing in the file is
+    executed. Returns a ModelFile.
+    """
+    path = os.fspath(path)
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"{owner}: no file at {path!r}.")
+    describers = layer_describers() if describers is None else describers
+    try:
+        with zipfile.ZipFile(path) as zf:
+            if any(info.flag_bits & 0x1 for info in zf.infolist()):
+                _fail(path, "it has encrypted members", owner)
+            meta = _read_meta(path, zf, owner)
+            dtype, input_dim, seed, specs = _describe_layers(path, meta["model"], describers, owner)
+            # A reader allocates what the architecture declares, so first bound the parameter
+            # count by the bytes the file holds: its arrays are stored uncompressed.
+            count = sum(math.prod(shape) for spec in specs for _, shape in spec.params)
+            if count * dtype.itemsize > os.path.getsize(path):
+                _fail(path, f"the architecture has {count} parameters, more than the file can hold", owner)
+            names = _check_array_list(path, meta["arrays"], specs, owner)
+            allowed = {"model.json", *names}
+            extra = [n for n in zf.namelist() if n not in allowed]
+            if extra:
+                _fail(path, f"unexpected members {extra[:3]}", owner)
+            members = iter(names)
+            weights = [[_read_array(path, zf, next(members), shape, dtype, owner) for _, shape in spec.params]
+                       for spec in specs]
+            metadata = meta.get("metadata", {})
+            if not isinstance(metadata, dict):
+                _fail(path, "metadata is not a JSON object", owner)
+    except (zipfile.BadZipFile, zipfile.LargeZipFile, zlib.error, EOFError, NotImplementedError) as exc:
+        _fail(path, f"the zip archive is damaged or not a zip archive ({exc})", owner)
+    return ModelFile(dtype, input_dim, seed, specs, weights, metadata)
 
 
 def load(path, device="cpu"):
@@ -164,36 +271,20 @@ def load(path, device="cpu"):
     [(2, 3), (3,)]
     """
     from .backends import get_backend
+    from .model import Sequential
 
     get_backend(device, "fastnn.load")  # a bad device is the caller's error, not the file's
-    path = os.fspath(path)
-    if not os.path.isfile(path):
-        raise FileNotFoundError(f"fastnn.load: no file at {path!r}.")
+    content = read_model_file(path)
+    model = Sequential([spec.layer for spec in content.layers], seed=content.seed, device=device,
+                       dtype=content.dtype)
+    model._build(content.input_dim)
     try:
-        with zipfile.ZipFile(path) as zf:
-            if any(info.flag_bits & 0x1 for info in zf.infolist()):
-                _fail(path, "it has encrypted members")
-            meta = _read_meta(path, zf)
-            model = _build_model(path, meta["model"], device)
-            expected = _array_entries(model)
-            if meta["arrays"] != expected:
-                _fail(path, "the array list does not match the architecture")
-            allowed = {"model.json"} | {e["name"] for e in expected}
-            extra = [n for n in zf.namelist() if n not in allowed]
-            if extra:
-                _fail(path, f"unexpected members {extra[:3]}")
-            weights = [_read_array(path, zf, e["name"], e["shape"], model.dtype) for e in expected]
-            metadata = meta.get("metadata", {})
-            if not isinstance(metadata, dict):
-                _fail(path, "metadata is not a JSON object")
-    except (zipfile.BadZipFile, zipfile.LargeZipFile, zlib.error, EOFError, NotImplementedError) as exc:
-        _fail(path, f"the zip archive is damaged or not a zip archive ({exc})")
-    try:
-        model.set_weights(weights)
+        model.set_weights([w for layer_weights in content.weights for w in layer_weights])
     except ValueError as exc:  # values a layer cannot hold (a negative BatchNorm variance)
-        _fail(path, str(exc).rstrip("."))
-    model.metadata = metadata
+        _fail(path, str(exc).rstrip("."), "fastnn.load")
+    model.metadata = content.metadata
     return model
 
 
-__all__ = ["FORMAT_VERSION", "load", "save_model"]
+__all__ = ["FORMAT_VERSION", "LayerSpec", "ModelFile", "describe_layer", "format_error", "layer_describers", "load",
+           "read_model_file", "save_model"]

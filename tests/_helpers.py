@@ -1,9 +1,13 @@
-"""Helpers shared by the tests: the NumPy reference backend (the oracle) and comparisons."""
+"""Helpers shared by the tests: the NumPy reference backend (the oracle), comparisons, and
+builders of model files (valid, hand-written or hostile)."""
 
 from __future__ import annotations
 
 import gc
+import io
+import json
 import tracemalloc
+import zipfile
 
 import numpy as np
 import pytest
@@ -94,3 +98,53 @@ def assert_steady_state_allocates_nothing(trainer, X, y, epochs=2):
     assert not grown, f"array memory grew in the steady state: {grown[:3]}"
     big = [s for s in after.compare_to(before, "lineno") if s.size_diff > 16_384]
     assert not big, f"memory grew in the steady state: {big[:3]}"
+
+
+# ------------------------------------------------------------------ model files
+def read_members(path):
+    """{member name: bytes} of a zip file."""
+    with zipfile.ZipFile(path) as zf:
+        return {name: zf.read(name) for name in zf.namelist()}
+
+
+def write_zip(path, members, compression=zipfile.ZIP_STORED):
+    """Write {member name: bytes or str} as a zip file; returns ``path``."""
+    with zipfile.ZipFile(path, "w", compression=compression) as zf:
+        for name, data in members.items():
+            zf.writestr(name, data)
+    return path
+
+
+def npy_bytes(arr, allow_pickle=False):
+    """The .npy serialisation of ``arr``."""
+    buf = io.BytesIO()
+    np.lib.format.write_array(buf, arr, allow_pickle=allow_pickle)
+    return buf.getvalue()
+
+
+def with_meta(path, out, edit):
+    """Copy the model file at ``path`` to ``out`` with model.json edited by ``edit(meta)``
+    (which may return a replacement: a dict, or str/bytes written as is)."""
+    members = read_members(path)
+    meta = json.loads(members["model.json"])
+    new = edit(meta)
+    new = meta if new is None else new
+    members["model.json"] = new if isinstance(new, (str, bytes)) else json.dumps(new)
+    return write_zip(out, members)
+
+
+def write_model_file(path, layers, input_dim, dtype="float32", metadata=None):
+    """Write a model file by hand, in fastnn.io's format, for layer types this branch may not
+    have (BatchNorm, Dropout). ``layers`` lists ``(type, config, {param name: array})``; the
+    arrays are stored in the dicts' order. Returns ``path``."""
+    entries, members = [], {}
+    for i, (_, _, arrays) in enumerate(layers):
+        for param, arr in arrays.items():
+            name = f"arrays/{i}.{param}.npy"
+            entries.append({"name": name, "layer": i, "param": param, "shape": list(np.shape(arr))})
+            members[name] = npy_bytes(np.asarray(arr, dtype=dtype))
+    meta = {"format": "fastnn.model", "format_version": 1, "fastnn_version": "0.1.0",
+            "model": {"input_dim": input_dim, "dtype": dtype, "seed": 0,
+                      "layers": [{"type": kind, "config": config} for kind, config, _ in layers]},
+            "arrays": entries, "metadata": metadata or {}}
+    return write_zip(path, {"model.json": json.dumps(meta), **members})

@@ -142,3 +142,25 @@ def test_floor_products_per_step():
     assert floor.steps == [128, 128, 44]
     assert floor.n_products == 3 + 3 + 2  # forward per layer, dW per layer, dX except the first layer
     assert floor.epoch() > 0
+
+
+def test_inference_footprint_benchmark_quick_run(tmp_path):
+    # bench/bench_inference.py (a script, not part of the package): runs and writes its JSON
+    import os
+    import subprocess
+    import sys
+
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    path = tmp_path / "inference.json"
+    env = {**os.environ, "PYTHONPATH": root}
+    result = subprocess.run([sys.executable, os.path.join(root, "bench", "bench_inference.py"), "--quick",
+                             "--json", str(path)], env=env, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+    assert "| small 784-128-10 | fastnn.inference |" in result.stdout
+    data = json.loads(path.read_text())
+    assert _positive_finite(data["imports_s"]["fastnn.inference"]) and _positive_finite(data["imports_s"]["numpy"])
+    for config in ("small", "medium"):
+        row = data["predict"][f"fastnn.inference / {config}"]
+        assert _positive_finite(row["one_row_us"]) and _positive_finite(row["rows_per_s"])
+    sizes = data["sizes_bytes"]
+    assert sizes["fastnn + numpy"]["bytes"] > sizes["numpy"]["bytes"] > 0

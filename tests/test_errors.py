@@ -368,3 +368,22 @@ def test_bool_and_integer_X_are_accepted():
     t = trainer()
     history = fit(t, X=(X * 10).astype(np.int16))
     assert len(history.history["loss"]) == 1 and np.isfinite(history.history["loss"][0])
+
+
+@pytest.mark.filterwarnings("error")
+def test_finite_values_whose_sum_overflows_are_accepted_silently():
+    # large arrays are screened with one sum, which overflows here: the data are still finite
+    from fastnn._checks import _MASK_SIZE
+
+    huge = np.full((_MASK_SIZE // 5 + 1, 5), 3e38, np.float32)
+    huge[::2] *= -0.5
+    assert model().predict(huge).shape == (len(huge), 3)
+    with pytest.raises(ValueError, match=r"X contains NaN or inf \(first at index \[4, 1\]: inf\)"):
+        model().predict(with_value(huge, (4, 1), np.inf))
+    inf_minus_inf = with_value(with_value(np.zeros_like(huge), (7, 0), -np.inf), (9, 3), np.inf)
+    with pytest.raises(ValueError, match=r"X contains NaN or inf \(first at index \[7, 0\]: -inf\)"):
+        model().predict(inf_minus_inf)
+    # small arrays are checked with a mask
+    with pytest.raises(ValueError, match=r"X contains NaN or inf \(first at index \[0, 2\]: nan\)"):
+        model().predict(with_value(huge[:3], (0, 2), np.nan))
+    assert model().predict(huge[:3]).shape == (3, 3)

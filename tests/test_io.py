@@ -1,5 +1,6 @@
 """Model files (fastnn.io): round trip, layout, atomic writes, and rejection of every kind of
-bad file with ModelFormatError, executing nothing."""
+bad file with ModelFormatError, executing nothing, by both readers of model files
+(fastnn.load and fastnn.inference.load share fastnn.io's checks)."""
 
 import io
 import json
@@ -8,18 +9,35 @@ import pickle
 import struct
 import time
 import zipfile
+from typing import Callable, NamedTuple
 
 import numpy as np
 import pytest
 
 import fastnn as fnn
+import fastnn.inference
 from fastnn.io import FORMAT_VERSION
 
 
-from _helpers import CPU_BUILT, DEVICE, DEVICES, needs_cpu  # noqa: F401
+from _helpers import CPU_BUILT, DEVICE, DEVICES, needs_cpu, npy_bytes, read_members, with_meta, write_zip  # noqa: F401
 
 L = fnn.layers
 BAD = "is not a valid fastnn model file"
+
+
+class Reader(NamedTuple):
+    owner: str  # the name that starts its error messages
+    load: Callable
+
+
+READERS = [Reader("fastnn.load", lambda path: fnn.load(path, device="reference")),
+           Reader("fastnn.inference.load", fastnn.inference.load)]
+
+
+@pytest.fixture(params=READERS, ids=[r.owner for r in READERS])
+def read(request):
+    """Each reader of model files in turn: every bad file must be refused by both."""
+    return request.param
 
 
 def make_model(device=DEVICE, dtype="float32"):
@@ -48,35 +66,6 @@ def saved(tmp_path):
     path = tmp_path / "m.fnn"
     model.save(path)
     return path, model
-
-
-def read_members(path):
-    with zipfile.ZipFile(path) as zf:
-        return {name: zf.read(name) for name in zf.namelist()}
-
-
-def write_zip(path, members, compression=zipfile.ZIP_STORED):
-    with zipfile.ZipFile(path, "w", compression=compression) as zf:
-        for name, data in members.items():
-            zf.writestr(name, data)
-    return path
-
-
-def npy_bytes(arr, allow_pickle=False):
-    buf = io.BytesIO()
-    np.lib.format.write_array(buf, arr, allow_pickle=allow_pickle)
-    return buf.getvalue()
-
-
-def with_meta(path, out, edit):
-    """Copy the model file at ``path`` to ``out`` with model.json edited by ``edit(meta)``
-    (which may return a replacement: a dict, or str/bytes written as is)."""
-    members = read_members(path)
-    meta = json.loads(members["model.json"])
-    new = edit(meta)
-    new = meta if new is None else new
-    members["model.json"] = new if isinstance(new, (str, bytes)) else json.dumps(new)
-    return write_zip(out, members)
 
 
 # ------------------------------------------------------------------------ round trip
@@ -210,11 +199,11 @@ def test_save_replaces_an_existing_file(tmp_path):
 
 
 # ----------------------------------------------------------------- not a model at all
-def test_missing_path_is_file_not_found(tmp_path):
-    with pytest.raises(FileNotFoundError, match="fastnn.load: no file at .*nope.fnn"):
-        fnn.load(tmp_path / "nope.fnn", device="reference")
+def test_missing_path_is_file_not_found(read, tmp_path):
+    with pytest.raises(FileNotFoundError, match=f"{read.owner}: no file at .*nope.fnn"):
+        read.load(tmp_path / "nope.fnn")
     with pytest.raises(FileNotFoundError, match="no file at"):
-        fnn.load(tmp_path, device="reference")  # a folder
+        read.load(tmp_path)  # a folder
 
 
 @pytest.mark.parametrize("content", [
@@ -223,18 +212,18 @@ def test_missing_path_is_file_not_found(tmp_path):
     b"epoch,loss\n1,0.5\n2,0.25\n",
     b"PK\x03\x04" + b"\x00" * 100,  # a zip signature and nothing valid behind it
 ], ids=["empty", "random-bytes", "text", "zip-magic-only"])
-def test_not_a_zip(tmp_path, content):
+def test_not_a_zip(read, tmp_path, content):
     path = tmp_path / "m.fnn"
     path.write_bytes(content)
     with pytest.raises(fnn.ModelFormatError, match=f"{BAD}: the zip archive is damaged or not a zip archive"):
-        fnn.load(path, device="reference")
+        read.load(path)
 
 
 def test_model_format_error_is_a_value_error():
     assert issubclass(fnn.ModelFormatError, ValueError)
 
 
-def test_truncated_file(saved, tmp_path):
+def test_truncated_file(read, saved, tmp_path):
     path, _ = saved
     data = path.read_bytes()
     cuts = [1, 4, 30, 100, len(data) // 3, len(data) // 2, len(data) - 100, len(data) - 22, len(data) - 1]
@@ -242,7 +231,7 @@ def test_truncated_file(saved, tmp_path):
         short = tmp_path / f"cut{cut}.fnn"
         short.write_bytes(data[:cut])
         with pytest.raises(fnn.ModelFormatError, match=BAD):
-            fnn.load(short, device="reference")
+            read.load(short)
 
 
 def _member_offset(path, name):
@@ -256,7 +245,7 @@ def _member_offset(path, name):
 
 @pytest.mark.parametrize("name, where", [("arrays/0.w.npy", "data"), ("arrays/3.b.npy", "data"),
                                          ("arrays/0.w.npy", "header"), ("model.json", "data")])
-def test_corrupted_member(saved, tmp_path, name, where):
+def test_corrupted_member(read, saved, tmp_path, name, where):
     path, _ = saved
     start, size = _member_offset(path, name)
     raw = bytearray(path.read_bytes())
@@ -266,7 +255,7 @@ def test_corrupted_member(saved, tmp_path, name, where):
     bad = tmp_path / "bad.fnn"
     bad.write_bytes(bytes(raw))
     with pytest.raises(fnn.ModelFormatError, match=f"{BAD}: the zip archive is damaged.*(CRC|Error)"):
-        fnn.load(bad, device="reference")
+        read.load(bad)
 
 
 # ------------------------------------------------------------------- hostile content
@@ -289,7 +278,7 @@ def test_the_exploit_works_when_unpickled(tmp_path):
 
 @pytest.mark.parametrize("how", ["pickle-in-place-of-npy", "object-npy", "extra-pickle-member",
                                  "pickle-as-model-json"])
-def test_pickles_are_never_unpickled(saved, tmp_path, how):
+def test_pickles_are_never_unpickled(read, saved, tmp_path, how):
     path, _ = saved
     sentinel = tmp_path / "pwned"
     payload = pickle.dumps(_Exploit(sentinel))
@@ -310,7 +299,7 @@ def test_pickles_are_never_unpickled(saved, tmp_path, how):
         match = "model.json is not valid JSON"
     bad = write_zip(tmp_path / "evil.fnn", members)
     with pytest.raises(fnn.ModelFormatError, match=match):
-        fnn.load(bad, device="reference")
+        read.load(bad)
     assert not sentinel.exists()
 
 
@@ -323,28 +312,28 @@ def test_pickles_are_never_unpickled(saved, tmp_path, how):
     ("arrays/3.b.npy", np.array([0.0, np.nan, 1.0], np.float32), "arrays/3.b.npy contains NaN or inf"),
     ("arrays/2.w.npy", np.full((6, 5), np.inf, np.float32), "arrays/2.w.npy contains NaN or inf"),
 ])
-def test_wrong_array(saved, tmp_path, member, arr, match):
+def test_wrong_array(read, saved, tmp_path, member, arr, match):
     path, _ = saved
     members = read_members(path)
     members[member] = npy_bytes(arr)
     with pytest.raises(fnn.ModelFormatError, match=match):
-        fnn.load(write_zip(tmp_path / "bad.fnn", members), device="reference")
+        read.load(write_zip(tmp_path / "bad.fnn", members))
 
 
-def test_fortran_ordered_member_is_read_correctly(saved, tmp_path):
-    path, model = saved
+def test_fortran_ordered_member_is_read_correctly(read, saved, tmp_path):
+    path, model = saved  # the same weights, stored in Fortran order, give the same model
     members = read_members(path)
     w = model.get_weights()[0]
     members["arrays/0.w.npy"] = npy_bytes(np.asfortranarray(w))
-    loaded = fnn.load(write_zip(tmp_path / "f.fnn", members), device="reference")
-    assert np.array_equal(loaded.get_weights()[0], w)
+    loaded = read.load(write_zip(tmp_path / "f.fnn", members))
+    assert np.array_equal(loaded.predict(inputs()), read.load(path).predict(inputs()))
 
 
-def test_deflated_members_are_read(saved, tmp_path):
-    path, model = saved
+def test_deflated_members_are_read(read, saved, tmp_path):
+    path, _ = saved
     other = write_zip(tmp_path / "deflated.fnn", read_members(path), zipfile.ZIP_DEFLATED)
-    loaded = fnn.load(other, device="reference")
-    assert np.array_equal(loaded.predict(inputs()), model.predict(inputs()))
+    loaded = read.load(other)
+    assert np.array_equal(loaded.predict(inputs()), read.load(path).predict(inputs()))
 
 
 def _set(keys, value):
@@ -412,32 +401,32 @@ BAD_META = [
 
 @pytest.mark.parametrize("edit, match", BAD_META,
                          ids=[f"{i}-{m.split('(')[0].strip()[:40]}" for i, (_, m) in enumerate(BAD_META)])
-def test_bad_model_json(saved, tmp_path, edit, match):
+def test_bad_model_json(read, saved, tmp_path, edit, match):
     path, _ = saved
     bad = with_meta(path, tmp_path / "bad.fnn", edit)
     with pytest.raises(fnn.ModelFormatError, match=f"{BAD}: {match}"):
-        fnn.load(bad, device="reference")
+        read.load(bad)
 
 
-def test_missing_members(saved, tmp_path):
+def test_missing_members(read, saved, tmp_path):
     path, _ = saved
     members = read_members(path)
     del members["arrays/3.b.npy"]
     with pytest.raises(fnn.ModelFormatError, match=r"the array member 'arrays/3.b.npy' is missing"):
-        fnn.load(write_zip(tmp_path / "a.fnn", members), device="reference")
+        read.load(write_zip(tmp_path / "a.fnn", members))
     members = read_members(path)
     del members["model.json"]
     with pytest.raises(fnn.ModelFormatError, match="it has no model.json member"):
-        fnn.load(write_zip(tmp_path / "b.fnn", members), device="reference")
+        read.load(write_zip(tmp_path / "b.fnn", members))
 
 
 @pytest.mark.parametrize("extra", ["arrays/9.w.npy", "notes.txt", "../evil.npy", "model.json/"])
-def test_extra_members(saved, tmp_path, extra):
+def test_extra_members(read, saved, tmp_path, extra):
     path, _ = saved
     members = read_members(path)
     members[extra] = npy_bytes(np.zeros(3, np.float32))
     with pytest.raises(fnn.ModelFormatError, match=r"unexpected members \[.*"):
-        fnn.load(write_zip(tmp_path / "x.fnn", members), device="reference")
+        read.load(write_zip(tmp_path / "x.fnn", members))
 
 
 def _patch_central_size(path, name, size):
@@ -458,30 +447,30 @@ def _patch_central_size(path, name, size):
     ("arrays/0.w.npy", r"arrays/0.w.npy is 4000000000 bytes; \[4, 6\] float32 needs 96"),
     ("model.json", "model.json is 4000000000 bytes, over the 1048576 limit"),
 ])
-def test_oversize_member_declared(saved, tmp_path, name, match):
+def test_oversize_member_declared(read, saved, tmp_path, name, match):
     path, _ = saved
     bad = tmp_path / "big.fnn"
     bad.write_bytes(path.read_bytes())
     _patch_central_size(bad, name, 4_000_000_000)
     with pytest.raises(fnn.ModelFormatError, match=match):
-        fnn.load(bad, device="reference")
+        read.load(bad)
 
 
-def test_oversize_members_really_present(saved, tmp_path):
+def test_oversize_members_really_present(read, saved, tmp_path):
     path, _ = saved
     members = read_members(path)
     members["arrays/0.w.npy"] += b"\0" * 70_000  # padding beyond any .npy header allowance
     with pytest.raises(fnn.ModelFormatError, match=r"arrays/0.w.npy is 70224 bytes"):
-        fnn.load(write_zip(tmp_path / "a.fnn", members), device="reference")
+        read.load(write_zip(tmp_path / "a.fnn", members))
     members = read_members(path)
     meta = json.loads(members["model.json"])
     meta["padding"] = " " * (1 << 20)
     members["model.json"] = json.dumps(meta)
     with pytest.raises(fnn.ModelFormatError, match="over the 1048576 limit"):
-        fnn.load(write_zip(tmp_path / "b.fnn", members, zipfile.ZIP_DEFLATED), device="reference")
+        read.load(write_zip(tmp_path / "b.fnn", members, zipfile.ZIP_DEFLATED))
 
 
-def test_huge_declared_architecture_is_rejected_before_allocating(saved, tmp_path):
+def test_huge_declared_architecture_is_rejected_before_allocating(read, saved, tmp_path):
     # a few hundred bytes declaring 4e10 parameters must not try to allocate 160 GB
     path, _ = saved
 
@@ -492,11 +481,11 @@ def test_huge_declared_architecture_is_rejected_before_allocating(saved, tmp_pat
     bad = with_meta(path, tmp_path / "huge.fnn", edit)
     t0 = time.perf_counter()
     with pytest.raises(fnn.ModelFormatError, match=r"the architecture has 40001200018 parameters, more than the file"):
-        fnn.load(bad, device="reference")
+        read.load(bad)
     assert time.perf_counter() - t0 < 2.0
 
 
-def test_encrypted_members_are_rejected(saved, tmp_path):
+def test_encrypted_members_are_rejected(read, saved, tmp_path):
     path, _ = saved
     raw = bytearray(path.read_bytes())
     for sig, flag_at in ((b"PK\x03\x04", 6), (b"PK\x01\x02", 8)):
@@ -507,10 +496,10 @@ def test_encrypted_members_are_rejected(saved, tmp_path):
     bad = tmp_path / "enc.fnn"
     bad.write_bytes(bytes(raw))
     with pytest.raises(fnn.ModelFormatError, match=f"{BAD}: it has encrypted members"):
-        fnn.load(bad, device="reference")
+        read.load(bad)
 
 
-def test_unsupported_compression_is_a_format_error(saved, tmp_path):
+def test_unsupported_compression_is_a_format_error(read, saved, tmp_path):
     path, _ = saved
     raw = bytearray(path.read_bytes())
     for sig, method_at in ((b"PK\x03\x04", 8), (b"PK\x01\x02", 10)):
@@ -521,15 +510,15 @@ def test_unsupported_compression_is_a_format_error(saved, tmp_path):
     bad = tmp_path / "aes.fnn"
     bad.write_bytes(bytes(raw))
     with pytest.raises(fnn.ModelFormatError, match=BAD):
-        fnn.load(bad, device="reference")
+        read.load(bad)
 
 
-def test_error_names_the_file(saved, tmp_path):
+def test_error_names_the_file(read, saved, tmp_path):
     path, _ = saved
     bad = with_meta(path, tmp_path / "named-file.fnn", _set(["format_version"], 7))
     with pytest.raises(fnn.ModelFormatError) as info:
-        fnn.load(str(bad), device="reference")
-    assert str(info.value).startswith(f"fastnn.load: {bad} is not a valid fastnn model file: ")
+        read.load(str(bad))
+    assert str(info.value).startswith(f"{read.owner}: {bad} is not a valid fastnn model file: ")
     assert str(info.value).endswith(".")
 
 
