@@ -32,7 +32,8 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import time
+
+from _timing import per_call  # bench/_timing.py, beside this script
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CONFIGS = {"small": [784, 128, 10], "medium": [784, 512, 512, 10]}
@@ -42,17 +43,6 @@ ROWS = 10_000
 
 
 # ----------------------------------------------------------------- workers
-def _time_calls(fn, calls, blocks):
-    """Median over ``blocks`` of the mean seconds per call of ``calls`` calls."""
-    means = []
-    for _ in range(blocks):
-        t0 = time.perf_counter()
-        for _ in range(calls):
-            fn()
-        means.append((time.perf_counter() - t0) / calls)
-    return statistics.median(means)
-
-
 def _predictor(system, folder, config):
     """A function X -> NumPy predictions for ``system``."""
     import numpy as np
@@ -111,7 +101,7 @@ def _breakdown(folder, config, one):
         if step.activation == "relu":
             parts[f"layer {i + 1}: relu (np.maximum)"] = lambda y=y: np.maximum(y, 0.0, out=y)
         x = y
-    return {name: _time_calls(fn, 2000, 15) * 1e6 for name, fn in parts.items()}
+    return {name: per_call(fn, 2000, 15) * 1e6 for name, fn in parts.items()}
 
 
 def worker(system, folder, config, quick):
@@ -126,8 +116,8 @@ def worker(system, folder, config, quick):
     for _ in range(calls):  # warm-up: buffers, thread pools, caches
         predict(one)
     predict(many)
-    result = {"one_row_us": _time_calls(lambda: predict(one), calls, blocks) * 1e6,
-              "rows_per_s": ROWS / _time_calls(lambda: predict(many), 1, big),
+    result = {"one_row_us": per_call(lambda: predict(one), calls, blocks) * 1e6,
+              "rows_per_s": ROWS / per_call(lambda: predict(many), 1, big),
               "output": predict(many[:4]).tolist()}
     if system == "fastnn.inference" and not quick:
         result["breakdown_us"] = _breakdown(folder, config, one)

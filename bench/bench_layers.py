@@ -20,9 +20,7 @@ from __future__ import annotations
 
 import argparse
 import os
-import statistics
 import sys
-import time
 
 import numpy as np
 
@@ -33,29 +31,14 @@ except ImportError:  # run from a checkout: use the package beside this folder
 
 from fastnn._ext import dropout as _dropout  # noqa: E402
 from fastnn.backends import get_backend  # noqa: E402
-
-
-def timed(fn, repeats):
-    """Median seconds per call of fn over ``repeats`` runs of a loop of ~50 ms."""
-    fn()
-    t0 = time.perf_counter()
-    fn()
-    once = max(time.perf_counter() - t0, 1e-7)
-    calls = max(1, int(0.05 / once))
-    runs = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        for _ in range(calls):
-            fn()
-        runs.append((time.perf_counter() - t0) / calls)
-    return statistics.median(runs)
+from _timing import calibrated_per_call  # noqa: E402  (bench/_timing.py, beside this script)
 
 
 def copy_gbs(nbytes, repeats):
     """GB/s of np.copyto between two arrays of nbytes each (bytes read + written)."""
     a = np.ones(nbytes // 4, np.float32)
     b = np.empty_like(a)
-    return 2 * a.nbytes / timed(lambda: np.copyto(b, a), repeats) / 1e9
+    return 2 * a.nbytes / calibrated_per_call(lambda: np.copyto(b, a), repeats) / 1e9
 
 
 def fastnn_kernels(be, n, m, dtype, repeats):
@@ -86,12 +69,13 @@ def fastnn_kernels(be, n, m, dtype, repeats):
 
     words = np.empty(4 * ((e + 3) // 4), np.uint32)
     out = {
-        "batchnorm forward": (timed(bn_fwd, repeats), 3 * v * e),
-        "batchnorm backward": (timed(bn_bwd, repeats), 5 * v * e),
-        "dropout forward": (timed(do_fwd, repeats), (2 * v + 1) * e),
-        "dropout backward": (timed(do_bwd, repeats), (2 * v + 1) * e),
-        "dropout forward, no mask": (timed(lambda: do_fwd(False), repeats), 2 * v * e),
-        "philox words": (timed(lambda: _dropout.random_words(1, next(step), 0, words), repeats), 4 * words.size),
+        "batchnorm forward": (calibrated_per_call(bn_fwd, repeats), 3 * v * e),
+        "batchnorm backward": (calibrated_per_call(bn_bwd, repeats), 5 * v * e),
+        "dropout forward": (calibrated_per_call(do_fwd, repeats), (2 * v + 1) * e),
+        "dropout backward": (calibrated_per_call(do_bwd, repeats), (2 * v + 1) * e),
+        "dropout forward, no mask": (calibrated_per_call(lambda: do_fwd(False), repeats), 2 * v * e),
+        "philox words": (calibrated_per_call(lambda: _dropout.random_words(1, next(step), 0, words), repeats),
+                         4 * words.size),
     }
     out["batchnorm fwd+bwd"] = tuple(map(sum, zip(out["batchnorm forward"], out["batchnorm backward"])))
     out["dropout fwd+bwd"] = tuple(map(sum, zip(out["dropout forward"], out["dropout backward"])))
@@ -114,7 +98,8 @@ def torch_kernels(torch, n, m, dtype, repeats):
     def do():
         F.dropout(x, 0.2, training=True).backward(dy)
 
-    return {"batchnorm fwd+bwd": timed(bn, repeats), "dropout fwd+bwd": timed(do, repeats)}
+    return {"batchnorm fwd+bwd": calibrated_per_call(bn, repeats),
+            "dropout fwd+bwd": calibrated_per_call(do, repeats)}
 
 
 def main(argv=None):

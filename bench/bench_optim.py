@@ -35,30 +35,10 @@ except ImportError:  # run from a checkout: use the package beside this folder
     sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
     import fastnn as fnn
 from fastnn.bench import _cpu_seconds
+from _timing import calibrated_per_call  # bench/_timing.py, beside this script
 
 #: bytes moved per float32 parameter (read + written)
 BYTES = {"sgd momentum": 20, "adam": 28, "copy": 8, "clip_value": 8, "penalty grad": 12}
-
-
-def _per_call(fn, repeats, min_time=0.05):
-    """Median seconds per call of fn() over ``repeats`` timings of a batch of calls."""
-    fn()
-    calls = 1
-    while True:  # size the batch so that one timing lasts about min_time
-        t0 = time.perf_counter()
-        for _ in range(calls):
-            fn()
-        dt = time.perf_counter() - t0
-        if dt >= min_time or calls >= 1 << 20:
-            break
-        calls *= 2
-    times = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        for _ in range(calls):
-            fn()
-        times.append((time.perf_counter() - t0) / calls)
-    return statistics.median(times)
 
 
 def _update(optimizer, n):
@@ -81,7 +61,7 @@ def throughput(sizes, repeats):
             "clip_value": lambda: backend.clip_(g, 1.0),
             "penalty grad": lambda: backend.penalty(w, g, l1=0.0, l2=1e-12),
         }
-        seconds = {name: _per_call(fn, repeats) for name, fn in cases.items()}
+        seconds = {name: calibrated_per_call(fn, repeats) for name, fn in cases.items()}
         rows.append((n, {name: (s, BYTES[name] * n / s / 1e9) for name, s in seconds.items()}))
     return rows
 
@@ -104,7 +84,7 @@ def medium_share(n, repeats):
         t0 = time.perf_counter()
         trainer.fit(X, y, epochs=1, verbose=0)
         epochs.append((time.perf_counter() - t0) / steps)
-        updates.append(_per_call(optimizer.step, 1))
+        updates.append(calibrated_per_call(optimizer.step, 1))
     return model.n_params, statistics.median(epochs), statistics.median(updates)
 
 
