@@ -225,8 +225,7 @@ class Trainer:
         wd = None if w is None else backend.asarray(w)
         buffers, augment = self._get_buffers(max(bs, n - (n_batches - 1) * bs), X, y, w)
         loss_acc = self._loss_acc
-        weight_params = [(model.params[p.start:p.stop], model.grads[p.start:p.stop]) for p in model.param_info
-                         if p.kind == "weight" and p.layer.trainable]
+        weight_params = self._penalized()
         penalize = self.l1 > 0 or self.l2 > 0
         fused = self._fused
         count = self.loss.count
@@ -276,10 +275,7 @@ class Trainer:
                              None if wb is None else backend.to_numpy(wb), logits=fused)
                 model._backward(views["grad"])
                 if penalize:
-                    pen = 0.0
-                    for p, g in weight_params:
-                        pen += backend.penalty(p, g, l1=self.l1, l2=self.l2)
-                    penalty_sum += pen * rows
+                    penalty_sum += self._penalty(weight_params, gradient=True) * rows
                 if self.clip_value is not None:
                     backend.clip_(model.grads, self.clip_value)
                 if self.clip_norm is not None or stop == n:
@@ -365,16 +361,23 @@ class Trainer:
             self.loss(backend, out, yb, weight=wb, loss_out=acc)
             for m in metrics:
                 m.update(backend.to_numpy(out), y[start:stop], None if w is None else w[start:stop], logits=fused)
-        result = {"loss": float(backend.to_numpy(acc)[0]) / self.loss.count(len(X), model.n_out) + self._penalty()}
+        penalty = self._penalty() if self.l1 or self.l2 else 0.0
+        result = {"loss": float(backend.to_numpy(acc)[0]) / self.loss.count(len(X), model.n_out) + penalty}
         result.update({m.name: m.result() for m in metrics})
         return result
 
-    def _penalty(self):
-        if not (self.l1 or self.l2):
-            return 0.0
+    def _penalized(self):
+        """(parameter, gradient) views of what l1/l2 penalise: the weights of trainable layers."""
         model = self.model
-        return sum(model.backend.penalty(model.params[p.start:p.stop], None, l1=self.l1, l2=self.l2)
-                   for p in model.param_info if p.kind == "weight" and p.layer.trainable)
+        return [(model.params[p.start:p.stop], model.grads[p.start:p.stop]) for p in model.param_info
+                if p.kind == "weight" and p.layer.trainable]
+
+    def _penalty(self, views=None, gradient=False):
+        """l1 * sum|w| + l2 * sum w^2 over ``views`` (default: every penalised weight); with
+        ``gradient`` its gradient is also added to the gradient views."""
+        backend = self.model.backend
+        views = self._penalized() if views is None else views
+        return sum(backend.penalty(p, g if gradient else None, l1=self.l1, l2=self.l2) for p, g in views)
 
     def evaluate(self, X, y, sample_weight=None):
         """{'loss': ..., <metric>: ...} on (X, y) in evaluation mode (no update)."""
