@@ -55,11 +55,6 @@ class _Workspace:
             self._views[n] = views
         return views
 
-    def release(self):
-        self.capacity = 0
-        self._full = {}
-        self._views = {}
-
 
 class Layer:
     """Base class of every layer.
