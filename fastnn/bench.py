@@ -54,8 +54,6 @@ CONFIGS = {
 #: What ``--optimizer`` runs instead of PERF.md's choice, in every configuration.
 OPTIMIZERS = {"sgd": ("sgd", {"lr": 0.01, "momentum": 0.9}), "adam": ("adam", {"lr": 1e-3}),
               "adamw": ("adamw", {"lr": 1e-3, "weight_decay": 1e-2})}
-#: The stand-in while fastnn.optim has no Adam: SGD with momentum 0.9, lr 0.01.
-SGD_STANDIN = OPTIMIZERS["sgd"]
 #: Pause before each timed epoch, so that the previous system's spinning BLAS/OpenMP threads
 #: have gone to sleep before the next one is timed (PERF.md: thread teams fight on 2 cores;
 #: OpenBLAS workers spin for about 2**28 cycles, ~0.1 s, after their last job).
@@ -110,29 +108,12 @@ def _opt_label(spec):
 
 
 def _pick_optimizer(fnn, cfg, override=None):
-    """(spec really used, note or None): PERF.md's (or --optimizer's) choice; Adam when fastnn has
-    it, else the SGD stand-in."""
+    """(spec really used, note or None): PERF.md's choice, or --optimizer's with a note."""
     spec, note = cfg["optimizer"], None
     if override is not None and OPTIMIZERS[override][0] != spec[0]:
         spec = OPTIMIZERS[override]
         note = f"--optimizer {override}: {_opt_label(spec)} runs instead of PERF.md's optimizer"
-    if spec[0] == "adam" and not hasattr(fnn.optim, "Adam"):
-        return SGD_STANDIN, "fastnn.optim.Adam does not exist yet: SGD momentum 0.9 (lr 0.01) stands in for Adam"
     return spec, note
-
-
-def _missing_features(fnn, cfg, spec):
-    """(why a configuration cannot run yet with optimizer ``spec``, or None; the missing names)."""
-    need = []
-    if cfg.get("batchnorm"):
-        need += [("fastnn.layers.BatchNorm", hasattr(fnn.layers, "BatchNorm")),
-                 ("fastnn.layers.Dropout", hasattr(fnn.layers, "Dropout"))]
-    if spec[0] == "adamw":
-        need.append(("fastnn.optim.AdamW", hasattr(fnn.optim, "AdamW")))
-    missing = [name for name, ok in need if not ok]
-    if missing:
-        return "needs " + "/".join(name.rsplit(".", 1)[1] for name, _ in need), missing
-    return None, []
 
 
 def _fastnn_optimizer(fnn, spec):
@@ -373,21 +354,17 @@ def _threads(fnn, requested):
     """(threads in use or None, how it was found, note or None); applies --threads."""
     note = None
     if requested is not None:
-        setter = getattr(fnn, "set_num_threads", None)
-        if setter is None:
-            note = "fastnn.set_num_threads does not exist: --threads applies to torch only"
-        else:
-            try:
-                setter(requested)
-            except Exception as exc:  # e.g. the compiled CPU backend is not built yet
-                note = f"fastnn.set_num_threads({requested}) failed ({type(exc).__name__}: {exc}); " \
-                       f"NumPy's BLAS pool left as is"
-    getter = getattr(fnn, "get_num_threads", None)
-    if getter is not None:
         try:
-            return int(getter()), "fastnn.get_num_threads()", note
-        except Exception:
-            pass
+            fnn.set_num_threads(requested)
+        except Exception as exc:  # e.g. the compiled CPU backend is not built
+            note = f"fastnn.set_num_threads({requested}) failed ({type(exc).__name__}: {exc}); " \
+                   f"NumPy's BLAS pool left as is"
+    try:
+        threads = fnn.get_num_threads()
+    except Exception:  # the compiled CPU backend is not built
+        threads = None
+    if threads is not None:
+        return int(threads), "fastnn.get_num_threads()", note
     for var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS"):
         if os.environ.get(var, "").strip().isdigit():
             return int(os.environ[var]), var, note
@@ -584,7 +561,7 @@ def format_table(results, machine, settings):
     lines.append("")
 
     def fmt_row(row):
-        if len(row) < len(head):  # skipped / error: free text after the batch column
+        if len(row) < len(head):  # an error: free text after the batch column
             cells = [row[i].rjust(widths[i]) if i in right else row[i].ljust(widths[i]) for i in range(4)]
             return "  ".join(cells + [row[4]])
         return "  ".join(c.rjust(w) if i in right else c.ljust(w) for i, (c, w) in enumerate(zip(row, widths)))
@@ -682,12 +659,6 @@ def main(argv=None):
     for name in names:
         cfg = CONFIGS[name]
         base = {"config": name, "layers": list(cfg["layers"]), "layers_text": _layers_text(cfg), "batch": cfg["batch"]}
-        reason, missing = _missing_features(fnn, cfg, _pick_optimizer(fnn, cfg, args.optimizer)[0])
-        if reason:
-            results.append({**base, "status": "skipped", "reason": reason, "missing": missing})
-            print(f"fastnn bench: {name}: skipped ({reason}; missing {', '.join(missing)})", file=sys.stderr,
-                  flush=True)
-            continue
         print(f"fastnn bench: {name} ...", file=sys.stderr, flush=True)
         try:
             results.append(run_config(fnn, name, cfg, args, torch))
