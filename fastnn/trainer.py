@@ -92,8 +92,9 @@ class Trainer:
         None: full-batch gradient descent; 1: pure stochastic gradient descent. With a
         trainable BatchNorm, which needs 2 rows per batch, a last partial batch of one row is
         merged into the previous batch.
-    metrics : sequence of str, default ()
-        Any of 'accuracy', 'mse', 'mae', 'r2'.
+    metrics : sequence of str or Metric, default ()
+        Any of 'accuracy', 'top_k_accuracy', 'precision', 'recall', 'f1', 'mse', 'mae', 'r2',
+        or fastnn.metrics instances (TopKAccuracy(k=3), F1(average="micro"), ...).
     l1, l2 : float, default 0
         Penalty l1 * sum|w| + l2 * sum w^2 over the weights of trainable layers (not biases),
         added to the loss and its gradient.
