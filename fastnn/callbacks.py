@@ -375,9 +375,9 @@ class EarlyStopping(Callback):
             self.stopped_epoch = epoch
             self.trainer.stop_training = True
             if self.verbose:
+                at = "-" if self.best_epoch is None else self.best_epoch + 1
                 print(f"epoch {epoch + 1}: EarlyStopping: {self._monitor.monitor} has not improved for {self.wait} "
-                      f"epochs (best {self.best:.6g} at epoch {self.best_epoch + 1 if self.best_epoch is not None else '-'}); "
-                      f"stopping.")
+                      f"epochs (best {self.best:.6g} at epoch {at}); stopping.")
 
     def on_train_end(self, logs=None):
         if self.restore_best and self._best_params is not None:

@@ -75,9 +75,10 @@ def save_checkpoint(trainer, path):
                 "clip_norm": trainer.clip_norm, "clip_value": trainer.clip_value, "shuffle": trainer.shuffle,
                 "seed": trainer.seed, "augment": [_spec("augmentation", a, owner) for a in trainer.augment]}
     opt_state = opt.state_dict()
+    buffers = opt_state.pop("state")
     arrays = {f"optimizer/{name}.npy": np.ascontiguousarray(value, dtype=model.dtype)
-              for name, value in opt_state.pop("state").items()}
-    opt_state["state"] = sorted(opt_state_names(arrays))
+              for name, value in buffers.items()}
+    opt_state["state"] = sorted(buffers)
     opt_state["shape"] = list(model.params.shape)
     state = {"epoch": trainer.epoch, "rng": trainer.rng.bit_generator.state, "augment_keys": trainer._augment_keys,
              "augment": [a.state_dict() for a in trainer.augment],
@@ -86,11 +87,6 @@ def save_checkpoint(trainer, path):
     document = {"format": FORMAT, "format_version": FORMAT_VERSION, "trainer": settings, "state": state,
                 "history": trainer.history.state_dict(), "device": model.device}
     save_model(model, path, extra={"checkpoint.json": document, **arrays})
-
-
-def opt_state_names(arrays):
-    """The optimizer state names of the ``optimizer/<name>.npy`` members."""
-    return [name[len("optimizer/"):-len(".npy")] for name in arrays]
 
 
 def _read_extra(path, owner):
@@ -145,7 +141,8 @@ def load_checkpoint(path, device=None):
         optimizer.bind(model)
         optimizer.load_state_dict({**state["optimizer"], "state": arrays})
         if set(arrays) != set(optimizer.state):
-            raise ValueError(f"the optimizer state has {sorted(arrays)}; {spec['type']} needs {sorted(optimizer.state)}")
+            raise ValueError(f"the optimizer state has {sorted(arrays)}; {spec['type']} needs "
+                             f"{sorted(optimizer.state)}")
         trainer.rng.bit_generator.state = state["rng"]
         keys = [int(k) for k in state["augment_keys"]]
         if len(keys) != len(trainer.augment) or len(state["augment"]) != len(trainer.augment):

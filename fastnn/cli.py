@@ -235,8 +235,6 @@ def _load_model(path, device):
 
 
 def _load_with_data(args):
-    import fastnn as fnn
-
     _check_device(args.device)
     model = _load_model(args.model, args.device)
     X, y = load_data(args.data, args.target)

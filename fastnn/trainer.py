@@ -9,7 +9,6 @@ allocates nothing.
 
 from __future__ import annotations
 
-import json
 import math
 import signal
 import threading
@@ -21,7 +20,6 @@ from ._checks import as_float_array, check_float, check_int, check_same_length, 
 from ._random import stream_key
 from .augment import as_augmentations
 from .callbacks import Callback, History, ProgressBar, TerminateOnNaN
-from .errors import TrainingDiverged
 from .losses import get_loss
 from .metrics import get_metric
 from .model import Sequential

@@ -142,10 +142,11 @@ def test_unsavable_settings_are_refused_before_writing(tmp_path):
         fnn.Trainer(fnn.Sequential([fnn.layers.Dense(2)]), "mse").save_checkpoint(tmp_path / "c.fnn")
 
 
-def rewrite(path, out, change):
-    """Copy the checkpoint at ``path`` to ``out`` with checkpoint.json changed by ``change(doc)``."""
+def rewrite(path, out, change, keep=lambda name: True):
+    """Copy the members of the checkpoint at ``path`` that ``keep`` accepts to ``out``, with
+    checkpoint.json changed by ``change(doc)``."""
     with zipfile.ZipFile(path) as zf:
-        members = {n: zf.read(n) for n in zf.namelist()}
+        members = {n: zf.read(n) for n in zf.namelist() if keep(n)}
     doc = json.loads(members["checkpoint.json"])
     change(doc)
     members["checkpoint.json"] = json.dumps(doc).encode()
@@ -167,8 +168,11 @@ def _set(keys, value):
     (_set(["format"], "other"), "it is not a training checkpoint"),
     (_set(["format_version"], 9), "checkpoint format_version 9 is not supported"),
     (_set(["state", "optimizer", "state"], ["../x"]), "lacks a valid optimizer state list and shape"),
-    (_set(["state", "optimizer", "state"], ["momentum_buffer", "extra"]), "the array member 'optimizer/extra.npy' is missing"),
-    (_set(["state", "optimizer", "shape"], [7]), "optimizer/momentum_buffer.npy holds float32 \\(32,\\); the architecture needs float32 \\(7,\\)"),
+    (_set(["state", "optimizer", "state"], ["momentum_buffer", "extra"]),
+     "the array member 'optimizer/extra.npy' is missing"),
+    (_set(["state", "optimizer", "shape"], [7]),
+     "optimizer/momentum_buffer.npy holds float32 \\(32,\\); the architecture needs float32 \\(7,\\)"),
+    (_set(["state", "optimizer", "state"], []), "unexpected members \\['optimizer/momentum_buffer.npy'\\]"),
     (_set(["trainer", "optimizer", "type"], "Evil"), "does not describe a Trainer this fastnn can rebuild"),
     (_set(["trainer", "loss", "config"], {"delta": -1}), "does not describe a Trainer this fastnn can rebuild"),
     (_set(["state", "rng"], {"bit_generator": "MT19937"}), "does not describe a Trainer this fastnn can rebuild"),
@@ -182,6 +186,15 @@ def test_damaged_checkpoints_raise_model_format_error(tmp_path, change, message)
     bad = rewrite(tmp_path / "c.fnn", tmp_path / "bad.fnn", change)
     with pytest.raises(fnn.ModelFormatError, match=r"^Trainer.from_checkpoint: .*bad.fnn is not a valid fastnn model "
                                                    r"file: .*" + message):
+        fnn.Trainer.from_checkpoint(bad)
+
+
+def test_missing_optimizer_state_is_refused(tmp_path):
+    model = fnn.Sequential([fnn.layers.Dense(2)], input_dim=3, seed=0)
+    fnn.Trainer(model, "mse", fnn.optim.SGD(0.1, momentum=0.9)).save_checkpoint(tmp_path / "c.fnn")
+    bad = rewrite(tmp_path / "c.fnn", tmp_path / "bad.fnn", _set(["state", "optimizer", "state"], []),
+                  keep=lambda name: not name.startswith("optimizer/"))
+    with pytest.raises(fnn.ModelFormatError, match=r"the optimizer state has \[\]; SGD needs \['momentum_buffer'\]"):
         fnn.Trainer.from_checkpoint(bad)
 
 
