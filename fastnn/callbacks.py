@@ -480,11 +480,18 @@ class TerminateOnNaN(Callback):
         self._keep_if_finite()
 
     def _keep_if_finite(self):
-        params = _params_copy(self.trainer.model)
-        finite = bool(np.isfinite(params).all())
-        if finite:
-            self._snapshot = params
-        return finite
+        """Copy the parameters into the snapshot when they are all finite; False otherwise.
+        Once per epoch: the compiled sum of squares first, NumPy only to confirm an overflow."""
+        model = self.trainer.model
+        if not math.isfinite(model.backend.sum_squares(model.params)) and \
+                not np.isfinite(model.backend.to_numpy(model.params)).all():
+            return False
+        params = model.backend.to_numpy(model.params)
+        if self._snapshot is None or self._snapshot.shape != params.shape or self._snapshot.dtype != params.dtype:
+            self._snapshot = params.copy()
+        else:
+            np.copyto(self._snapshot, params)
+        return True
 
     def on_epoch_end(self, epoch, logs=None):
         if not self._keep_if_finite():
