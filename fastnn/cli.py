@@ -122,50 +122,121 @@ def cmd_train(args):
         raise UsageError(f"--hidden {args.hidden!r}: give integer widths separated by commas, e.g. 128,64") from None
     if any(h < 1 for h in hidden):
         raise UsageError(f"--hidden {args.hidden!r}: every width must be >= 1")
+    for option in ("plot", "checkpoint", "out"):
+        _check_folder(f"--{option}", getattr(args, option))
     _check_device(args.device)
+    trainer = None
+    if args.resume:  # the model, its settings and the split seed come from the checkpoint
+        trainer = fnn.Trainer.from_checkpoint(args.resume, device=args.device)
+        meta = trainer.model.metadata
+        if not isinstance(meta.get("split_seed"), int) or meta.get("task") not in ("classify", "regress"):
+            raise UsageError(f"--resume {args.resume}: not a checkpoint written by fastnn train --checkpoint")
+        args.seed = meta["split_seed"]
     X, y = load_data(args.data, args.target, args.seed)
-    classify = _is_classification(y, args.task)
+    classify = _is_classification(y, args.task) if trainer is None else trainer.model.metadata["task"] == "classify"
     classes = None
     if classify:
         classes, y = np.unique(np.asarray(y), return_inverse=True)
         if len(classes) < 2:
             raise UsageError(f"--data {args.data}: the target has a single class; nothing to learn")
+        if trainer is not None and classes.tolist() != trainer.model.metadata["classes"]:
+            raise UsageError(f"--data {args.data}: its classes differ from those of the checkpoint {args.resume}")
     fractions = (0.7, 0.15, 0.15)
     (Xtr, ytr), (Xva, yva), (Xte, yte) = fnn.data.split(X, y, fractions=fractions, stratify=classify,
                                                         seed=args.seed)
     scaler = fnn.data.Standardizer().fit(Xtr)
     Xtr, Xva, Xte = (scaler.transform(a) for a in (Xtr, Xva, Xte))
     n_out = len(classes) if classify else 1
-    layers = [fnn.layers.Dense(h, activation=args.activation) for h in hidden] + [fnn.layers.Dense(n_out)]
-    model = fnn.Sequential(layers, input_dim=Xtr.shape[1], seed=args.seed, device=args.device)
     loss = "cross_entropy" if classify else "mse"
-    lr = args.lr if args.lr is not None else OPTIMIZER_LR[args.optimizer]
-    optimizer = fnn.optim.get_optimizer(args.optimizer, lr=lr, owner="fastnn train")
-    metrics = ["accuracy"] if classify else ["r2"]
-    trainer = fnn.Trainer(model, loss, optimizer, batch_size=args.batch_size, metrics=metrics, seed=args.seed)
+    if trainer is None:
+        layers = [fnn.layers.Dense(h, activation=args.activation) for h in hidden] + [fnn.layers.Dense(n_out)]
+        model = fnn.Sequential(layers, input_dim=Xtr.shape[1], seed=args.seed, device=args.device)
+        lr = args.lr if args.lr is not None else OPTIMIZER_LR[args.optimizer]
+        optimizer = fnn.optim.get_optimizer(args.optimizer, lr=lr, owner="fastnn train")
+        metrics = ["accuracy"] if classify else ["r2"]
+        trainer = fnn.Trainer(model, loss, optimizer, batch_size=args.batch_size, metrics=metrics, seed=args.seed)
+        model.metadata = {"task": "classify" if classify else "regress", "loss": loss,
+                          "classes": None if classes is None else classes.tolist(),
+                          "standardize": {"mean": scaler.mean_.tolist(), "scale": scaler.scale_.tolist()},
+                          "split_seed": args.seed}
+    model = trainer.model
+    if model.input_dim != Xtr.shape[1] or model.n_out != n_out:
+        raise UsageError(f"--data {args.data}: {Xtr.shape[1]} features and {n_out} outputs; the checkpoint "
+                         f"{args.resume} has a model of {model.input_dim} features and {model.n_out} outputs")
+    epochs = max(args.epochs - trainer.epoch, 0)
     print(f"fastnn train: {args.data}: {len(Xtr)} train / {len(Xva)} validation / {len(Xte)} test samples, "
           f"{X.shape[1]} features, {'%d classes' % n_out if classify else 'regression'}; "
           f"{model.n_params:,} parameters on {model.device}")
-    history = trainer.fit(Xtr, ytr, epochs=args.epochs, validation=(Xva, yva), verbose=1)
+    if args.resume:
+        print(f"resumed {args.resume} after epoch {trainer.epoch}; {epochs} more to reach --epochs {args.epochs}")
+    callbacks = [fnn.callbacks.ModelCheckpoint(args.checkpoint, full=True)] if args.checkpoint else []
+    history = trainer.fit(Xtr, ytr, epochs=epochs, validation=(Xva, yva), callbacks=callbacks, verbose=1)
     scores = trainer.evaluate(Xte, yte)
     print("test " + " - ".join(f"{k} {v:.4f}" for k, v in scores.items()))
+    if args.checkpoint and epochs == 0:
+        trainer.save_checkpoint(args.checkpoint)
+    if args.checkpoint:
+        print(f"saved {args.checkpoint} (checkpoint after epoch {trainer.epoch})")
     if args.out:
-        model.metadata = {"task": "classify" if classify else "regress", "loss": loss,
-                          "classes": None if classes is None else classes.tolist(),
-                          "standardize": {"mean": scaler.mean_.tolist(), "scale": scaler.scale_.tolist()}}
         model.save(args.out)
         print(f"saved {args.out}")
     if args.plot:
         history.plot(args.plot)
         print(f"saved {args.plot}")
+    print(timing_report(trainer, model.device))
     return 0
 
 
-def _load_with_data(args):
+def _check_folder(option, path):
+    """A file option's folder must exist (checked before training, not after)."""
+    if path:
+        folder = os.path.dirname(os.path.abspath(path))
+        if not os.path.isdir(folder):
+            raise UsageError(f"{option} {path}: the folder {folder} does not exist")
+
+
+def _seconds(t):
+    return f"{t:.2f}s" if t >= 1 else f"{t * 1e3:.1f}ms"
+
+
+def timing_report(trainer, device):
+    """The closing lines of fastnn train: train and test time and throughput, and the machine."""
+    from ._info import collect
+
+    fit, test = trainer.timing.get("fit", {}), trainer.timing.get("evaluate", {})
+    info = collect()
+    blas = info["blas"]
+    blas_text = blas.get("config") or blas.get("route") or blas.get("error") or "unknown"
+    lines = ["timing:",
+             f"  train  {_seconds(fit.get('seconds', 0.0))} for {fit.get('epochs', 0)} epochs, "
+             f"{fit.get('samples', 0):,} samples, {fit.get('samples_per_s', float('nan')):,.0f} samples/s "
+             f"(validation included)",
+             f"  test   {_seconds(test.get('seconds', 0.0))} for {test.get('samples', 0):,} samples, "
+             f"{test.get('samples_per_s', float('nan')):,.0f} samples/s",
+             f"  device {device}; CPU {info['cpu']}, {info['cores']} cores, {info['threads']} threads; "
+             f"BLAS {blas_text}"]
+    return "\n".join(lines)
+
+
+def _load_model(path, device):
+    """The model of a model file, or of a training checkpoint (fastnn train --checkpoint)."""
+    import zipfile
+
     import fastnn as fnn
 
+    try:
+        with zipfile.ZipFile(path) as zf:
+            checkpoint = "checkpoint.json" in zf.namelist()
+    except (OSError, zipfile.BadZipFile):
+        checkpoint = False  # fnn.load says what is wrong
+    if checkpoint:
+        return fnn.Trainer.from_checkpoint(path, device=device).model
+    return fnn.load(path, device=device)
+
+
+def _load_with_data(args):
     _check_device(args.device)
-    model = fnn.load(args.model, device=args.device)
+    model = _load_model(args.model, args.device)
     X, y = load_data(args.data, args.target)
     meta = getattr(model, "metadata", {}) or {}
     std = meta.get("standardize")
@@ -317,13 +388,17 @@ def build_parser():
     t.add_argument("--device", default="cpu")
     t.add_argument("--out", default=None, help="save the trained model here (.fnn)")
     t.add_argument("--plot", default=None, help="save the loss/metric curves here (.png; needs matplotlib)")
+    t.add_argument("--checkpoint", default=None,
+                   help="write a resumable training checkpoint here after every epoch (.fnn)")
+    t.add_argument("--resume", default=None,
+                   help="continue a --checkpoint file up to --epochs in all (model and settings from the file)")
     t.add_argument("--seed", type=int, default=0)
     t.set_defaults(func=cmd_train)
 
     for name, func, helptext in (("evaluate", cmd_evaluate, "loss and metrics of a saved model on data"),
                                  ("predict", cmd_predict, "predictions of a saved model")):
         c = sub.add_parser(name, help=helptext)
-        c.add_argument("model", help="a .fnn file written by fastnn train --out or model.save")
+        c.add_argument("model", help="a .fnn model (fastnn train --out, model.save) or checkpoint (--checkpoint)")
         c.add_argument("--data", required=True, help="iris, digits, spirals, moons, PATH.csv or PATH.npz")
         c.add_argument("--target", default=None)
         c.add_argument("--device", default="cpu")

@@ -48,8 +48,12 @@ def _array_entries(model):
     return entries
 
 
-def save_model(model, path):
-    """Write ``model`` to ``path`` atomically (see the module docstring for the format)."""
+def save_model(model, path, extra=None):
+    """Write ``model`` to ``path`` atomically (see the module docstring for the format).
+
+    ``extra`` ({member name: JSON-able object or NumPy array}) adds members after the model's,
+    as ``.json`` text or ``.npy`` arrays: training checkpoints (fastnn.trainer) use it.
+    """
     from . import __version__
 
     if not model.built:
@@ -61,14 +65,18 @@ def save_model(model, path):
         text = json.dumps(meta, indent=1, allow_nan=False)
     except (TypeError, ValueError) as exc:
         raise TypeError(f"Sequential.save: model.metadata must be JSON-serialisable; {exc}.") from None
+    members = [("model.json", text)]
+    members += [(e["name"], model.backend.to_numpy(model.layers[e["layer"]].params[e["param"]])) for e in entries]
+    members += [(name, v if isinstance(v, np.ndarray) else json.dumps(v, indent=1, allow_nan=False))
+                for name, v in (extra or {}).items()]
     with atomic_write(path) as f, zipfile.ZipFile(f, "w", compression=zipfile.ZIP_STORED) as zf:
-        zf.writestr("model.json", text, compress_type=zipfile.ZIP_DEFLATED)
-        for entry in entries:
-            layer = model.layers[entry["layer"]]
-            buf = io.BytesIO()
-            np.lib.format.write_array(buf, model.backend.to_numpy(layer.params[entry["param"]]),
-                                      allow_pickle=False)
-            zf.writestr(entry["name"], buf.getvalue())
+        for name, value in members:
+            if isinstance(value, str):
+                zf.writestr(name, value, compress_type=zipfile.ZIP_DEFLATED)
+            else:
+                buf = io.BytesIO()
+                np.lib.format.write_array(buf, value, allow_pickle=False)
+                zf.writestr(name, buf.getvalue())
 
 
 def format_error(path, what, owner):
@@ -81,16 +89,7 @@ def _fail(path, what, owner):
 
 
 def _read_meta(path, zf, owner):
-    try:
-        info = zf.getinfo("model.json")
-    except KeyError:
-        _fail(path, "it has no model.json member", owner)
-    if info.file_size > _MAX_JSON_BYTES:
-        _fail(path, f"model.json is {info.file_size} bytes, over the {_MAX_JSON_BYTES} limit", owner)
-    try:
-        meta = json.loads(zf.read(info).decode("utf-8"))
-    except (ValueError, UnicodeDecodeError, RecursionError) as exc:  # RecursionError: nesting bomb
-        _fail(path, f"model.json is not valid JSON ({exc})", owner)
+    meta = read_json_member(path, zf, "model.json", owner)
     if not isinstance(meta, dict) or meta.get("format") != FORMAT:
         _fail(path, "model.json does not declare the fastnn.model format", owner)
     version = meta.get("format_version")
@@ -146,6 +145,7 @@ class ModelFile(NamedTuple):
     layers: list      # LayerSpec per layer
     weights: list     # per layer, its arrays in storage order
     metadata: dict
+    extra: object = None  # what read_model_file's ``extra`` reader returned
 
 
 def _describe_layers(path, cfg, describers, owner):
@@ -220,14 +220,36 @@ def _read_array(path, zf, name, shape, dtype, owner):
     return arr
 
 
-def read_model_file(path, owner="fastnn.load", describers=None):
+def read_json_member(path, zf, name, owner):
+    """The JSON value of member ``name`` (size-bounded), or ModelFormatError."""
+    try:
+        info = zf.getinfo(name)
+    except KeyError:
+        _fail(path, f"it has no {name} member", owner)
+    if info.file_size > _MAX_JSON_BYTES:
+        _fail(path, f"{name} is {info.file_size} bytes, over the {_MAX_JSON_BYTES} limit", owner)
+    try:
+        value = json.loads(zf.read(info).decode("utf-8"))
+    except (ValueError, UnicodeDecodeError, RecursionError) as exc:  # RecursionError: nesting bomb
+        _fail(path, f"{name} is not valid JSON ({exc})", owner)
+    return value
+
+
+def read_array_member(path, zf, name, shape, dtype, owner):
+    """A ``.npy`` member of known shape and dtype, checked as model arrays are (finite values)."""
+    return _read_array(path, zf, name, shape, dtype, owner)
+
+
+def read_model_file(path, owner="fastnn.load", describers=None, extra=None):
     """Read and check a model file without building a model: the shared reader of
     ``fastnn.load`` and ``fastnn.inference.load``.
 
     ``describers`` maps each accepted layer type to a function ``(type, config, n_in, dtype)
     -> LayerSpec`` that checks the layer's config (default: the layers of fastnn.layers).
     Every failure raises ModelFormatError naming ``owner`` and the file; nothing in the file is
-    executed. Returns a ModelFile.
+    executed. ``extra(zf, dtype, params)`` (training checkpoints) reads further members with
+    read_json_member / read_array_member and returns (their names, a value): the names are
+    allowed in the archive and the value becomes ModelFile.extra. Returns a ModelFile.
     """
     path = os.fspath(path)
     if not os.path.isfile(path):
@@ -245,7 +267,8 @@ def read_model_file(path, owner="fastnn.load", describers=None):
             if count * dtype.itemsize > os.path.getsize(path):
                 _fail(path, f"the architecture has {count} parameters, more than the file can hold", owner)
             names = _check_array_list(path, meta["arrays"], specs, owner)
-            allowed = {"model.json", *names}
+            extra_names, extra_value = extra(zf, dtype, count) if extra is not None else ((), None)
+            allowed = {"model.json", *names, *extra_names}
             extra = [n for n in zf.namelist() if n not in allowed]
             if extra:
                 _fail(path, f"unexpected members {extra[:3]}", owner)
@@ -257,7 +280,7 @@ def read_model_file(path, owner="fastnn.load", describers=None):
                 _fail(path, "metadata is not a JSON object", owner)
     except (zipfile.BadZipFile, zipfile.LargeZipFile, zlib.error, EOFError, NotImplementedError) as exc:
         _fail(path, f"the zip archive is damaged or not a zip archive ({exc})", owner)
-    return ModelFile(dtype, input_dim, seed, specs, weights, metadata)
+    return ModelFile(dtype, input_dim, seed, specs, weights, metadata, extra_value)
 
 
 def load(path, device="cpu"):
@@ -271,20 +294,25 @@ def load(path, device="cpu"):
     [(2, 3), (3,)]
     """
     from .backends import get_backend
-    from .model import Sequential
 
     get_backend(device, "fastnn.load")  # a bad device is the caller's error, not the file's
-    content = read_model_file(path)
+    return build_model(read_model_file(path), path, device)
+
+
+def build_model(content, path, device, owner="fastnn.load"):
+    """The Sequential of a ModelFile on ``device`` (load and Trainer.from_checkpoint)."""
+    from .model import Sequential
+
     model = Sequential([spec.layer for spec in content.layers], seed=content.seed, device=device,
                        dtype=content.dtype)
     model._build(content.input_dim)
     try:
         model.set_weights([w for layer_weights in content.weights for w in layer_weights])
     except ValueError as exc:  # values a layer cannot hold (a negative BatchNorm variance)
-        _fail(path, str(exc).rstrip("."), "fastnn.load")
+        _fail(path, str(exc).rstrip("."), owner)
     model.metadata = content.metadata
     return model
 
 
-__all__ = ["FORMAT_VERSION", "LayerSpec", "ModelFile", "describe_layer", "format_error", "layer_describers", "load",
-           "read_model_file", "save_model"]
+__all__ = ["FORMAT_VERSION", "LayerSpec", "ModelFile", "build_model", "describe_layer", "format_error",
+           "layer_describers", "load", "read_array_member", "read_json_member", "read_model_file", "save_model"]

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ._checks import check_choice
+from ._checks import check_choice, check_int
 
 
 def _labels(target):
@@ -39,6 +39,10 @@ class Metric:
 
     def update(self, pred, target, weight=None, logits=False):
         raise NotImplementedError  # every concrete metric defines it
+
+    def get_config(self):
+        """The constructor's arguments (checkpoints rebuild the metric from them)."""
+        return {}
 
 
 class Accuracy(Metric):
@@ -113,15 +117,151 @@ class R2(Metric):
         return float(np.mean(r2))
 
 
-METRICS = {"accuracy": Accuracy, "mse": MeanSquaredError, "mae": MeanAbsoluteError, "r2": R2}
+class TopKAccuracy(Metric):
+    """Fraction of samples whose label is among the ``k`` largest outputs (weighted by sample
+    weight); ties are broken by position, the lower class index first. With k >= the number
+    of outputs every sample counts as correct.
+
+    >>> import numpy as np
+    >>> m = TopKAccuracy(k=2); m.update(np.array([[0.1, 0.5, 0.4], [0.6, 0.3, 0.1]]), np.array([2, 2]))
+    >>> m.result()
+    0.5
+    """
+
+    name = "top_k_accuracy"
+
+    def __init__(self, k=5):
+        self.k = check_int("TopKAccuracy", "k", k, low=1)
+        super().__init__()
+
+    def update(self, pred, target, weight=None, logits=False):
+        if pred.shape[1] < 2:
+            raise ValueError("top_k_accuracy: needs one output per class (2 or more outputs); "
+                             "use accuracy for a single binary output.")
+        truth = _labels(target)
+        if self.k >= pred.shape[1]:
+            hit = np.ones(len(truth), dtype=bool)
+        else:
+            # the label is in the top k when fewer than k classes beat it (a tie with a lower
+            # index also beats it, as a stable descending sort would rank it)
+            score = pred[np.arange(len(truth)), truth][:, None]
+            cols = np.arange(pred.shape[1])
+            beats = (pred > score) | ((pred == score) & (cols < truth[:, None]))
+            hit = beats.sum(axis=1) < self.k
+        w = np.ones(len(hit)) if weight is None else weight
+        self._num += float(np.dot(w, hit))
+        self._den += float(w.sum())
+
+    def get_config(self):
+        return {"k": self.k}
+
+
+class _ClassCounts(Metric):
+    """Per-class weighted true positives, predicted and actual counts, from which precision,
+    recall and F1 follow. One output is a binary classifier (threshold 0 on logits, 0.5 on
+    probabilities) scored on the positive class 1; several outputs are multi-class (argmax),
+    averaged over the classes present in the targets or the predictions:
+
+    - 'macro' (default): the unweighted mean of the per-class scores;
+    - 'weighted': their mean weighted by each class's (weighted) count in the targets;
+    - 'micro': the score of the pooled counts (equal to accuracy for single-label data).
+
+    A class whose score has a zero denominator scores 0, as scikit-learn's default
+    (zero_division='warn') does, without the warning. The results equal scikit-learn's
+    ``precision_score`` / ``recall_score`` / ``f1_score`` with ``average='binary'`` (one output)
+    or the same ``average``.
+    """
+
+    def __init__(self, average="macro"):
+        self.average = check_choice(type(self).__name__, "average", average, ("macro", "micro", "weighted"))
+        super().__init__()
+
+    def reset(self):
+        self._tp = self._pred = self._true = np.zeros(0)
+        self._binary = None
+
+    def update(self, pred, target, weight=None, logits=False):
+        binary = pred.shape[1] == 1
+        guess = _decisions(pred, 0.0 if logits else 0.5)
+        truth = (target[:, 0] > 0.5).astype(np.int64) if binary else _labels(target).astype(np.int64)
+        w = np.ones(len(guess)) if weight is None else np.asarray(weight, np.float64)
+        n = max(pred.shape[1], 2, len(self._tp))
+        tp = np.bincount(truth[guess == truth], w[guess == truth], minlength=n)
+        counts = (tp, np.bincount(guess, w, minlength=n), np.bincount(truth, w, minlength=n))
+        self._tp, self._pred, self._true = (np.pad(old, (0, n - len(old))) + new for old, new in
+                                            zip((self._tp, self._pred, self._true), counts))
+        self._binary = binary
+
+    def result(self):
+        if self._binary is None:
+            return float("nan")
+        tp, pred, true = self._tp, self._pred, self._true
+        if self._binary:  # the positive class only
+            return self._score(tp[1:2], pred[1:2], true[1:2])
+        present = (pred > 0) | (true > 0)
+        if self.average == "micro":
+            return self._score(tp[present].sum(keepdims=True), pred[present].sum(keepdims=True),
+                               true[present].sum(keepdims=True))
+        scores = self._scores(tp[present], pred[present], true[present])
+        if self.average == "weighted":
+            total = true[present].sum()
+            return float(np.dot(scores, true[present]) / total) if total else 0.0
+        return float(scores.mean()) if len(scores) else float("nan")
+
+    def _score(self, tp, pred, true):
+        return float(self._scores(tp, pred, true)[0])
+
+    @staticmethod
+    def _ratio(num, den):
+        return np.divide(num, den, out=np.zeros_like(num, dtype=np.float64), where=den > 0)
+
+    def get_config(self):
+        return {"average": self.average}
+
+
+class Precision(_ClassCounts):
+    """Precision TP / (TP + FP): binary on one output, else averaged over classes (``average``:
+    'macro' by default, 'micro' or 'weighted'; see _ClassCounts)."""
+
+    name = "precision"
+
+    def _scores(self, tp, pred, true):
+        return self._ratio(tp, pred)
+
+
+class Recall(_ClassCounts):
+    """Recall TP / (TP + FN): binary on one output, else averaged over classes (``average``:
+    'macro' by default, 'micro' or 'weighted'; see _ClassCounts)."""
+
+    name = "recall"
+
+    def _scores(self, tp, pred, true):
+        return self._ratio(tp, true)
+
+
+class F1(_ClassCounts):
+    """F1 = 2 TP / (2 TP + FP + FN), the harmonic mean of precision and recall: binary on one
+    output, else averaged over classes (``average``: 'macro' by default, 'micro' or 'weighted';
+    see _ClassCounts)."""
+
+    name = "f1"
+
+    def _scores(self, tp, pred, true):
+        return self._ratio(2 * tp, pred + true)
+
+
+METRICS = {"accuracy": Accuracy, "top_k_accuracy": TopKAccuracy, "precision": Precision, "recall": Recall,
+           "f1": F1, "mse": MeanSquaredError, "mae": MeanAbsoluteError, "r2": R2}
 
 
 def get_metric(metric, owner="Trainer"):
-    """A fresh Metric from a name or an instance."""
+    """A fresh Metric from a name (with its default options: top_k_accuracy k=5; precision,
+    recall, f1 average='macro') or an instance (returned as is)."""
     if isinstance(metric, Metric):
         return metric
     check_choice(owner, "metric", metric, tuple(METRICS))
     return METRICS[metric]()
 
 
-__all__ = ["Accuracy", "METRICS", "MeanAbsoluteError", "MeanSquaredError", "Metric", "R2", "get_metric"]
+__all__ = ["Accuracy", "F1", "METRICS", "MeanAbsoluteError", "MeanSquaredError", "Metric", "Precision", "R2", "Recall",
+           "TopKAccuracy", "get_metric"]

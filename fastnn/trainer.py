@@ -10,7 +10,8 @@ allocates nothing.
 from __future__ import annotations
 
 import math
-import sys
+import signal
+import threading
 import time
 
 import numpy as np
@@ -18,8 +19,7 @@ import numpy as np
 from ._checks import as_float_array, check_float, check_int, check_same_length, check_seed
 from ._random import stream_key
 from .augment import as_augmentations
-from .callbacks import Callback, History
-from .errors import TrainingDiverged
+from .callbacks import Callback, History, ProgressBar, TerminateOnNaN
 from .losses import get_loss
 from .metrics import get_metric
 from .model import Sequential
@@ -40,6 +40,40 @@ class _Buffers:
         return views
 
 
+def _hooks(callbacks, name):
+    """The bound ``name`` hooks of the callbacks that define it (not Callback's no-op) and want
+    batch events: the per-batch loop calls only these."""
+    base = getattr(Callback, name)
+    return [getattr(cb, name) for cb in callbacks
+            if cb.wants_batches and getattr(getattr(cb, name), "__func__", None) is not base]
+
+
+class _DeferredInterrupt:
+    """While fit runs in the main thread with Python's default SIGINT handler, a first Ctrl-C
+    sets ``caught`` and ``trainer.stop_training`` (fit stops after the current batch) and puts
+    the default handler back, so a second Ctrl-C raises KeyboardInterrupt at once."""
+
+    def __init__(self, trainer):
+        self.trainer, self.caught, self._installed = trainer, False, False
+
+    def _handler(self, signum, frame):
+        self.caught = True
+        self.trainer.stop_training = True
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+
+    def __enter__(self):
+        if threading.current_thread() is threading.main_thread() and \
+                signal.getsignal(signal.SIGINT) is signal.default_int_handler:
+            signal.signal(signal.SIGINT, self._handler)
+            self._installed = True
+        return self
+
+    def __exit__(self, *exc):
+        if self._installed and signal.getsignal(signal.SIGINT) == self._handler:
+            signal.signal(signal.SIGINT, signal.default_int_handler)
+        return False
+
+
 class Trainer:
     """Minibatch gradient-descent training of a Sequential model.
 
@@ -56,8 +90,9 @@ class Trainer:
         None: full-batch gradient descent; 1: pure stochastic gradient descent. With a
         trainable BatchNorm, which needs 2 rows per batch, a last partial batch of one row is
         merged into the previous batch.
-    metrics : sequence of str, default ()
-        Any of 'accuracy', 'mse', 'mae', 'r2'.
+    metrics : sequence of str or Metric, default ()
+        Any of 'accuracy', 'top_k_accuracy', 'precision', 'recall', 'f1', 'mse', 'mae', 'r2',
+        or fastnn.metrics instances (TopKAccuracy(k=3), F1(average="micro"), ...).
     l1, l2 : float, default 0
         Penalty l1 * sum|w| + l2 * sum w^2 over the weights of trainable layers (not biases),
         added to the loss and its gradient.
@@ -111,6 +146,8 @@ class Trainer:
         self.history = History()
         self.epoch = 0
         self.stop_training = False
+        #: wall times of the last fit, evaluate and predict calls (see fit)
+        self.timing = {}
         self._buffers = None
         self._augment_buffers = []
         self._buffer_key = None
@@ -200,20 +237,26 @@ class Trainer:
         X : (n_samples, n_features) numbers; y : targets as the loss expects them.
         validation : (X_val, y_val[, w_val]) evaluated after every epoch, or
         validation_split : fraction of the last samples held out for validation.
+        callbacks : fastnn.callbacks.Callback instances (see that module for the hooks).
         sample_weight : (n_samples,) >= 0; class_weight : {class: weight} or 'balanced'.
-        verbose : 0 silent, 1 one line per epoch.
+        verbose : 0 silent; 1 a ProgressBar (a bar within each epoch on a terminal, and one line
+        per epoch); 2 one line per epoch only.
+
+        A non-finite loss stops training with TrainingDiverged and finite weights
+        (fastnn.callbacks.TerminateOnNaN). Ctrl-C (KeyboardInterrupt) ends fit after the batch
+        being trained: the model holds the weights after that batch, the unfinished epoch is
+        not recorded (nor counted), a line is printed and the History so far is returned.
+        ``trainer.timing['fit']`` records {'seconds': wall time of the call (validation
+        included), 'samples': training rows processed, 'samples_per_s', 'epochs'}.
         """
         owner = "Trainer.fit"
+        t_start = time.perf_counter()
         epochs = check_int(owner, "epochs", epochs, low=0)
+        verbose = check_int(owner, "verbose", int(verbose) if isinstance(verbose, (bool, np.bool_)) else verbose,
+                            low=0, high=2)
         X, y, w = self._prepare(owner, X, y, sample_weight, class_weight)
         X, y, w, val = self._split_validation(owner, X, y, w, validation, validation_split)
-        callbacks = list(callbacks) if callbacks else []
-        for cb in callbacks:
-            if not isinstance(cb, Callback):
-                raise TypeError(f"{owner}: callbacks must be fastnn.callbacks.Callback instances; got {cb!r}.")
-        callbacks.append(self.history)
-        for cb in callbacks:
-            cb.set_trainer(self)
+        callbacks = self._callbacks(owner, callbacks, verbose)
 
         model, backend = self.model, self.model.backend
         self.optimizer.bind(model)
@@ -229,81 +272,156 @@ class Trainer:
         penalize = self.l1 > 0 or self.l2 > 0
         fused = self._fused
         count = self.loss.count
+        nan_guard = next(cb for cb in callbacks if isinstance(cb, TerminateOnNaN))
 
         self.stop_training = False
+        initial_epoch, samples = self.epoch, 0
         for cb in callbacks:
-            cb.on_train_begin()
-        for _ in range(epochs):
-            epoch = self.epoch
-            t0 = time.perf_counter()
-            self.optimizer.epoch = epoch  # schedules with per="epoch" count epochs
-            for cb in callbacks:
-                cb.on_epoch_begin(epoch)
-            lr = self.optimizer.current_lr()
-            order = self.rng.permutation(n) if self.shuffle and n_batches > 1 else None
-            backend.fill(loss_acc, 0.0)
-            penalty_sum = 0.0
-            grad_norm = math.nan
-            for m in self.metrics:
-                m.reset()
-            for batch in range(n_batches):
-                start = batch * bs
-                stop = n if batch == n_batches - 1 else start + bs
-                rows = stop - start
-                views = buffers.get(rows)
-                if order is None:  # contiguous rows: views, no copy
-                    xb, yb = Xd[start:stop], yd[start:stop]
-                    wb = None if wd is None else wd[start:stop]
-                else:
-                    idx = order[start:stop]
-                    xb = backend.take_rows(Xd, idx, out=views["x"])
-                    yb = backend.take_rows(yd, idx, out=views["y"])
-                    wb = None if wd is None else backend.take_rows(wd, idx, out=views["w"])
-                for aug, aug_buffers in augment:
-                    xb, yb, wb = aug._apply(backend, self.rng, aug_buffers.get(rows), xb, yb, wb)
-                for cb in callbacks:
-                    cb.on_batch_begin(batch)
-                out = model._forward(xb, training=True, logits=fused)
-                self.loss(backend, out, yb, weight=wb, scale=1.0 / count(rows, model.n_out), loss_out=loss_acc,
-                          grad=views["grad"])
-                if not math.isfinite(loss_acc[0]):
-                    raise TrainingDiverged(
-                        f"loss became {loss_acc[0]} at epoch {epoch + 1}, batch {batch + 1}; the weights are those "
-                        f"before that batch's update; lower lr, clip gradients (clip_norm=) or scale the inputs.")
-                for m in self.metrics:
-                    m.update(backend.to_numpy(out), backend.to_numpy(yb),
-                             None if wb is None else backend.to_numpy(wb), logits=fused)
-                model._backward(views["grad"])
-                if penalize:
-                    penalty_sum += self._penalty(weight_params, gradient=True) * rows
-                if self.clip_value is not None:
-                    backend.clip_(model.grads, self.clip_value)
-                if self.clip_norm is not None or stop == n:
-                    grad_norm = math.sqrt(backend.sum_squares(model.grads))
-                    if self.clip_norm is not None and grad_norm > self.clip_norm:
-                        backend.scale_(model.grads, self.clip_norm / (grad_norm + 1e-6))
-                self.optimizer.step()
-                for cb in callbacks:
-                    cb.on_batch_end(batch)
-            logs = {"loss": float(backend.to_numpy(loss_acc)[0]) / count(n, model.n_out) + penalty_sum / n}
-            for m in self.metrics:
-                logs[m.name] = m.result()
-            if val is not None:
-                for k, v in self._evaluate_arrays(*val).items():
-                    logs[f"val_{k}"] = v
-            logs["lr"] = lr
-            logs["grad_norm"] = grad_norm
-            logs["epoch_time"] = time.perf_counter() - t0
-            self.epoch += 1
-            for cb in callbacks:
-                cb.on_epoch_end(epoch, logs)
-            if verbose:
-                self._print_epoch(epoch, epochs, logs)
-            if self.stop_training:
-                break
+            cb.on_train_begin({"epochs": epochs, "initial_epoch": initial_epoch, "batches": n_batches, "samples": n})
+        # only the callbacks that define a batch hook (and want it) cost anything per batch
+        batch_begin = _hooks(callbacks, "on_batch_begin")
+        batch_end = _hooks(callbacks, "on_batch_end")
+        interrupted = None
+        with _DeferredInterrupt(self) as sigint:
+            try:
+                for _ in range(epochs):
+                    epoch = self.epoch
+                    t0 = time.perf_counter()
+                    self.optimizer.epoch = epoch  # schedules with per="epoch" count epochs
+                    for cb in callbacks:
+                        cb.on_epoch_begin(epoch)
+                    lr = self.optimizer.current_lr()
+                    order = self.rng.permutation(n) if self.shuffle and n_batches > 1 else None
+                    backend.fill(loss_acc, 0.0)
+                    penalty_sum = 0.0
+                    grad_norm = math.nan
+                    for m in self.metrics:
+                        m.reset()
+                    for batch in range(n_batches):
+                        start = batch * bs
+                        stop = n if batch == n_batches - 1 else start + bs
+                        rows = stop - start
+                        views = buffers.get(rows)
+                        if order is None:  # contiguous rows: views, no copy
+                            xb, yb = Xd[start:stop], yd[start:stop]
+                            wb = None if wd is None else wd[start:stop]
+                        else:
+                            idx = order[start:stop]
+                            xb = backend.take_rows(Xd, idx, out=views["x"])
+                            yb = backend.take_rows(yd, idx, out=views["y"])
+                            wb = None if wd is None else backend.take_rows(wd, idx, out=views["w"])
+                        for aug, aug_buffers in augment:
+                            xb, yb, wb = aug._apply(backend, self.rng, aug_buffers.get(rows), xb, yb, wb)
+                        for hook in batch_begin:
+                            hook(batch)
+                        out = model._forward(xb, training=True, logits=fused)
+                        self.loss(backend, out, yb, weight=wb, scale=1.0 / count(rows, model.n_out),
+                                  loss_out=loss_acc, grad=views["grad"])
+                        if not math.isfinite(loss_acc[0]):
+                            nan_guard.diverged(epoch, batch, f"loss became {loss_acc[0]}")
+                        for m in self.metrics:
+                            m.update(backend.to_numpy(out), backend.to_numpy(yb),
+                                     None if wb is None else backend.to_numpy(wb), logits=fused)
+                        model._backward(views["grad"])
+                        if penalize:
+                            penalty_sum += self._penalty(weight_params, gradient=True) * rows
+                        if self.clip_value is not None:
+                            backend.clip_(model.grads, self.clip_value)
+                        if self.clip_norm is not None or stop == n:
+                            grad_norm = math.sqrt(backend.sum_squares(model.grads))
+                            if self.clip_norm is not None and grad_norm > self.clip_norm:
+                                backend.scale_(model.grads, self.clip_norm / (grad_norm + 1e-6))
+                        self.optimizer.step()
+                        samples += rows
+                        if batch_end:
+                            batch_logs = {"size": rows, "seen": stop,
+                                          "loss": self._epoch_loss(loss_acc, penalty_sum, stop)}
+                            for hook in batch_end:
+                                hook(batch, batch_logs)
+                        if self.stop_training:
+                            break
+                    if sigint.caught and stop < n:  # Ctrl-C: the unfinished epoch is not recorded
+                        interrupted = (epoch, batch)
+                        break
+                    logs = {"loss": self._epoch_loss(loss_acc, penalty_sum, stop)}
+                    for m in self.metrics:
+                        logs[m.name] = m.result()
+                    if val is not None:
+                        for k, v in self._evaluate_arrays(*val).items():
+                            logs[f"val_{k}"] = v
+                    logs["lr"] = lr
+                    logs["grad_norm"] = grad_norm
+                    logs["epoch_time"] = time.perf_counter() - t0
+                    self.epoch += 1
+                    for cb in callbacks:
+                        cb.on_epoch_end(epoch, logs)
+                    if self.stop_training:
+                        break
+            except KeyboardInterrupt:  # raised by a callback between batches, or a second Ctrl-C
+                interrupted = (self.epoch, None)
+            if sigint.caught and interrupted is None:  # during an epoch's end: that epoch is recorded
+                interrupted = (self.epoch, None)
+        self._record_time("fit", t_start, samples)
+        self.timing["fit"]["epochs"] = self.epoch - initial_epoch
+        if interrupted is not None:
+            epoch, batch = interrupted
+            at = f"in epoch {epoch + 1} after batch {batch + 1}" if batch is not None else f"after epoch {epoch}"
+            print(f"Trainer.fit: interrupted {at}; the model holds the weights of the last completed batch "
+                  f"and the History its {len(self.history.epoch)} completed epochs.", flush=True)
         for cb in callbacks:
-            cb.on_train_end()
+            cb.on_train_end({"interrupted": interrupted is not None})
         return self.history
+
+    def _callbacks(self, owner, callbacks, verbose):
+        """fit's callbacks: the History first, a TerminateOnNaN, the user's, then a ProgressBar
+        (with verbose), each bound to this Trainer."""
+        callbacks = list(callbacks) if callbacks else []
+        for cb in callbacks:
+            if not isinstance(cb, Callback):
+                raise TypeError(f"{owner}: callbacks must be fastnn.callbacks.Callback instances; got {cb!r}.")
+        if any(isinstance(cb, History) and cb is not self.history for cb in callbacks):
+            raise ValueError(f"{owner}: fit records into trainer.history; do not pass another History.")
+        callbacks = [self.history] + [cb for cb in callbacks if cb is not self.history]
+        if not any(isinstance(cb, TerminateOnNaN) for cb in callbacks):
+            callbacks.insert(1, TerminateOnNaN())
+        if verbose and not any(isinstance(cb, ProgressBar) for cb in callbacks):
+            callbacks.append(ProgressBar(bar=None if verbose == 1 else False))
+        for cb in callbacks:
+            cb.set_trainer(self)
+        return callbacks
+
+    def _epoch_loss(self, loss_acc, penalty_sum, seen):
+        """Mean loss (with the penalty) over the first ``seen`` rows of the epoch."""
+        return float(self.model.backend.to_numpy(loss_acc)[0]) / self.loss.count(seen, self.model.n_out) \
+            + penalty_sum / seen
+
+    def save_checkpoint(self, path):
+        """Write the model and everything training continues from (optimizer state, schedule
+        position, epoch, generator state, Dropout and augmentation counters, History) to
+        ``path``, atomically; see fastnn.checkpoint. Callbacks are not saved.
+
+        >>> import fastnn as fnn, os, tempfile
+        >>> X, y = fnn.datasets.load_iris()
+        >>> model = fnn.Sequential([fnn.layers.Dense(3)], seed=0)
+        >>> trainer = fnn.Trainer(model, "cross_entropy", "adam", seed=0)
+        >>> _ = trainer.fit(X, y, epochs=2, verbose=0)
+        >>> p = os.path.join(tempfile.mkdtemp(), "ckpt.fnn"); trainer.save_checkpoint(p)
+        >>> resumed = fnn.Trainer.from_checkpoint(p)
+        >>> resumed.epoch, len(resumed.history["loss"])
+        (2, 2)
+        """
+        from .checkpoint import save_checkpoint
+
+        save_checkpoint(self, path)
+
+    @classmethod
+    def from_checkpoint(cls, path, device=None):
+        """The Trainer written by ``save_checkpoint``, ready to ``fit`` on (``device``: default
+        the one it was saved from): continuing gives the same weights, bit for bit, as never
+        stopping, on the same device and thread count."""
+        from .checkpoint import load_checkpoint
+
+        return load_checkpoint(path, device)
 
     def _n_batches(self, n, bs):
         """Minibatches per epoch: ceil(n / bs), one fewer when the last would have fewer rows than
@@ -332,18 +450,6 @@ class Trainer:
         for aug, stream in zip(self.augment, self._augment_keys):
             aug._bind(stream, capacity)
         return self._buffers, self._augment_buffers
-
-    def _print_epoch(self, epoch, epochs, logs):
-        width = len(str(self.epoch - 1 + epochs))
-        parts = [f"epoch {epoch + 1:>{width}}"]
-        for k, v in logs.items():
-            if k in ("lr", "grad_norm", "epoch_time"):
-                continue
-            parts.append(f"{k} {v:.4f}")
-        parts.append(f"lr {logs['lr']:.3g}")
-        t = logs["epoch_time"]
-        parts.append(f"{t:.2f}s" if t >= 1 else f"{t * 1e3:.1f}ms")
-        print(" - ".join(parts), file=sys.stdout, flush=True)
 
     # -------------------------------------------------------------- evaluation
     def _evaluate_arrays(self, X, y, w):
@@ -380,13 +486,27 @@ class Trainer:
         return sum(backend.penalty(p, g if gradient else None, l1=self.l1, l2=self.l2) for p, g in views)
 
     def evaluate(self, X, y, sample_weight=None):
-        """{'loss': ..., <metric>: ...} on (X, y) in evaluation mode (no update)."""
+        """{'loss': ..., <metric>: ...} on (X, y) in evaluation mode (no update);
+        ``trainer.timing['evaluate']`` records its wall time (see _record_time)."""
+        t0 = time.perf_counter()
         X, y, w = self._prepare("Trainer.evaluate", X, y, sample_weight)
-        return self._evaluate_arrays(X, y, w)
+        result = self._evaluate_arrays(X, y, w)
+        self._record_time("evaluate", t0, len(X))
+        return result
 
     def predict(self, X, batch_size=None):
-        """The model's output for X (see Sequential.predict)."""
-        return self.model.predict(X, batch_size=batch_size)
+        """The model's output for X (see Sequential.predict); ``trainer.timing['predict']``
+        records its wall time."""
+        t0 = time.perf_counter()
+        out = self.model.predict(X, batch_size=batch_size)
+        self._record_time("predict", t0, len(out))
+        return out
+
+    def _record_time(self, what, t0, samples):
+        """timing[what] = {'seconds', 'samples', 'samples_per_s'} of a call begun at ``t0``."""
+        seconds = time.perf_counter() - t0
+        self.timing[what] = {"seconds": seconds, "samples": samples,
+                             "samples_per_s": samples / seconds if seconds > 0 else math.nan}
 
 
 __all__ = ["Trainer"]

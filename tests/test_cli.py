@@ -21,10 +21,16 @@ from _helpers import CPU_BUILT, DEVICE, DEVICES, needs_cpu  # noqa: F401
 
 
 def run(capsys, *argv):
-    """main(argv) in-process -> (exit status, stdout lines, stderr lines)."""
+    """main(argv) in-process -> (exit status, stdout lines, stderr lines), stdout without the
+    closing timing report of ``fastnn train`` (test_train_ends_with_a_timing_report checks it)."""
     code = main([str(a) for a in argv])
     out, err = capsys.readouterr()
-    return code, out.splitlines(), err.splitlines()
+    return code, without_report(out.splitlines()), err.splitlines()
+
+
+def without_report(lines):
+    """The lines before 'timing:', the first line of fastnn train's closing report."""
+    return lines[:lines.index("timing:")] if "timing:" in lines else lines
 
 
 def check_epoch_lines(lines, epochs, metric):
@@ -102,7 +108,7 @@ def test_train_as_a_subprocess(tmp_path):
                           cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr
     assert proc.stderr == ""
-    lines = proc.stdout.splitlines()
+    lines = without_report(proc.stdout.splitlines())
     check_epoch_lines(lines, 3, "accuracy")
     assert lines[-2].startswith("test loss ") and lines[-1] == "saved m.fnn"
     assert fnn.load(tmp_path / "m.fnn", device="reference").n_params == 4 * 8 + 8 + 8 * 3 + 3
@@ -340,6 +346,72 @@ def test_bench_bad_config_exits_2(capsys):
     out, err = capsys.readouterr()
     assert code == 2
     assert "unknown --config nope" in err
+
+
+# ------------------------------------------------- report, checkpoint, resume, plot
+def test_train_ends_with_a_timing_report(capsys):
+    code = main(["train", "--data", "iris", "--epochs", "2", "--hidden", "8", "--device", DEVICE])
+    lines = capsys.readouterr().out.splitlines()
+    assert code == 0 and lines[-4] == "timing:"
+    assert re.fullmatch(r"  train  [\d.]+m?s for 2 epochs, 210 samples, [\d,]+ samples/s \(validation included\)",
+                        lines[-3]), lines[-3]
+    assert re.fullmatch(r"  test   [\d.]+m?s for 22 samples, [\d,]+ samples/s", lines[-2]), lines[-2]
+    info = fnn.info()
+    assert lines[-1].startswith(f"  device {DEVICE}; CPU {info['cpu']}, {info['cores']} cores, "
+                                f"{info['threads']} threads; BLAS ")
+
+
+def test_checkpoint_then_resume_equals_an_uninterrupted_run(capsys, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    common = ("train", "--data", "spirals", "--hidden", "16", "--device", DEVICE, "--seed", 2, "--batch-size", 32)
+    code, straight, _ = run(capsys, *common, "--epochs", 6, "--out", "straight.fnn")
+    assert code == 0
+    code, first, _ = run(capsys, *common, "--epochs", 3, "--checkpoint", "ckpt.fnn")
+    assert code == 0 and first[-1] == "saved ckpt.fnn (checkpoint after epoch 3)"
+    # the architecture, optimizer and split come from the checkpoint: other --hidden/--seed are ignored
+    code, second, err = run(capsys, "train", "--data", "spirals", "--hidden", "99", "--seed", 7, "--device", DEVICE,
+                            "--epochs", 6, "--resume", "ckpt.fnn", "--checkpoint", "ckpt.fnn", "--out", "resumed.fnn",
+                            "--plot", "curves.png")
+    assert code == 0 and err == []
+    assert second[1] == "resumed ckpt.fnn after epoch 3; 3 more to reach --epochs 6"
+    assert [line.split(" - ")[0] for line in second if line.startswith("epoch ")] == ["epoch 4", "epoch 5", "epoch 6"]
+    assert [line.rsplit(" - ", 1)[0] for line in second if line.startswith("epoch ")] == \
+        [line.rsplit(" - ", 1)[0] for line in straight if line.startswith("epoch ")][3:]
+    a, b = fnn.load("straight.fnn", device="reference"), fnn.load("resumed.fnn", device="reference")
+    assert all(np.array_equal(x, y) for x, y in zip(a.get_weights(), b.get_weights()))
+    assert fnn.Trainer.from_checkpoint("ckpt.fnn").epoch == 6 and os.path.getsize("curves.png") > 0
+    # --epochs already reached: nothing more to train; a checkpoint evaluates like a model
+    code, third, _ = run(capsys, *common, "--epochs", 6, "--resume", "ckpt.fnn")
+    assert code == 0 and third[1] == "resumed ckpt.fnn after epoch 6; 0 more to reach --epochs 6"
+    code, out, _ = run(capsys, "evaluate", "ckpt.fnn", "--data", "spirals", "--device", DEVICE)
+    code2, out2, _ = run(capsys, "evaluate", "resumed.fnn", "--data", "spirals", "--device", DEVICE)
+    assert code == code2 == 0 and json.loads(out[0]) == json.loads(out2[0])
+
+
+RESUME_ARGS = [
+    (["train", "--data", "iris", "--resume", "nothere.fnn"], r"Trainer.from_checkpoint: no file at 'nothere.fnn'"),
+    (["train", "--data", "iris", "--resume", "m64.fnn"], r"m64.fnn is not a valid fastnn model file: it has no "
+                                                         r"checkpoint.json member"),
+    (["train", "--data", "iris", "--resume", "api.fnn"], r"--resume api.fnn: not a checkpoint written by fastnn "
+                                                         r"train --checkpoint"),
+    (["train", "--data", "moons", "--resume", "iris.fnn"], r"--data moons: its classes differ from those of the "
+                                                           r"checkpoint iris.fnn"),
+    (["train", "--data", "iris", "--checkpoint", "no/such/dir/c.fnn"], r"--checkpoint no/such/dir/c.fnn: the folder "
+                                                                       r".* does not exist"),
+    (["train", "--data", "iris", "--plot", "no/dir/p.png"], r"--plot no/dir/p.png: the folder .* does not exist"),
+]
+
+
+@pytest.mark.parametrize("argv, match", RESUME_ARGS, ids=[" ".join(a) for a, _ in RESUME_ARGS])
+def test_bad_resume_and_checkpoint_arguments_exit_2(capsys, files, monkeypatch, argv, match):
+    monkeypatch.chdir(files)
+    model = fnn.Sequential([fnn.layers.Dense(3)], input_dim=4, seed=0)
+    fnn.Trainer(model, "cross_entropy").save_checkpoint("api.fnn")
+    assert main(["train", "--data", "iris", "--epochs", "1", "--checkpoint", "iris.fnn", "--device", DEVICE]) == 0
+    capsys.readouterr()
+    code, out, err = run(capsys, *argv, "--device", DEVICE)
+    assert code == 2 and out == [] and len(err) == 1
+    assert re.search(match, err[0]), err[0]
 
 
 # ---------------------------------------------------------------------- bad arguments
