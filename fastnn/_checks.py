@@ -104,22 +104,23 @@ def _as_numeric_array(owner, name, value):
     return arr
 
 
-def check_finite(owner, name, arr):
-    """Raise if a float array holds NaN or inf, naming where the first one is."""
+def probably_finite(arr):
+    """True when the float array ``arr`` holds no NaN or inf; False when it does, and also,
+    for large arrays, when a sum of finite values overflowed (check_finite then decides)."""
     # Large arrays: one summation screens them, NaN and inf propagating into the sum, in one
     # pass (min and max took two) and without an array-sized temporary (an np.isfinite mask of
-    # a 20000 x 784 X is 15 MiB); a sum of finite values that overflowed fails the screen too,
-    # so the mask below decides. Small arrays (one row to predict): the mask is cheaper than
+    # a 20000 x 784 X is 15 MiB). Small arrays (one row to predict): the mask is cheaper than
     # the errstate the sum needs.
-    if arr.dtype.kind != "f" or not arr.size:
-        return
     if arr.size <= _MASK_SIZE:
-        if np.isfinite(arr).all():
-            return
-    else:
-        with np.errstate(over="ignore", invalid="ignore"):
-            if math.isfinite(np.add.reduce(arr, axis=None)):
-                return
+        return bool(np.isfinite(arr).all())
+    with np.errstate(over="ignore", invalid="ignore"):
+        return math.isfinite(np.add.reduce(arr, axis=None))
+
+
+def check_finite(owner, name, arr):
+    """Raise if a float array holds NaN or inf, naming where the first one is."""
+    if arr.dtype.kind != "f" or not arr.size or probably_finite(arr):
+        return
     bad = np.argwhere(~np.isfinite(arr))
     if len(bad):
         where = ", ".join(str(int(i)) for i in bad[0])
@@ -129,12 +130,14 @@ def check_finite(owner, name, arr):
         )
 
 
-def as_float_array(owner, name, value, dtype=np.float32, *, ndim=2, allow_empty=False, copy=False):
+def as_float_array(owner, name, value, dtype=np.float32, *, ndim=2, allow_empty=False, copy=False,
+                   finite=True):
     """Validate ``value`` and return it as a C-contiguous array of ``dtype``.
 
     Accepts lists, any integer, bool or float32/float64 array, in any memory order (copied
     when needed). Rejects float16, complex, object and string data, the wrong number of
-    dimensions, empty arrays (unless ``allow_empty``) and NaN/inf.
+    dimensions, empty arrays (unless ``allow_empty``) and NaN/inf. ``finite=False`` leaves the
+    NaN/inf check to a caller that screens a product of the array instead (fastnn.inference).
     """
     arr = _as_numeric_array(owner, name, value)
     if ndim is not None and arr.ndim != ndim:
@@ -146,7 +149,8 @@ def as_float_array(owner, name, value, dtype=np.float32, *, ndim=2, allow_empty=
         )
     if not allow_empty and arr.size == 0:
         raise ValueError(f"{owner}: {name} is empty (shape {arr.shape}); pass at least one sample.")
-    check_finite(owner, name, arr)
+    if finite:
+        check_finite(owner, name, arr)
     out = np.array(arr, dtype=dtype, order="C", copy=True) if copy else np.ascontiguousarray(arr, dtype=dtype)
     return out
 

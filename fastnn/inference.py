@@ -32,7 +32,8 @@ from typing import NamedTuple
 
 import numpy as np
 
-from ._checks import as_float_array, check_dtype_name, check_float, check_int
+from ._checks import (_MASK_SIZE, as_float_array, check_dtype_name, check_finite, check_float, check_int,
+                      probably_finite)
 from ._special import erfc
 from .backends.base import DEFAULT_ALPHA
 from .io import LayerSpec, format_error, layer_describers, read_model_file
@@ -232,20 +233,19 @@ def _activate(name, alpha, z, out, s):
         raise ValueError(f"fastnn.inference: unknown activation {name!r}.")
 
 
-def _step_function(step, s):
-    """fn(x, out) computing ``step`` with the scratch views ``s``."""
+def _step_function(step, s, screen=False):
+    """fn(x, out) computing ``step`` with the scratch views ``s``. With ``screen`` (a dense or
+    affine step) fn stops and returns False when its pre-activation holds NaN or inf."""
     act, alpha, w, b = step.activation, step.alpha, step.weight, step.bias
-    if step.kind == "dense":
+    if step.kind in ("dense", "affine"):
+        product = np.dot if step.kind == "dense" else np.multiply  # np.dot: matmul's BLAS call, cheaper
+
         def run(x, out):
-            np.dot(x, w, out=out)  # np.dot: the same BLAS call as matmul, with less overhead per call
+            product(x, w, out=out)
             if b is not None:
                 np.add(out, b, out=out)
-            if act != "identity":
-                _activate(act, alpha, out, out, s)
-    elif step.kind == "affine":
-        def run(x, out):
-            np.multiply(x, w, out=out)
-            np.add(out, b, out=out)
+            if screen and not probably_finite(out):
+                return False
             if act != "identity":
                 _activate(act, alpha, out, out, s)
     else:
@@ -284,6 +284,7 @@ class InferenceModel:
         with np.errstate(over="ignore", invalid="ignore"):  # an overflow is refused after folding
             self.steps = _fold(specs, weights, self.dtype)
         self._width = max(step.n_out for step in self.steps)
+        self._screened = self.steps[0].kind in ("dense", "affine")  # see predict
         self._local = threading.local()
 
     @classmethod
@@ -307,10 +308,11 @@ class InferenceModel:
         return cls(specs, [layer.weights for layer in model.layers], dtype, dict(model.metadata))
 
     # ------------------------------------------------------------ running
-    def _plan(self, n):
+    def _plan(self, n, screen):
         """(body, last) for batches of n rows: body lists (fn, out) for every step but the last,
         out a view of this thread's buffers; last is the last step's fn, which writes into the
-        caller's array. Buffers are per thread and grown to the largest batch."""
+        caller's array. Buffers are per thread and grown to the largest batch. With ``screen``
+        the first step stops at NaN or inf (see predict)."""
         local = self._local
         plans = getattr(local, "plans", None)
         if plans is None or n > local.capacity:
@@ -325,21 +327,31 @@ class InferenceModel:
         elif len(plans) >= _MAX_PLANS:
             plans.clear()
         flat = local.flat
-        fns = [_step_function(step, _Scratch(flat[2:], n, step.n_out)) for step in self.steps]
+        fns = [_step_function(step, _Scratch(flat[2:], n, step.n_out), screen=screen and i == 0)
+               for i, step in enumerate(self.steps)]
         body = tuple((fn, flat[i % 2][:n * step.n_out].reshape(n, step.n_out))
                      for i, (fn, step) in enumerate(zip(fns[:-1], self.steps)))
-        plans[n] = body, fns[-1]
-        return plans[n]
+        plans[n, screen] = body, fns[-1]
+        return plans[n, screen]
 
-    def _run(self, x, out):
+    def _run(self, x, out, screen=False):
+        """Compute one chunk into ``out``; with ``screen``, False (``out`` unfinished) when the
+        first step's pre-activation holds NaN or inf."""
         try:
-            body, last = self._local.plans[x.shape[0]]
+            body, last = self._local.plans[x.shape[0], screen]
         except (AttributeError, KeyError):  # a new thread or batch size
-            body, last = self._plan(x.shape[0])
+            body, last = self._plan(x.shape[0], screen)
         for fn, y in body:
-            fn(x, y)
+            if fn(x, y) is False:
+                return False
             x = y
-        last(x, out)
+        return last(x, out) is not False
+
+    def _run_all(self, X, out, chunk, screen=False):
+        """Compute X in chunks of at most ``chunk`` rows; False when a screen found NaN/inf."""
+        if len(X) <= chunk:
+            return self._run(X, out, screen)
+        return all(self._run(X[i:i + chunk], out[i:i + chunk], screen) for i in range(0, len(X), chunk))
 
     def predict(self, X, batch_size=None):
         """Model output for X (n_samples, n_features) as a new array (n_samples, n_outputs) of
@@ -348,19 +360,26 @@ class InferenceModel:
         X may be any bool, integer or float array or nested list; NaN/inf are refused.
         ``batch_size`` bounds the rows computed at once (default 4096).
         """
-        X = as_float_array("InferenceModel.predict", "X", X, self.dtype)
+        owner = "InferenceModel.predict"
+        # A large X is screened for NaN/inf through the first step's product instead of a pass
+        # over X: every output of a row with a NaN or inf input is NaN or inf in x @ W (+ b) and
+        # in x * w + b under IEEE arithmetic (inf * 0 is NaN), and that product is in cache.
+        # Only when it holds one is X searched, for the message. A small X is checked directly
+        # (cheaper than the errstate the screen needs).
+        screen = self._screened and isinstance(X, np.ndarray) and X.size > _MASK_SIZE
+        X = as_float_array(owner, "X", X, self.dtype, finite=not screen)
         if X.shape[1] != self.n_features:
-            raise ValueError(f"InferenceModel.predict: X has {X.shape[1]} features; the model takes "
-                             f"{self.n_features}.")
-        chunk = _CHUNK if batch_size is None else check_int("InferenceModel.predict", "batch_size", batch_size,
-                                                            low=1)
-        n = X.shape[0]
-        out = np.empty((n, self.n_outputs), self.dtype)
-        if n <= chunk:
-            self._run(X, out)
-        else:
-            for start in range(0, n, chunk):
-                self._run(X[start:start + chunk], out[start:start + chunk])
+            raise ValueError(f"{owner}: X has {X.shape[1]} features; the model takes {self.n_features}.")
+        chunk = _CHUNK if batch_size is None else check_int(owner, "batch_size", batch_size, low=1)
+        out = np.empty((X.shape[0], self.n_outputs), self.dtype)
+        if not screen:
+            self._run_all(X, out, chunk)
+            return out
+        with np.errstate(invalid="ignore", over="ignore"):
+            finite = self._run_all(X, out, chunk, screen=True)
+        if not finite:
+            check_finite(owner, "X", X)  # names the first NaN/inf
+            self._run_all(X, out, chunk)  # a finite X whose first product overflowed: computed as it is
         return out
 
     def __repr__(self):

@@ -135,7 +135,7 @@ def test_large_inputs_are_computed_in_chunks(small, monkeypatch):
     X = np.tile(X, (3, 1))  # 720 rows: 15 chunks of 50 and one of 20
     assert_close(loaded.predict(X), model.predict(X), "float64")
     local = loaded._local
-    assert local.capacity == 50 and set(local.plans) == {50, 20}
+    assert local.capacity == 50 and {n for n, _ in local.plans} == {50, 20}
 
 
 def test_results_are_fresh_arrays_and_inputs_are_untouched(small):
@@ -398,3 +398,42 @@ def test_the_blocker_blocks_the_cpu_backend(tmp_path):
     code = BLOCK + "import fastnn as fnn\nfnn.Sequential([fnn.layers.Dense(2)], input_dim=2, device='cpu')\n"
     result = run_python(code, tmp_path)
     assert result.returncode != 0 and "refused by the test" in result.stderr
+
+
+# ------------------------------------------------------------------ NaN/inf screening
+# predict finds NaN/inf in X through the first step's product (every output of a row with a NaN
+# or inf input is NaN or inf), so these place them where a product could hide them.
+@pytest.mark.parametrize("value", [np.nan, np.inf, -np.inf])
+@pytest.mark.parametrize("first", ["dense", "dense_zero_column", "batchnorm", "activation"])
+@pytest.mark.parametrize("rows, bad_row, batch_size", [(1, 0, None), (7, 6, None), (50, 37, 8), (50, 3, 8),
+                                                      (14_000, 13_999, None), (14_000, 5, 1000)])  # > 65536 values
+def test_nan_and_inf_anywhere_in_X_are_refused_with_their_index(first, value, rows, bad_row, batch_size):
+    layers = {"dense": [L.Dense(4, activation="relu")],
+              "dense_zero_column": [L.Dense(4, activation="relu")],
+              "batchnorm": [L.BatchNorm(), L.Activation("relu"), L.Dense(2)],
+              "activation": [L.Activation("sigmoid"), L.Dense(2)]}[first]
+    model = fnn.Sequential(layers + [L.Dense(2, activation="softmax")], input_dim=5, seed=0, device="reference")
+    if first == "dense_zero_column":
+        weights = model.get_weights()
+        weights[0][3] = 0.0  # input feature 3 meets only zero weights
+        model.set_weights(weights)
+    loaded = inference.InferenceModel.from_sequential(model)
+    X = np.random.default_rng(0).standard_normal((rows, 5))
+    X[bad_row, 3] = value
+    with pytest.raises(ValueError, match=rf"^InferenceModel.predict: X contains NaN or inf \(first at index "
+                                         rf"\[{bad_row}, 3\]"):
+        loaded.predict(X, batch_size=batch_size)
+    X[bad_row, 3] = 0.0
+    assert_close(loaded.predict(X, batch_size=batch_size), model.predict(X), "float32")  # buffers still fine
+
+
+@pytest.mark.parametrize("rows, batch_size", [(1, None), (1, 2), (40_000, None), (40_000, 5000)])
+def test_a_finite_X_whose_first_product_overflows_is_computed_not_refused(rows, batch_size):
+    model = fnn.Sequential([L.Dense(3, activation="tanh"), L.Dense(2)], input_dim=2, seed=0, device="reference",
+                           dtype="float32")
+    X = np.tile(np.array([[3e38, 3e38], [1.0, -1.0], [-3e38, -3e38]], np.float32), (rows, 1))
+    loaded = inference.InferenceModel.from_sequential(model)
+    with np.errstate(over="ignore", invalid="ignore"):
+        got, expected = loaded.predict(X, batch_size=batch_size), model.predict(X)
+    assert np.isfinite(got).all()  # tanh(+-inf) = +-1
+    assert_close(got, expected, "float32")
