@@ -50,6 +50,13 @@ def _array_entries(model):
 
 def save_model(model, path):
     """Write ``model`` to ``path`` atomically (see the module docstring for the format)."""
+    with atomic_write(path) as f:
+        write_model(model, f)
+
+
+def write_model(model, f):
+    """Write ``model`` as a model file's bytes to the binary file object ``f`` (save_model
+    writes a file with it; fastnn.ensemble stores its members with it)."""
     from . import __version__
 
     if not model.built:
@@ -61,7 +68,7 @@ def save_model(model, path):
         text = json.dumps(meta, indent=1, allow_nan=False)
     except (TypeError, ValueError) as exc:
         raise TypeError(f"Sequential.save: model.metadata must be JSON-serialisable; {exc}.") from None
-    with atomic_write(path) as f, zipfile.ZipFile(f, "w", compression=zipfile.ZIP_STORED) as zf:
+    with zipfile.ZipFile(f, "w", compression=zipfile.ZIP_STORED) as zf:
         zf.writestr("model.json", text, compress_type=zipfile.ZIP_DEFLATED)
         for entry in entries:
             layer = model.layers[entry["layer"]]
@@ -80,23 +87,32 @@ def _fail(path, what, owner):
     raise format_error(path, what, owner)
 
 
-def _read_meta(path, zf, owner):
+def read_json_member(path, zf, member, fmt, max_version, owner, fail=None):
+    """The JSON object of ``member`` of an open zip, checked: bounded size, valid JSON, a
+    ``format`` equal to ``fmt`` and a ``format_version`` in [1, max_version]. Failures call
+    ``fail(path, what, owner)`` (default: raise ModelFormatError for a model file)."""
+    fail = _fail if fail is None else fail
     try:
-        info = zf.getinfo("model.json")
+        info = zf.getinfo(member)
     except KeyError:
-        _fail(path, "it has no model.json member", owner)
+        fail(path, f"it has no {member} member", owner)
     if info.file_size > _MAX_JSON_BYTES:
-        _fail(path, f"model.json is {info.file_size} bytes, over the {_MAX_JSON_BYTES} limit", owner)
+        fail(path, f"{member} is {info.file_size} bytes, over the {_MAX_JSON_BYTES} limit", owner)
     try:
         meta = json.loads(zf.read(info).decode("utf-8"))
     except (ValueError, UnicodeDecodeError, RecursionError) as exc:  # RecursionError: nesting bomb
-        _fail(path, f"model.json is not valid JSON ({exc})", owner)
-    if not isinstance(meta, dict) or meta.get("format") != FORMAT:
-        _fail(path, "model.json does not declare the fastnn.model format", owner)
+        fail(path, f"{member} is not valid JSON ({exc})", owner)
+    if not isinstance(meta, dict) or meta.get("format") != fmt:
+        fail(path, f"{member} does not declare the {fmt} format", owner)
     version = meta.get("format_version")
-    if not isinstance(version, int) or isinstance(version, bool) or not 1 <= version <= FORMAT_VERSION:
-        _fail(path, f"format_version {version!r} is not supported by this fastnn (it reads 1..{FORMAT_VERSION}); "
-                    f"upgrade fastnn", owner)
+    if not isinstance(version, int) or isinstance(version, bool) or not 1 <= version <= max_version:
+        fail(path, f"format_version {version!r} is not supported by this fastnn (it reads 1..{max_version}); "
+                   f"upgrade fastnn", owner)
+    return meta
+
+
+def _read_meta(path, zf, owner):
+    meta = read_json_member(path, zf, "model.json", FORMAT, FORMAT_VERSION, owner)
     if not isinstance(meta.get("model"), dict) or not isinstance(meta.get("arrays"), list):
         _fail(path, "model.json lacks the 'model' or 'arrays' section", owner)
     return meta
@@ -220,21 +236,24 @@ def _read_array(path, zf, name, shape, dtype, owner):
     return arr
 
 
-def read_model_file(path, owner="fastnn.load", describers=None):
+def read_model_file(path, owner="fastnn.load", describers=None, stream=None):
     """Read and check a model file without building a model: the shared reader of
     ``fastnn.load`` and ``fastnn.inference.load``.
 
     ``describers`` maps each accepted layer type to a function ``(type, config, n_in, dtype)
     -> LayerSpec`` that checks the layer's config (default: the layers of fastnn.layers).
     Every failure raises ModelFormatError naming ``owner`` and the file; nothing in the file is
-    executed. Returns a ModelFile.
+    executed. Returns a ModelFile. ``stream``: a seekable binary file object holding the
+    model file, read instead of opening ``path``, which then only names it in messages
+    (fastnn.ensemble reads its members so).
     """
     path = os.fspath(path)
-    if not os.path.isfile(path):
+    if stream is None and not os.path.isfile(path):
         raise FileNotFoundError(f"{owner}: no file at {path!r}.")
     describers = layer_describers() if describers is None else describers
+    size = os.path.getsize(path) if stream is None else stream.seek(0, io.SEEK_END)
     try:
-        with zipfile.ZipFile(path) as zf:
+        with zipfile.ZipFile(path if stream is None else stream) as zf:
             if any(info.flag_bits & 0x1 for info in zf.infolist()):
                 _fail(path, "it has encrypted members", owner)
             meta = _read_meta(path, zf, owner)
@@ -242,7 +261,7 @@ def read_model_file(path, owner="fastnn.load", describers=None):
             # A reader allocates what the architecture declares, so first bound the parameter
             # count by the bytes the file holds: its arrays are stored uncompressed.
             count = sum(math.prod(shape) for spec in specs for _, shape in spec.params)
-            if count * dtype.itemsize > os.path.getsize(path):
+            if count * dtype.itemsize > size:
                 _fail(path, f"the architecture has {count} parameters, more than the file can hold", owner)
             names = _check_array_list(path, meta["arrays"], specs, owner)
             allowed = {"model.json", *names}
@@ -271,20 +290,25 @@ def load(path, device="cpu"):
     [(2, 3), (3,)]
     """
     from .backends import get_backend
-    from .model import Sequential
 
     get_backend(device, "fastnn.load")  # a bad device is the caller's error, not the file's
-    content = read_model_file(path)
+    return model_from_file(read_model_file(path), path, device)
+
+
+def model_from_file(content, path, device="cpu", owner="fastnn.load"):
+    """The Sequential a ModelFile (from read_model_file) describes, on ``device``."""
+    from .model import Sequential
+
     model = Sequential([spec.layer for spec in content.layers], seed=content.seed, device=device,
                        dtype=content.dtype)
     model._build(content.input_dim)
     try:
         model.set_weights([w for layer_weights in content.weights for w in layer_weights])
     except ValueError as exc:  # values a layer cannot hold (a negative BatchNorm variance)
-        _fail(path, str(exc).rstrip("."), "fastnn.load")
+        _fail(path, str(exc).rstrip("."), owner)
     model.metadata = content.metadata
     return model
 
 
 __all__ = ["FORMAT_VERSION", "LayerSpec", "ModelFile", "describe_layer", "format_error", "layer_describers", "load",
-           "read_model_file", "save_model"]
+           "model_from_file", "read_json_member", "read_model_file", "save_model", "write_model"]
