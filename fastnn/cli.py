@@ -285,6 +285,7 @@ def cmd_tune(args):
     command = "fastnn tune"
     hidden = _check_train_options(command, args)
     space = _parse_grid(args.grid, args.search)
+    check_int(command, "--epochs", args.epochs, low=1)
     trials = check_int(command, "--trials", args.trials, low=1)
     if args.cv is not None:
         check_int(command, "--cv", args.cv, low=2)

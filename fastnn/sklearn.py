@@ -205,11 +205,17 @@ class _BaseMLP(BaseEstimator):
         if first or not incremental or getattr(self, "_trainer", None) is None:
             self._trainer = self._make_trainer(len(X), int(rng.randint(2 ** 31)))
             self._lr_scale = 1.0
-        early = self.early_stopping and not incremental
+        if self.early_stopping and incremental:
+            raise ValueError(f"{type(self).__name__}.partial_fit: early_stopping=True is not supported; it needs "
+                             f"whole epochs over one training set (use fit).")
+        early = self.early_stopping
         if early:
-            stratify = y if is_classifier(self) and np.ndim(y) == 1 else None
+            stratify = y if is_classifier(self) and self.n_outputs_ == 1 else None
             X, X_val, targets, y_val = train_test_split(X, targets, random_state=rng,
                                                         test_size=self.validation_fraction, stratify=stratify)
+            if len(X_val) < 2:
+                raise ValueError(f"{type(self).__name__}: the validation set is too small ({len(X_val)} samples); "
+                                 f"increase validation_fraction or the size of the data.")
             y_val = self._decode_targets(y_val)
             if self.validation_scores_ is None:  # warm start from a fit without early stopping
                 self.validation_scores_, self.best_validation_score_ = [], -np.inf
@@ -219,60 +225,52 @@ class _BaseMLP(BaseEstimator):
         targets = np.ascontiguousarray(targets) if self.out_activation_ == "softmax" else \
             np.ascontiguousarray(targets, dtype=model_dtype)
         trainer = self._trainer
-        for _ in range(1 if incremental else self.max_iter):
-            self._set_learning_rate(trainer)
-            history = trainer.fit(X, targets, epochs=1, verbose=0)
-            self.n_iter_ += 1
-            self.t_ += len(X)
-            self.loss_curve_.append(history["loss"][-1])
-            if self.verbose:
-                print(f"Iteration {self.n_iter_}, loss = {self.loss_curve_[-1]:.8f}", file=sys.stdout)
-            if early:
-                score = self._score_arrays(X_val, y_val)
-                self.validation_scores_.append(score)
+        self.n_iter_ = 0  # epochs of this call, as scikit-learn counts them
+        try:
+            for _ in range(self.max_iter):
+                # scikit-learn's rates act for solver='sgd' only
+                trainer.optimizer.lr_scale = self._lr_scale if self.solver == "sgd" else 1.0
+                history = trainer.fit(X, targets, epochs=1, verbose=0)
+                self.n_iter_ += 1
+                self.t_ += len(X)
+                self.loss_ = history["loss"][-1]
+                self.loss_curve_.append(self.loss_)
                 if self.verbose:
-                    print(f"Validation score: {score:f}", file=sys.stdout)
-                improved = score >= self.best_validation_score_ + self.tol
-                if score > self.best_validation_score_:
-                    self.best_validation_score_ = score
-                    best = self.model_.get_weights()
-            else:
-                last = self.loss_curve_[-1]
-                improved = last <= self.best_loss_ - self.tol
-                self.best_loss_ = min(self.best_loss_, last)
-            self._no_improvement_count = 0 if improved else self._no_improvement_count + 1
-            if incremental:
-                break
-            if self._no_improvement_count > self.n_iter_no_change:
-                what = "Validation score" if early else "Training loss"
-                if self.verbose:
-                    print(f"{what} did not improve more than tol={self.tol:f} for {self.n_iter_no_change} "
-                          f"consecutive epochs.", file=sys.stdout)
-                if self.solver == "sgd" and self.learning_rate == "adaptive" and \
-                        self.learning_rate_init * self._lr_scale / 5 > 1e-6:
-                    self._lr_scale /= 5  # scikit-learn's adaptive rate: divide by 5, stop below 1e-6
+                    print(f"Iteration {self.n_iter_}, loss = {self.loss_:.8f}", file=sys.stdout)
+                if early:
+                    score = self._score_arrays(X_val, y_val)
+                    self.validation_scores_.append(score)
+                    improved = score >= self.best_validation_score_ + self.tol
+                    if score > self.best_validation_score_:
+                        self.best_validation_score_ = score
+                        best = self.model_.get_weights()
+                else:
+                    improved = self.loss_ <= self.best_loss_ - self.tol
+                    self.best_loss_ = min(self.best_loss_, self.loss_)
+                self._no_improvement_count = 0 if improved else self._no_improvement_count + 1
+                if self.learning_rate == "invscaling":  # learning_rate_init / (samples seen + 1)^power_t
+                    self._lr_scale = 1.0 / (self.t_ + 1) ** self.power_t
+                if self._no_improvement_count > self.n_iter_no_change:
+                    if self.verbose:
+                        print(f"{'Validation score' if early else 'Training loss'} did not improve more than "
+                              f"tol={self.tol:f} for {self.n_iter_no_change} consecutive epochs.", file=sys.stdout)
+                    # 'adaptive': divide the rate by 5 instead of stopping, until it is at most 1e-6
+                    if self.solver != "sgd" or self.learning_rate != "adaptive" or \
+                            self.learning_rate_init * self._lr_scale <= 1e-6:
+                        break
+                    self._lr_scale /= 5.0
                     self._no_improvement_count = 0
-                    continue
-                break
-        else:
-            if not incremental:
-                warnings.warn(f"Stochastic Optimizer: Maximum iterations ({self.max_iter}) reached and the "
-                              f"optimization hasn't converged yet.", ConvergenceWarning, stacklevel=3)
+                if incremental:
+                    break
+                if self.n_iter_ == self.max_iter:
+                    warnings.warn(f"Stochastic Optimizer: Maximum iterations ({self.max_iter}) reached and the "
+                                  f"optimization hasn't converged yet.", ConvergenceWarning, stacklevel=3)
+        except KeyboardInterrupt:
+            warnings.warn("Training interrupted by user.", UserWarning, stacklevel=3)
         if early:
             self.model_.set_weights(best)
         self._export_weights()
         return self
-
-    def _set_learning_rate(self, trainer):
-        """scikit-learn's schedules, for solver='sgd' only: 'invscaling' divides by
-        (samples seen + 1)^power_t, 'adaptive' by 5 after each plateau."""
-        scale = 1.0
-        if self.solver == "sgd":
-            if self.learning_rate == "invscaling":
-                scale = 1.0 / (self.t_ + 1) ** self.power_t
-            elif self.learning_rate == "adaptive":
-                scale = self._lr_scale
-        trainer.optimizer.lr_scale = scale
 
     def _export_weights(self):
         """coefs_ and intercepts_ as scikit-learn shapes them: (n_in, n_out) and (n_out,)."""
@@ -288,11 +286,6 @@ class _BaseMLP(BaseEstimator):
         ``n_iter_no_change`` consecutive epochs; a ConvergenceWarning says when it did not stop.
         """
         return self._fit(X, y, incremental=False)
-
-    def _partial_fit(self, X, y):
-        if self.solver == "lbfgs":
-            self._check_params()
-        return self._fit(X, y, incremental=True)
 
     # ------------------------------------------------------------ predicting
     def _forward(self, X):
@@ -364,7 +357,7 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
     device : {'cpu', 'cuda', 'reference'}, default 'cpu'
     dtype : {'float32', 'float64'} or None, default None (the dtype of X: float32 stays float32)
 
-    Attributes: ``classes_``, ``loss_``, ``best_loss_``, ``loss_curve_``, ``validation_scores_``,
+    Attributes: ``classes_``, ``loss_`` (the last epoch's), ``best_loss_``, ``loss_curve_``, ``validation_scores_``,
     ``best_validation_score_``, ``t_``, ``coefs_``, ``intercepts_``, ``n_features_in_``,
     ``feature_names_in_``, ``n_iter_``, ``n_layers_``, ``n_outputs_``, ``out_activation_``,
     ``model_`` (the fastnn.Sequential).
@@ -396,11 +389,11 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
                 raise ValueError(f"MLPClassifier: y has one class ({self.classes_.tolist()[0]!r}); a classifier needs "
                                  f"at least 2 classes.")
             self.out_activation_ = "logistic" if multilabel or len(self.classes_) == 2 else "softmax"
-        else:
-            unseen = np.setdiff1d(unique_labels(y), self.classes_) if not multilabel else []
-            if len(unseen) or (multilabel and y.shape[1] != len(self.classes_)):
-                raise ValueError(f"MLPClassifier: y holds labels {list(unseen)[:5]} not seen in the first fit "
-                                 f"(classes_ = {self.classes_.tolist()}); refit without warm_start.")
+        unseen = np.setdiff1d(unique_labels(y), self.classes_) if not multilabel else []
+        if len(unseen) or (multilabel and y.shape[1] != len(self.classes_)):
+            raise ValueError(f"MLPClassifier: y holds labels {np.asarray(unseen).tolist()[:5]} that are not in "
+                             f"classes_ = {self.classes_.tolist()}; give every label in classes= on the first "
+                             f"partial_fit, or refit without warm_start.")
         return X, y
 
     def _encode(self, y):
@@ -433,7 +426,7 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
         elif classes is not None and not np.array_equal(np.unique(classes), self.classes_):
             raise ValueError(f"MLPClassifier.partial_fit: classes={classes!r} differ from classes_ = "
                              f"{self.classes_.tolist()} of the first call.")
-        return self._partial_fit(X, y)
+        return self._fit(X, y, incremental=True)
 
     def predict(self, X):
         """Predicted labels (n_samples,), or a 0/1 matrix (n_samples, n_classes) for multi-label."""
@@ -502,7 +495,7 @@ class MLPRegressor(RegressorMixin, _BaseMLP):
 
     def partial_fit(self, X, y):
         """Update the model with one epoch over (X, y)."""
-        return self._partial_fit(X, y)
+        return self._fit(X, y, incremental=True)
 
     def predict(self, X):
         """Predictions (n_samples,), or (n_samples, n_outputs) for multi-output y."""

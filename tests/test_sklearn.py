@@ -20,9 +20,8 @@ from fastnn.sklearn import MLPClassifier, MLPRegressor  # noqa: E402
 # short fits on purpose; the tests that are about the warning catch it with pytest.warns
 pytestmark = pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
 
-# small and quick: the checks fit on toy data dozens of times
-CHECKED = [MLPClassifier(hidden_layer_sizes=(16,), max_iter=100, learning_rate_init=0.01, random_state=0),
-           MLPRegressor(hidden_layer_sizes=(16,), max_iter=100, learning_rate_init=0.01, random_state=0)]
+# the default parameters, as check_estimator(MLPClassifier()) runs them (~3 s for both)
+CHECKED = [MLPClassifier(random_state=0), MLPRegressor(random_state=0)]
 
 
 @parametrize_with_checks(CHECKED)
@@ -172,6 +171,10 @@ def test_lbfgs_and_bad_parameters_raise_naming_them():
         MLPRegressor(validation_fraction=1.0, early_stopping=True).fit(X, y)
     with pytest.raises(ValueError, match="classes must be given on the first call"):
         MLPClassifier().partial_fit(X, y)
+    with pytest.raises(ValueError, match="partial_fit: early_stopping=True is not supported"):
+        MLPClassifier(early_stopping=True).partial_fit(X, y, classes=[0, 1, 2])
+    with pytest.raises(ValueError, match="the validation set is too small"):
+        MLPRegressor(early_stopping=True, validation_fraction=0.01).fit(X[:50], y[:50])
 
 
 def test_partial_fit_warm_start_and_pickle():
@@ -179,19 +182,20 @@ def test_partial_fit_warm_start_and_pickle():
     clf = MLPClassifier(hidden_layer_sizes=(16,), learning_rate_init=0.01, random_state=0)
     for _ in range(50):
         clf.partial_fit(X, y, classes=[0, 1, 2])
-    assert clf.n_iter_ == 50 and clf.score(X, y) > 0.9
+    assert clf.n_iter_ == 1 and clf.t_ == 50 * 150 and len(clf.loss_curve_) == 50  # scikit-learn's counts
+    assert clf.score(X, y) > 0.9 and clf.loss_ == clf.loss_curve_[-1]
     restored = pickle.loads(pickle.dumps(clf))
     assert b"fastnn.model" not in pickle.dumps(clf)  # weights as arrays, not fastnn objects
     np.testing.assert_array_equal(restored.predict_proba(X), clf.predict_proba(X))
     restored.partial_fit(X, y)
-    assert restored.n_iter_ == 51
+    assert restored.t_ == 51 * 150
     warm = MLPClassifier(hidden_layer_sizes=(16,), max_iter=5, warm_start=True, random_state=0)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ConvergenceWarning)
         warm.fit(X, y)
         first = [c.copy() for c in warm.coefs_]
         warm.fit(X, y)
-    assert warm.n_iter_ == 10 and not np.array_equal(first[0], warm.coefs_[0])
+    assert warm.n_iter_ == 5 and len(warm.loss_curve_) == 10 and not np.array_equal(first[0], warm.coefs_[0])
 
 
 def test_fastnn_options_dropout_batch_norm_float32():
@@ -233,3 +237,29 @@ def test_import_fastnn_does_not_import_sklearn_and_missing_sklearn_is_named():
             "try:\n    fnn.sklearn\nexcept ImportError as e:\n    print(e)\n")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert "pip install 'fastnn[sklearn]'" in out
+
+
+@pytest.mark.parametrize("learning_rate", ["constant", "adaptive"])
+def test_plateau_rule_counts_epochs_as_sklearn(learning_rate):
+    # tol so large that no epoch after the first counts as an improvement: the epochs run are
+    # then set by the rule alone (and, for 'adaptive', by the divisions of the rate by 5)
+    X, y = _iris()
+    params = dict(hidden_layer_sizes=(4,), solver="sgd", learning_rate=learning_rate, learning_rate_init=0.1,
+                  tol=10.0, n_iter_no_change=1, max_iter=100, random_state=0)
+    ours = MLPClassifier(**params).fit(X, y)
+    theirs = sklearn.neural_network.MLPClassifier(**params).fit(X, y)
+    assert ours.n_iter_ == theirs.n_iter_ == (19 if learning_rate == "adaptive" else 3)
+    if learning_rate == "adaptive":
+        assert ours._trainer.optimizer.lr_scale == pytest.approx(5.0 ** -8)
+
+
+def test_labels_outside_classes_are_refused():
+    X, y = _iris()
+    clf = MLPClassifier(hidden_layer_sizes=(4,), random_state=0)
+    with pytest.raises(ValueError, match=r"y holds labels \[2\] that are not in classes_ = \[0, 1\]"):
+        clf.partial_fit(X, y, classes=[0, 1])
+    clf.partial_fit(X[y < 2], y[y < 2], classes=[0, 1])
+    with pytest.raises(ValueError, match=r"y holds labels \[2\]"):
+        clf.partial_fit(X, y)
+    with pytest.raises(ValueError, match="classes=.* differ from classes_"):
+        clf.partial_fit(X, y, classes=[0, 1, 2])
