@@ -39,6 +39,7 @@ from sklearn.utils.validation import check_is_fitted, validate_data
 
 from ._checks import check_choice, check_dtype_name, check_float, check_int
 from .backends.base import ACTIVATIONS
+from .data import _check_bool
 from .layers import Activation, BatchNorm, Dense, Dropout
 from .losses import MSE, BinaryCrossEntropy, CrossEntropy
 from .model import Sequential
@@ -63,12 +64,6 @@ class _SampleBCE(BinaryCrossEntropy):
     """scikit-learn's binary log-loss: summed over the outputs, averaged over the samples."""
 
     per_element = False
-
-
-def _check_bool(owner, name, value):
-    if not isinstance(value, (bool, np.bool_)):
-        raise TypeError(f"{owner}: {name} must be True or False; got {value!r}.")
-    return bool(value)
 
 
 class _BaseMLP(BaseEstimator):
@@ -202,9 +197,6 @@ class _BaseMLP(BaseEstimator):
                 self.best_loss_ = None
             else:
                 self.best_loss_, self.validation_scores_, self.best_validation_score_ = np.inf, None, None
-        if first or not incremental or getattr(self, "_trainer", None) is None:
-            self._trainer = self._make_trainer(len(X), int(rng.randint(2 ** 31)))
-            self._lr_scale = 1.0
         if self.early_stopping and incremental:
             raise ValueError(f"{type(self).__name__}.partial_fit: early_stopping=True is not supported; it needs "
                              f"whole epochs over one training set (use fit).")
@@ -220,6 +212,10 @@ class _BaseMLP(BaseEstimator):
             if self.validation_scores_ is None:  # warm start from a fit without early stopping
                 self.validation_scores_, self.best_validation_score_ = [], -np.inf
             best = self.model_.get_weights()
+        if first or not incremental or getattr(self, "_trainer", None) is None:
+            # a new optimizer for every fit, kept across partial_fit calls, as scikit-learn
+            self._trainer = self._make_trainer(len(X), int(rng.randint(2 ** 31)))
+            self._lr_scale = 1.0
         model_dtype = self.model_.dtype
         X = np.ascontiguousarray(X, dtype=model_dtype)
         targets = np.ascontiguousarray(targets) if self.out_activation_ == "softmax" else \

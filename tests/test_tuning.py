@@ -55,6 +55,10 @@ def test_grid_search_on_iris_picks_a_sensible_best_and_refits():
     assert min(r["score"] for r in result.results if r["params"]["lr"] == 1e-4) < 0.8
     assert all(r["time"] > 0 for r in result.results)
     assert result.best_model is result.best_trainer.model and result.best_trainer.epoch == 30
+    # refitted on all of X, standardized by best_scaler (fitted on all of X too)
+    np.testing.assert_allclose(result.best_scaler.mean_, X.mean(axis=0), rtol=1e-5)
+    predicted = result.best_model.predict(result.best_scaler.transform(X)).argmax(axis=1)
+    assert (predicted == Y).mean() > 0.9
     again = grid_search(build, {"hidden": [4, 32], "lr": [1e-4, 1e-2]}, X, Y, epochs=30, cv=3, scale=True)
     assert [r["score"] for r in again.results] == scores
 
@@ -65,6 +69,7 @@ def test_random_search_draws_from_distributions_reproducibly():
     result = random_search(build, space, X, Y, n_trials=6, epochs=20, scale=True, seed=3, refit=False)
     drawn = CALLS[:]
     assert len(drawn) == 6 and result.best_trainer is None and result.best_model is None
+    assert result.best_scaler is None
     assert all(4 <= p["hidden"] <= 32 and isinstance(p["hidden"], int) for p in drawn)
     assert all(1e-3 <= p["lr"] < 1e-1 for p in drawn) and {p["unused"] for p in drawn} <= {"a", "b"}
     assert len({p["lr"] for p in drawn}) == 6
