@@ -40,6 +40,7 @@ class Distribution:
     """Base class of the ranges a random search samples: ``sample(rng) -> value``."""
 
     def sample(self, rng):
+        """One value drawn with ``rng`` (a np.random.Generator)."""
         raise NotImplementedError  # every concrete distribution defines it
 
     def __repr__(self):
