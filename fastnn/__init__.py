@@ -23,6 +23,7 @@ _LAZY = {
     "load": (".io", "load"), "Sequential": (".model", "Sequential"), "Trainer": (".trainer", "Trainer"),
     "inference": (".inference", None), "export": (".export", None),
     "augment": (".augment", None), "landscapes": (".landscapes", None),
+    "sklearn": (".sklearn", None), "tuning": (".tuning", None), "Ensemble": (".ensemble", "Ensemble"),
 }
 
 
@@ -73,7 +74,7 @@ def info():
 
 
 __all__ = [
-    "ModelFormatError", "Sequential", "Trainer", "TrainingDiverged", "augment", "callbacks", "data", "datasets",
+    "Ensemble", "ModelFormatError", "Sequential", "Trainer", "TrainingDiverged", "augment", "callbacks", "data", "datasets",
     "export", "get_num_threads", "inference", "info", "landscapes", "layers", "load", "losses", "metrics", "optim",
-    "schedules", "set_num_threads", "__version__",
+    "schedules", "set_num_threads", "tuning", "__version__",
 ]

@@ -1,4 +1,4 @@
-"""The ``fastnn`` command: train, evaluate, predict, export, landscape, bench, info.
+"""The ``fastnn`` command: train, tune, evaluate, predict, export, landscape, bench, info.
 
 Exit status 0 on success, 2 on bad arguments or data (one line on stderr), 1 when training
 diverges.
@@ -109,22 +109,79 @@ def _check_device(device):
 
 
 # ---------------------------------------------------------------- commands
-def cmd_train(args):
-    import fastnn as fnn
+def _parse_hidden(option, text, sep=","):
+    """Hidden widths from 'W1<sep>W2...' (e.g. 128,64), each an integer >= 1."""
+    try:
+        hidden = [int(h) for h in text.split(sep) if h.strip()] if text else []
+    except ValueError:
+        raise UsageError(f"{option} {text!r}: give integer widths separated by {sep!r}, e.g. 128{sep}64") from None
+    if any(h < 1 for h in hidden):
+        raise UsageError(f"{option} {text!r}: every width must be >= 1")
+    return hidden
+
+
+def _check_train_options(command, args):
+    """Check the options ``train`` and ``tune`` share, before any data is loaded; returns --hidden's widths."""
     from ._checks import check_int
 
+    check_int(command, "--epochs", args.epochs, low=0)
+    check_int(command, "--batch-size", args.batch_size, low=1)
+    hidden = _parse_hidden("--hidden", args.hidden)
+    _check_device(args.device)
+    return hidden
+
+
+def _load_task(args, task=None):
+    """--data split 70/15/15 (stratified for classes): (classify, classes, train, validation, test),
+    the splits unscaled; class labels are mapped to 0..k-1. ``task`` ('classify' or 'regress',
+    from a resumed checkpoint) overrides --task."""
+    import fastnn as fnn
+
+    X, y = load_data(args.data, args.target, args.seed)
+    classify = _is_classification(y, args.task) if task is None else task == "classify"
+    classes = None
+    if classify:
+        classes, y = np.unique(np.asarray(y), return_inverse=True)
+        if len(classes) < 2:
+            raise UsageError(f"--data {args.data}: the target has a single class; nothing to learn")
+    parts = fnn.data.split(X, y, fractions=(0.7, 0.15, 0.15), stratify=classify, seed=args.seed)
+    return classify, classes, *parts
+
+
+def _make_trainer(args, n_in, n_out, classify, hidden, activation, optimizer, lr, batch_size, owner):
+    """The model and Trainer that ``fastnn train`` trains, for these hyperparameters."""
+    import fastnn as fnn
+
+    layers = [fnn.layers.Dense(h, activation=activation) for h in hidden] + [fnn.layers.Dense(n_out)]
+    model = fnn.Sequential(layers, input_dim=n_in, seed=args.seed, device=args.device)
+    loss = "cross_entropy" if classify else "mse"
+    lr = lr if lr is not None else OPTIMIZER_LR[optimizer]
+    optimizer = fnn.optim.get_optimizer(optimizer, lr=lr, owner=owner)
+    metrics = ["accuracy"] if classify else ["r2"]
+    return fnn.Trainer(model, loss, optimizer, batch_size=batch_size, metrics=metrics, seed=args.seed)
+
+
+def _train_metadata(trainer, classify, classes, scaler, split_seed):
+    """What evaluate/predict (task, loss, classes, scaler) and --resume (split seed) need, kept
+    in the model's metadata."""
+    return {"task": "classify" if classify else "regress", "loss": trainer.loss.name,
+            "classes": None if classes is None else classes.tolist(),
+            "standardize": {"mean": scaler.mean_.tolist(), "scale": scaler.scale_.tolist()},
+            "split_seed": split_seed}
+
+
+def _describe_data(command, args, n_features, sizes, classify, n_out):
+    return (f"fastnn {command}: {args.data}: {sizes[0]} train / {sizes[1]} validation / {sizes[2]} test samples, "
+            f"{n_features} features, {'%d classes' % n_out if classify else 'regression'}")
+
+
+def cmd_train(args):
+    import fastnn as fnn
+
     # check the arguments before loading data or printing anything
-    check_int("fastnn train", "--epochs", args.epochs, low=0)
-    check_int("fastnn train", "--batch-size", args.batch_size, low=1)
-    try:
-        hidden = [int(h) for h in args.hidden.split(",") if h.strip()] if args.hidden else []
-    except ValueError:
-        raise UsageError(f"--hidden {args.hidden!r}: give integer widths separated by commas, e.g. 128,64") from None
-    if any(h < 1 for h in hidden):
-        raise UsageError(f"--hidden {args.hidden!r}: every width must be >= 1")
+    hidden = _check_train_options("fastnn train", args)
     for option in ("plot", "checkpoint", "out"):
         _check_folder(f"--{option}", getattr(args, option))
-    _check_device(args.device)
     trainer = None
     if args.resume:  # the model, its settings and the split seed come from the checkpoint
         trainer = fnn.Trainer.from_checkpoint(args.resume, device=args.device)
@@ -132,41 +189,24 @@ def cmd_train(args):
         if not isinstance(meta.get("split_seed"), int) or meta.get("task") not in ("classify", "regress"):
             raise UsageError(f"--resume {args.resume}: not a checkpoint written by fastnn train --checkpoint")
         args.seed = meta["split_seed"]
-    X, y = load_data(args.data, args.target, args.seed)
-    classify = _is_classification(y, args.task) if trainer is None else trainer.model.metadata["task"] == "classify"
-    classes = None
-    if classify:
-        classes, y = np.unique(np.asarray(y), return_inverse=True)
-        if len(classes) < 2:
-            raise UsageError(f"--data {args.data}: the target has a single class; nothing to learn")
-        if trainer is not None and classes.tolist() != trainer.model.metadata["classes"]:
-            raise UsageError(f"--data {args.data}: its classes differ from those of the checkpoint {args.resume}")
-    fractions = (0.7, 0.15, 0.15)
-    (Xtr, ytr), (Xva, yva), (Xte, yte) = fnn.data.split(X, y, fractions=fractions, stratify=classify,
-                                                        seed=args.seed)
+    classify, classes, (Xtr, ytr), (Xva, yva), (Xte, yte) = _load_task(
+        args, None if trainer is None else trainer.model.metadata["task"])
+    if trainer is not None and classify and classes.tolist() != trainer.model.metadata["classes"]:
+        raise UsageError(f"--data {args.data}: its classes differ from those of the checkpoint {args.resume}")
     scaler = fnn.data.Standardizer().fit(Xtr)
     Xtr, Xva, Xte = (scaler.transform(a) for a in (Xtr, Xva, Xte))
     n_out = len(classes) if classify else 1
-    loss = "cross_entropy" if classify else "mse"
     if trainer is None:
-        layers = [fnn.layers.Dense(h, activation=args.activation) for h in hidden] + [fnn.layers.Dense(n_out)]
-        model = fnn.Sequential(layers, input_dim=Xtr.shape[1], seed=args.seed, device=args.device)
-        lr = args.lr if args.lr is not None else OPTIMIZER_LR[args.optimizer]
-        optimizer = fnn.optim.get_optimizer(args.optimizer, lr=lr, owner="fastnn train")
-        metrics = ["accuracy"] if classify else ["r2"]
-        trainer = fnn.Trainer(model, loss, optimizer, batch_size=args.batch_size, metrics=metrics, seed=args.seed)
-        model.metadata = {"task": "classify" if classify else "regress", "loss": loss,
-                          "classes": None if classes is None else classes.tolist(),
-                          "standardize": {"mean": scaler.mean_.tolist(), "scale": scaler.scale_.tolist()},
-                          "split_seed": args.seed}
+        trainer = _make_trainer(args, Xtr.shape[1], n_out, classify, hidden, args.activation, args.optimizer,
+                                args.lr, args.batch_size, "fastnn train")
+        trainer.model.metadata = _train_metadata(trainer, classify, classes, scaler, args.seed)
     model = trainer.model
     if model.input_dim != Xtr.shape[1] or model.n_out != n_out:
         raise UsageError(f"--data {args.data}: {Xtr.shape[1]} features and {n_out} outputs; the checkpoint "
                          f"{args.resume} has a model of {model.input_dim} features and {model.n_out} outputs")
     epochs = max(args.epochs - trainer.epoch, 0)
-    print(f"fastnn train: {args.data}: {len(Xtr)} train / {len(Xva)} validation / {len(Xte)} test samples, "
-          f"{X.shape[1]} features, {'%d classes' % n_out if classify else 'regression'}; "
-          f"{model.n_params:,} parameters on {model.device}")
+    print(_describe_data("train", args, Xtr.shape[1], (len(Xtr), len(Xva), len(Xte)), classify, n_out)
+          + f"; {model.n_params:,} parameters on {model.device}")
     if args.resume:
         print(f"resumed {args.resume} after epoch {trainer.epoch}; {epochs} more to reach --epochs {args.epochs}")
     callbacks = [fnn.callbacks.ModelCheckpoint(args.checkpoint, full=True)] if args.checkpoint else []
@@ -232,6 +272,142 @@ def _load_model(path, device):
     if checkpoint:
         return fnn.Trainer.from_checkpoint(path, device=device).model
     return fnn.load(path, device=device)
+
+
+#: ``fastnn tune --grid`` keys: the ``train`` option each stands for, and how a value is read
+_TUNE_KEYS = {"lr": "--lr", "hidden": "--hidden", "activation": "--activation", "optimizer": "--optimizer",
+              "epochs": "--epochs", "batch_size": "--batch-size"}
+
+
+def _tune_value(key, text):
+    """One value of a --grid key, checked."""
+    from .backends.base import ACTIVATIONS
+
+    where = f"--grid {key}={text!r}"
+    if key == "hidden":  # kept as text ('64+32'), which the table shows as one cell
+        return "+".join(map(str, _parse_hidden("--grid hidden", text, sep="+")))
+    if key in ("epochs", "batch_size"):
+        try:
+            value = int(text)
+        except ValueError:
+            raise UsageError(f"{where}: give whole numbers") from None
+        if value < 1:
+            raise UsageError(f"{where}: every value must be >= 1")
+        return value
+    if key == "lr":
+        try:
+            value = float(text)
+        except ValueError:
+            raise UsageError(f"{where}: give numbers, e.g. lr=1e-3,1e-2") from None
+        if not np.isfinite(value) or value <= 0:
+            raise UsageError(f"{where}: every learning rate must be > 0")
+        return value
+    choices = OPTIMIZER_LR if key == "optimizer" else [a for a in ACTIVATIONS if a != "softmax"]
+    if text not in choices:
+        raise UsageError(f"{where}: unknown {key}; choose from {', '.join(choices)}")
+    return text
+
+
+def _tune_range(key, text, search):
+    """A LOW:HIGH (uniform) or log:LOW:HIGH (log-uniform) range of a --grid key (random search only)."""
+    from . import tuning
+
+    where = f"--grid {key}={text!r}"
+    if search != "random":
+        raise UsageError(f"{where}: ranges need --search random; list values for a grid")
+    parts = text.split(":")
+    log = parts[0] == "log"
+    if log:
+        parts = parts[1:]
+    if len(parts) != 2 or key not in ("lr", "epochs", "batch_size", "hidden"):
+        raise UsageError(f"{where}: a range is LOW:HIGH or log:LOW:HIGH, for lr, hidden, epochs or batch_size")
+    low, high = (_tune_value("epochs" if key == "hidden" else key, v) for v in parts)
+    try:
+        if key == "lr":
+            return (tuning.LogUniform if log else tuning.Uniform)(low, high)
+        if log:
+            raise UsageError(f"{where}: log ranges are for lr; give LOW:HIGH for whole numbers")
+        return tuning.IntUniform(low, high)
+    except ValueError as exc:
+        raise UsageError(f"{where}: {str(exc).split(': ', 1)[1].rstrip('.')}") from None
+
+
+def _parse_grid(items, search):
+    """--grid KEY=V1,V2 ... -> the search space {key: [values] or a distribution}."""
+    space = {}
+    for item in items:
+        key, eq, text = item.partition("=")
+        key = key.strip().replace("-", "_")
+        if not eq or not text.strip():
+            raise UsageError(f"--grid {item!r}: write KEY=VALUE1,VALUE2,... e.g. lr=1e-3,1e-2")
+        if key not in _TUNE_KEYS:
+            raise UsageError(f"--grid {item!r}: unknown key {key!r}; choose from {', '.join(_TUNE_KEYS)}")
+        if key in space:
+            raise UsageError(f"--grid {item!r}: {key} is given twice")
+        if ":" in text:
+            space[key] = _tune_range(key, text, search)
+        else:
+            space[key] = [_tune_value(key, v.strip()) for v in text.split(",") if v.strip()]
+    return space
+
+
+def cmd_tune(args):
+    import fastnn as fnn
+
+    from ._checks import check_int
+
+    command = "fastnn tune"
+    hidden = _check_train_options(command, args)
+    space = _parse_grid(args.grid, args.search)
+    check_int(command, "--epochs", args.epochs, low=1)
+    trials = check_int(command, "--trials", args.trials, low=1)
+    if args.cv is not None:
+        check_int(command, "--cv", args.cv, low=2)
+    classify, classes, (Xtr, ytr), (Xva, yva), (Xte, yte) = _load_task(args)
+    n_out = len(classes) if classify else 1
+    defaults = {"hidden": hidden, "activation": args.activation, "optimizer": args.optimizer, "lr": args.lr,
+                "epochs": args.epochs, "batch_size": args.batch_size}
+
+    def build(params):
+        p = {**defaults, **params}
+        if "optimizer" in params and "lr" not in params:
+            p["lr"] = None  # each optimizer's own default rate
+        widths = p["hidden"]  # a list (--hidden), '64+32' (--grid) or an int (a range)
+        widths = [widths] if isinstance(widths, int) else _parse_hidden("hidden", widths, sep="+") \
+            if isinstance(widths, str) else widths
+        return _make_trainer(args, Xtr.shape[1], n_out, classify, widths, p["activation"], p["optimizer"],
+                             p["lr"], p["batch_size"], command)
+
+    sizes = (len(Xtr), len(Xva), len(Xte))
+    scored_on = f"{args.cv}-fold cross-validation of train + validation" if args.cv else "validation"
+    n_trials = trials if args.search == "random" else int(np.prod([len(v) for v in space.values()]))
+    print(_describe_data("tune", args, Xtr.shape[1], sizes, classify, n_out)
+          + f"; {args.search} search, {n_trials} trials scored on {scored_on}")
+    common = dict(epochs=args.epochs, scale=True, seed=args.seed, verbose=1)
+    if args.cv:
+        common.update(cv=args.cv)
+        data = (np.concatenate([Xtr, Xva]), np.concatenate([ytr, yva]))
+    else:
+        common.update(validation=(Xva, yva))
+        data = (Xtr, ytr)
+    if args.search == "random":
+        result = fnn.tuning.random_search(build, space, *data, n_trials=trials, **common)
+    else:
+        result = fnn.tuning.grid_search(build, space, *data, **common)
+    print(result)
+    best = " ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in result.best_params.items())
+    print(f"best {best} - {result.scoring} {result.best_score:.4f}")
+    scores = result.best_trainer.evaluate(result.best_scaler.transform(Xte), yte)
+    print("test " + " - ".join(f"{k} {v:.4f}" for k, v in scores.items()))
+    if args.results:
+        result.to_csv(args.results)
+        print(f"saved {args.results}")
+    if args.out:
+        model = result.best_trainer.model
+        model.metadata = _train_metadata(result.best_trainer, classify, classes, result.best_scaler, args.seed)
+        model.save(args.out)
+        print(f"saved {args.out}")
+    return 0
 
 
 def _load_with_data(args):
@@ -371,29 +547,45 @@ def cmd_info(args):
     return 0
 
 
+def _add_train_options(p, out_help="save the trained model here (.fnn)"):
+    """The options of ``train``, which ``tune`` takes too (as defaults of what it does not search)."""
+    p.add_argument("--data", default="digits", help="iris, digits, spirals, moons, PATH.csv or PATH.npz")
+    p.add_argument("--target", default=None, help="target column (CSV name or index; NPZ key), default last / 'y'")
+    p.add_argument("--task", default="auto", choices=("auto", "classify", "regress"))
+    p.add_argument("--hidden", default="128", help="hidden widths, comma-separated, e.g. 128,64")
+    p.add_argument("--activation", default="relu")
+    p.add_argument("--optimizer", default="adam", choices=tuple(OPTIMIZER_LR))
+    p.add_argument("--lr", type=float, default=None, help="learning rate (default by optimizer)")
+    p.add_argument("--epochs", type=int, default=30)
+    p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--out", default=None, help=out_help)
+    p.add_argument("--seed", type=int, default=0)
+
+
 def build_parser():
     p = _Parser(prog="fastnn", description="Fast neural-network training on CPU (and NVIDIA GPUs).")
     sub = p.add_subparsers(dest="command", parser_class=_Parser)
 
     t = sub.add_parser("train", help="train an MLP (default: the built-in digits)")
-    t.add_argument("--data", default="digits", help="iris, digits, spirals, moons, PATH.csv or PATH.npz")
-    t.add_argument("--target", default=None, help="target column (CSV name or index; NPZ key), default last / 'y'")
-    t.add_argument("--task", default="auto", choices=("auto", "classify", "regress"))
-    t.add_argument("--hidden", default="128", help="hidden widths, comma-separated, e.g. 128,64")
-    t.add_argument("--activation", default="relu")
-    t.add_argument("--optimizer", default="adam", choices=tuple(OPTIMIZER_LR))
-    t.add_argument("--lr", type=float, default=None, help="learning rate (default by optimizer)")
-    t.add_argument("--epochs", type=int, default=30)
-    t.add_argument("--batch-size", type=int, default=64)
-    t.add_argument("--device", default="cpu")
-    t.add_argument("--out", default=None, help="save the trained model here (.fnn)")
+    _add_train_options(t)
     t.add_argument("--plot", default=None, help="save the loss/metric curves here (.png; needs matplotlib)")
     t.add_argument("--checkpoint", default=None,
                    help="write a resumable training checkpoint here after every epoch (.fnn)")
     t.add_argument("--resume", default=None,
                    help="continue a --checkpoint file up to --epochs in all (model and settings from the file)")
-    t.add_argument("--seed", type=int, default=0)
     t.set_defaults(func=cmd_train)
+
+    u = sub.add_parser("tune", help="grid or random search over the train options, on validation or k-fold CV")
+    _add_train_options(u, out_help="save the best model, refitted, here (.fnn)")
+    u.add_argument("--grid", nargs="+", required=True, metavar="KEY=VALUES",
+                   help="values to try, e.g. lr=1e-3,1e-2 hidden=32,64+32 optimizer=adam,sgd; with --search "
+                        "random also ranges lr=log:1e-4:1e-1 hidden=16:128 (keys: " + ", ".join(_TUNE_KEYS) + ")")
+    u.add_argument("--search", default="grid", choices=("grid", "random"))
+    u.add_argument("--trials", type=int, default=10, help="parameter sets a random search draws (default 10)")
+    u.add_argument("--cv", type=int, default=None, help="score by K-fold cross-validation instead of the validation part")
+    u.add_argument("--results", default=None, help="write the table of trials here (.csv)")
+    u.set_defaults(func=cmd_tune)
 
     for name, func, helptext in (("evaluate", cmd_evaluate, "loss and metrics of a saved model on data"),
                                  ("predict", cmd_predict, "predictions of a saved model")):

@@ -52,8 +52,15 @@ def save_model(model, path, extra=None):
     """Write ``model`` to ``path`` atomically (see the module docstring for the format).
 
     ``extra`` ({member name: JSON-able object or NumPy array}) adds members after the model's,
-    as ``.json`` text or ``.npy`` arrays: training checkpoints (fastnn.trainer) use it.
+    as ``.json`` text or ``.npy`` arrays: training checkpoints (fastnn.checkpoint) use it.
     """
+    with atomic_write(path) as f:
+        write_model(model, f, extra)
+
+
+def write_model(model, f, extra=None):
+    """Write ``model`` (and ``extra``, as save_model) as a model file's bytes to the binary file
+    object ``f`` (save_model writes a file with it; fastnn.ensemble stores its members with it)."""
     from . import __version__
 
     if not model.built:
@@ -69,7 +76,7 @@ def save_model(model, path, extra=None):
     members += [(e["name"], model.backend.to_numpy(model.layers[e["layer"]].params[e["param"]])) for e in entries]
     members += [(name, v if isinstance(v, np.ndarray) else json.dumps(v, indent=1, allow_nan=False))
                 for name, v in (extra or {}).items()]
-    with atomic_write(path) as f, zipfile.ZipFile(f, "w", compression=zipfile.ZIP_STORED) as zf:
+    with zipfile.ZipFile(f, "w", compression=zipfile.ZIP_STORED) as zf:
         for name, value in members:
             if isinstance(value, str):
                 zf.writestr(name, value, compress_type=zipfile.ZIP_DEFLATED)
@@ -88,14 +95,34 @@ def _fail(path, what, owner):
     raise format_error(path, what, owner)
 
 
-def _read_meta(path, zf, owner):
-    meta = read_json_member(path, zf, "model.json", owner)
-    if not isinstance(meta, dict) or meta.get("format") != FORMAT:
-        _fail(path, "model.json does not declare the fastnn.model format", owner)
+def read_json_member(path, zf, member, owner, fmt=None, max_version=None, fail=None):
+    """The JSON value of ``member`` of an open zip, checked: bounded size, valid JSON and, with
+    ``fmt``, an object whose ``format`` is ``fmt`` and ``format_version`` in [1, max_version].
+    Failures call ``fail(path, what, owner)`` (default: raise ModelFormatError for a model file)."""
+    fail = _fail if fail is None else fail
+    try:
+        info = zf.getinfo(member)
+    except KeyError:
+        fail(path, f"it has no {member} member", owner)
+    if info.file_size > _MAX_JSON_BYTES:
+        fail(path, f"{member} is {info.file_size} bytes, over the {_MAX_JSON_BYTES} limit", owner)
+    try:
+        meta = json.loads(zf.read(info).decode("utf-8"))
+    except (ValueError, UnicodeDecodeError, RecursionError) as exc:  # RecursionError: nesting bomb
+        fail(path, f"{member} is not valid JSON ({exc})", owner)
+    if fmt is None:
+        return meta
+    if not isinstance(meta, dict) or meta.get("format") != fmt:
+        fail(path, f"{member} does not declare the {fmt} format", owner)
     version = meta.get("format_version")
-    if not isinstance(version, int) or isinstance(version, bool) or not 1 <= version <= FORMAT_VERSION:
-        _fail(path, f"format_version {version!r} is not supported by this fastnn (it reads 1..{FORMAT_VERSION}); "
-                    f"upgrade fastnn", owner)
+    if not isinstance(version, int) or isinstance(version, bool) or not 1 <= version <= max_version:
+        fail(path, f"format_version {version!r} is not supported by this fastnn (it reads 1..{max_version}); "
+                   f"upgrade fastnn", owner)
+    return meta
+
+
+def _read_meta(path, zf, owner):
+    meta = read_json_member(path, zf, "model.json", owner, FORMAT, FORMAT_VERSION)
     if not isinstance(meta.get("model"), dict) or not isinstance(meta.get("arrays"), list):
         _fail(path, "model.json lacks the 'model' or 'arrays' section", owner)
     return meta
@@ -220,27 +247,12 @@ def _read_array(path, zf, name, shape, dtype, owner):
     return arr
 
 
-def read_json_member(path, zf, name, owner):
-    """The JSON value of member ``name`` (size-bounded), or ModelFormatError."""
-    try:
-        info = zf.getinfo(name)
-    except KeyError:
-        _fail(path, f"it has no {name} member", owner)
-    if info.file_size > _MAX_JSON_BYTES:
-        _fail(path, f"{name} is {info.file_size} bytes, over the {_MAX_JSON_BYTES} limit", owner)
-    try:
-        value = json.loads(zf.read(info).decode("utf-8"))
-    except (ValueError, UnicodeDecodeError, RecursionError) as exc:  # RecursionError: nesting bomb
-        _fail(path, f"{name} is not valid JSON ({exc})", owner)
-    return value
-
-
 def read_array_member(path, zf, name, shape, dtype, owner):
     """A ``.npy`` member of known shape and dtype, checked as model arrays are (finite values)."""
     return _read_array(path, zf, name, shape, dtype, owner)
 
 
-def read_model_file(path, owner="fastnn.load", describers=None, extra=None):
+def read_model_file(path, owner="fastnn.load", describers=None, extra=None, stream=None):
     """Read and check a model file without building a model: the shared reader of
     ``fastnn.load`` and ``fastnn.inference.load``.
 
@@ -249,14 +261,17 @@ def read_model_file(path, owner="fastnn.load", describers=None, extra=None):
     Every failure raises ModelFormatError naming ``owner`` and the file; nothing in the file is
     executed. ``extra(zf, dtype, params)`` (training checkpoints) reads further members with
     read_json_member / read_array_member and returns (their names, a value): the names are
-    allowed in the archive and the value becomes ModelFile.extra. Returns a ModelFile.
+    allowed in the archive and the value becomes ModelFile.extra. ``stream``: a seekable binary
+    file object holding the model file, read instead of opening ``path``, which then only names
+    it in messages (fastnn.ensemble reads its members so). Returns a ModelFile.
     """
     path = os.fspath(path)
-    if not os.path.isfile(path):
+    if stream is None and not os.path.isfile(path):
         raise FileNotFoundError(f"{owner}: no file at {path!r}.")
     describers = layer_describers() if describers is None else describers
+    size = os.path.getsize(path) if stream is None else stream.seek(0, io.SEEK_END)
     try:
-        with zipfile.ZipFile(path) as zf:
+        with zipfile.ZipFile(path if stream is None else stream) as zf:
             if any(info.flag_bits & 0x1 for info in zf.infolist()):
                 _fail(path, "it has encrypted members", owner)
             meta = _read_meta(path, zf, owner)
@@ -264,14 +279,14 @@ def read_model_file(path, owner="fastnn.load", describers=None, extra=None):
             # A reader allocates what the architecture declares, so first bound the parameter
             # count by the bytes the file holds: its arrays are stored uncompressed.
             count = sum(math.prod(shape) for spec in specs for _, shape in spec.params)
-            if count * dtype.itemsize > os.path.getsize(path):
+            if count * dtype.itemsize > size:
                 _fail(path, f"the architecture has {count} parameters, more than the file can hold", owner)
             names = _check_array_list(path, meta["arrays"], specs, owner)
             extra_names, extra_value = extra(zf, dtype, count) if extra is not None else ((), None)
             allowed = {"model.json", *names, *extra_names}
-            extra = [n for n in zf.namelist() if n not in allowed]
-            if extra:
-                _fail(path, f"unexpected members {extra[:3]}", owner)
+            unexpected = [n for n in zf.namelist() if n not in allowed]
+            if unexpected:
+                _fail(path, f"unexpected members {unexpected[:3]}", owner)
             members = iter(names)
             weights = [[_read_array(path, zf, next(members), shape, dtype, owner) for _, shape in spec.params]
                        for spec in specs]
@@ -299,8 +314,9 @@ def load(path, device="cpu"):
     return build_model(read_model_file(path), path, device)
 
 
-def build_model(content, path, device, owner="fastnn.load"):
-    """The Sequential of a ModelFile on ``device`` (load and Trainer.from_checkpoint)."""
+def build_model(content, path, device="cpu", owner="fastnn.load"):
+    """The Sequential a ModelFile (from read_model_file) describes, on ``device`` (load,
+    Trainer.from_checkpoint, Ensemble.load)."""
     from .model import Sequential
 
     model = Sequential([spec.layer for spec in content.layers], seed=content.seed, device=device,
@@ -315,4 +331,5 @@ def build_model(content, path, device, owner="fastnn.load"):
 
 
 __all__ = ["FORMAT_VERSION", "LayerSpec", "ModelFile", "build_model", "describe_layer", "format_error",
-           "layer_describers", "load", "read_array_member", "read_json_member", "read_model_file", "save_model"]
+           "layer_describers", "load", "read_array_member", "read_json_member", "read_model_file", "save_model",
+           "write_model"]

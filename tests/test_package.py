@@ -11,7 +11,7 @@ import pytest
 import fastnn as fnn
 
 PUBLIC_MODULES = ["callbacks", "data", "datasets", "export", "inference", "layers", "losses", "metrics", "optim",
-                  "schedules"]
+                  "schedules", "tuning"]
 
 
 def modules_after(code):
