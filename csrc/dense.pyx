@@ -16,7 +16,7 @@ from _types cimport ptr1, cptr1, ptr2, cptr2
 
 import fastnn._ext.blas as _blas
 
-cdef const GemmRoute* _route = <const GemmRoute*><uintptr_t>_blas.route_address()
+cdef GemmRoute* _route = <GemmRoute*><uintptr_t>_blas.route_address()
 
 
 cdef inline bint _is(const floating[:, ::1] a, Py_ssize_t n, Py_ssize_t m):

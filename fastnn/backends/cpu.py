@@ -24,7 +24,7 @@ import sys
 
 import numpy as np
 
-from .._checks import FLOAT_DTYPES, check_int
+from .._checks import FLOAT_DTYPES, check_choice, check_int
 from .base import ACTIVATION_CODES, ACTIVATIONS, NEEDS_INPUT, Backend, check_batch_rows, dropout_threshold
 
 try:
@@ -43,7 +43,8 @@ except ImportError as exc:  # a source checkout that was never built
         "`python setup.py build_ext --inplace` or install with `pip install .`."
     ) from exc
 
-__all__ = ["CpuBackend", "blas_info", "get_num_threads", "set_num_threads"]
+__all__ = ["CpuBackend", "blas_info", "get_num_threads", "get_thread_policy", "set_num_threads",
+           "set_thread_policy"]
 
 _F32, _F64 = FLOAT_DTYPES
 _I64 = np.dtype(np.int64)
@@ -186,11 +187,42 @@ def _discover():
     return info
 
 
-_state = {"gemm": None, "threads": None, "lib": None}
+_state = {"gemm": None, "threads": None, "lib": None, "policy": "fixed"}
 _ENV_BLAS = os.environ.get("FASTNN_BLAS", "auto").strip().lower() or "auto"
 _INFO = _discover()
 if _state["gemm"] is not None and _ENV_BLAS != "numpy":
     _blas.set_gemm(*_state["gemm"])
+
+#: How the compiled kernels use the pool: 'adaptive' (default) runs each product that OpenBLAS
+#: would split on one thread or on the whole pool, whichever has been faster at its size in this
+#: process; 'fixed' always lets OpenBLAS use the pool as NumPy does.
+THREAD_POLICIES = ("adaptive", "fixed")
+
+
+def set_thread_policy(policy):
+    """Choose how fastnn's products use the thread pool: 'adaptive' or 'fixed' (see
+    THREAD_POLICIES); returns the previous policy. 'adaptive' needs OpenBLAS's thread functions
+    (without them the policy stays 'fixed'). Forgets the timings measured so far."""
+    policy = check_choice("set_thread_policy", "policy", policy, THREAD_POLICIES)
+    old = _state["policy"]
+    fns = _state["threads"]
+    if fns is None:
+        _blas.set_thread_control(0, 0, False)
+        _state["policy"] = "fixed"
+        return old
+    addr = [ctypes.cast(f, ctypes.c_void_p).value for f in fns]
+    _blas.set_thread_control(addr[0], addr[1], policy == "adaptive")
+    _state["policy"] = policy
+    return old
+
+
+def get_thread_policy():
+    """'adaptive' or 'fixed' (see set_thread_policy)."""
+    return _state["policy"]
+
+
+_ENV_POLICY = os.environ.get("FASTNN_THREAD_POLICY", "adaptive").strip().lower() or "adaptive"
+set_thread_policy(_ENV_POLICY if _ENV_POLICY in THREAD_POLICIES else "adaptive")
 
 
 def blas_info():
@@ -202,6 +234,7 @@ def blas_info():
     if _ENV_BLAS == "numpy" and info["route"] == "openblas":
         info.update(route="numpy", reason="FASTNN_BLAS=numpy")
     info["threads"] = get_num_threads()
+    info["thread_policy"] = get_thread_policy()
     return info
 
 
@@ -214,6 +247,7 @@ def set_num_threads(n):
     set_fn, get_fn = _state["threads"]
     old = get_fn()
     set_fn(n)
+    set_thread_policy(_state["policy"])  # timings taken with another pool size no longer apply
     return old
 
 
