@@ -33,7 +33,7 @@ ctypedef int (*get_threads_t)() noexcept nogil
 
 cdef enum:
     N_BUCKETS = 64         # products are grouped by floor(log2(m*n*k)) for the thread choice
-    EXPLORE_EVERY = 32     # the slower choice is retried after 32 x (its time / the faster's) products
+    EXPLORE_EVERY = 128    # the slower choice is retried after 128 x (its time / the faster's) products
 
 ctypedef struct GemmRoute:
     sgemm32_t sgemm32      # exactly one of each 32/64 pair is set (or none: built-in loops)
