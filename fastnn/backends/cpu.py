@@ -92,6 +92,20 @@ _TAKE = ({_F32: _memory.take["float"], _F64: _memory.take["double"], _I64: _memo
           _I64: _memory.take_rows["int64_t"]})
 
 
+class _ChainCalls(tuple):
+    """What CpuBackend.dense_chain returns: ``forward(x)``, ``backward(dy)`` and the compiled
+    ``chain`` (which owns the pointers and keeps the arrays alive)."""
+
+    __slots__ = ()
+
+    def __new__(cls, forward, backward, chain):
+        return tuple.__new__(cls, (forward, backward, chain))
+
+    forward = property(lambda self: self[0])
+    backward = property(lambda self: self[1])
+    chain = property(lambda self: self[2])
+
+
 # ---------------------------------------------------------------------------------- BLAS
 _GEMM_SYMBOLS = (  # (sgemm, dgemm, 64-bit integers), in order of preference
     ("scipy_cblas_sgemm64_", "scipy_cblas_dgemm64_", True),
@@ -508,6 +522,35 @@ class CpuBackend(Backend):
                                              dw=dw, db=db, dx=dx, dz=dz)
 
     # ----------------------------------------------------------------- losses
+    def dense_chain(self, steps, first):
+        """Backend.dense_chain as one compiled call each way (fastnn._ext.dense.Chain: the data
+        pointers are taken once, so the arrays must stay in place while it is used), or the
+        reference's loop over this backend's kernels when these arrays cannot run there."""
+        if not self._gemm or not steps:
+            return super().dense_chain(steps, first)
+        dtype = steps[0][0].dtype
+        if dtype not in (_F32, _F64):
+            return super().dense_chain(steps, first)
+        rows = steps[0][5].shape[0]
+        specs, n_in = [], steps[0][0].shape[0]
+        for i, (w, b, activation, alpha, z, y, dw, db, dx) in enumerate(steps):
+            n_out = w.shape[1] if w.ndim == 2 else -1
+            shapes = ((w, (n_in, n_out)), (b, (n_out,)), (z, (rows, n_out)), (y, (rows, n_out)),
+                      (dw, (n_in, n_out)), (db, (n_out,)), (dx, (rows, n_in)))
+            for a, shape in shapes:
+                if a is not None and not (isinstance(a, np.ndarray) and a.dtype == dtype and a.shape == shape
+                                          and a.flags.c_contiguous and (a is w or a is b or a.flags.writeable)):
+                    return super().dense_chain(steps, first)
+            if activation not in ACTIVATION_CODES or (activation in NEEDS_INPUT) != (z is not None) \
+                    or (dx is None) != (i <= first) or (i < first and dw is not None):
+                return super().dense_chain(steps, first)
+            specs.append((n_in, n_out, ACTIVATION_CODES[activation], float(alpha), w, b, z, y, dw, db, dx))
+            n_in = n_out
+        chain = _dense.Chain(rows, dtype == _F64, specs, first)
+        if dtype == _F64:
+            return _ChainCalls(chain.forward64, chain.backward64, chain)
+        return _ChainCalls(chain.forward32, chain.backward32, chain)
+
     def _loss_refused(self, owner, pred_name, pred, target, weight, loss_out, grad, labels=False):
         """Shared slow path of the loss kernels: raise for a bad call; True: run the reference."""
         if not _arrays(pred, target, weight, grad) or pred is None or target is None:
