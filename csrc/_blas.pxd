@@ -49,6 +49,8 @@ ctypedef struct GemmRoute:
     double ns_per_mnk[N_BUCKETS][2]   # running mean of ns per m*n*k: [0] on 1 thread, [1] on the pool
     unsigned long long seen[N_BUCKETS]          # products seen
     unsigned long long since_retry[N_BUCKETS]   # products since the slower choice was last tried
+    int retry_left[N_BUCKETS]                   # products still to run on retry_choice
+    int retry_choice[N_BUCKETS]
 
 
 cdef extern from *:
@@ -157,9 +159,10 @@ cdef inline bint blas_gemm(const GemmRoute* route, int ta, int tb,
 
 cdef inline int choose_threads(GemmRoute* route, int bucket) noexcept nogil:
     """0: run this product on one thread, 1: on the whole pool. The faster of the two by the
-    running means of this size bucket (each is measured first). The slower one is tried again
-    after EXPLORE_EVERY x (its mean / the faster's) products, so that retrying costs about
-    1 / EXPLORE_EVERY of the time however slow it is, and a change of load is noticed within
+    running means of this size bucket (each is measured first). The slower one is tried again,
+    twice in a row (the first may pay for waking OpenBLAS's sleeping worker), after
+    EXPLORE_EVERY x (its mean / the faster's) products, so that retrying costs about
+    2 / EXPLORE_EVERY of the time however slow it is, and a change of load is noticed within
     about EXPLORE_EVERY times the slower product's duration."""
     cdef double one = route.ns_per_mnk[bucket][0], pool = route.ns_per_mnk[bucket][1]
     route.seen[bucket] += 1
@@ -167,11 +170,16 @@ cdef inline int choose_threads(GemmRoute* route, int bucket) noexcept nogil:
         return 1
     if one == 0:
         return 0
+    if route.retry_left[bucket] > 0:
+        route.retry_left[bucket] -= 1
+        return route.retry_choice[bucket]
     cdef int best = 0 if one < pool else 1
     cdef double ratio = (pool / one) if best == 0 else (one / pool)
     route.since_retry[bucket] += 1
     if route.since_retry[bucket] >= EXPLORE_EVERY * ratio:
         route.since_retry[bucket] = 0
+        route.retry_choice[bucket] = 1 - best
+        route.retry_left[bucket] = 1
         return 1 - best
     return best
 

@@ -38,6 +38,8 @@ def _reset_thread_stats():
         _route.ns_per_mnk[i][1] = 0
         _route.seen[i] = 0
         _route.since_retry[i] = 0
+        _route.retry_left[i] = 0
+        _route.retry_choice[i] = 0
 
 
 _reset_thread_stats()
