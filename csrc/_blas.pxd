@@ -28,12 +28,51 @@ cdef enum:
     CBLAS_NO_TRANS = 111
     CBLAS_TRANS = 112
 
+ctypedef void (*set_threads_t)(int n) noexcept nogil
+ctypedef int (*get_threads_t)() noexcept nogil
+
+cdef enum:
+    N_BUCKETS = 64         # products are grouped by floor(log2(m*n*k)) for the thread choice
+    EXPLORE_EVERY = 128    # the slower choice is retried after 128 x (its time / the faster's) products
+
 ctypedef struct GemmRoute:
     sgemm32_t sgemm32      # exactly one of each 32/64 pair is set (or none: built-in loops)
     sgemm64_t sgemm64
     dgemm32_t dgemm32
     dgemm64_t dgemm64
     double small_mnk       # m*n*k at or below which the built-in loop is used
+    # Per-product thread choice ("adaptive" policy; see choose_threads below). NULL / 0: off.
+    set_threads_t set_threads
+    get_threads_t get_threads
+    int adaptive
+    double adapt_mnk       # products with m*n*k above this take part (below it OpenBLAS uses 1 thread)
+    double ns_per_mnk[N_BUCKETS][2]   # running mean of ns per m*n*k: [0] on 1 thread, [1] on the pool
+    unsigned long long seen[N_BUCKETS]          # products seen
+    unsigned long long since_retry[N_BUCKETS]   # products since the slower choice was last tried
+    int retry_left[N_BUCKETS]                   # products still to run on retry_choice
+    int retry_choice[N_BUCKETS]
+
+
+cdef extern from *:
+    """
+    #if defined(_WIN32)
+    #include <windows.h>
+    static double fastnn_now_ns(void) {
+        LARGE_INTEGER f, c;
+        QueryPerformanceFrequency(&f);
+        QueryPerformanceCounter(&c);
+        return (double)c.QuadPart * 1e9 / (double)f.QuadPart;
+    }
+    #else
+    #include <time.h>
+    static double fastnn_now_ns(void) {
+        struct timespec t;
+        clock_gettime(CLOCK_MONOTONIC, &t);
+        return (double)t.tv_sec * 1e9 + (double)t.tv_nsec;
+    }
+    #endif
+    """
+    double fastnn_now_ns() noexcept nogil
 
 
 cdef inline void loop_gemm(bint trans_a, bint trans_b, Py_ssize_t m, Py_ssize_t n, Py_ssize_t k,
@@ -93,16 +132,85 @@ cdef inline void loop_gemm(bint trans_a, bint trans_b, Py_ssize_t m, Py_ssize_t 
                 j += 1
 
 
-cdef inline void gemm(const GemmRoute* route, bint trans_a, bint trans_b,
+cdef inline bint blas_gemm(const GemmRoute* route, int ta, int tb,
+                           Py_ssize_t m, Py_ssize_t n, Py_ssize_t k,
+                           floating alpha, const floating* a, Py_ssize_t lda,
+                           const floating* b, Py_ssize_t ldb,
+                           floating beta, floating* c, Py_ssize_t ldc) noexcept nogil:
+    """The product through the installed BLAS; False (nothing done) when none fits."""
+    if floating is float:
+        if route.sgemm64 != NULL:
+            route.sgemm64(CBLAS_ROW_MAJOR, ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc)
+            return True
+        if route.sgemm32 != NULL and max(m, n, k, lda, ldb, ldc) <= 2147483647:
+            route.sgemm32(CBLAS_ROW_MAJOR, ta, tb, <int>m, <int>n, <int>k, alpha, a, <int>lda,
+                          b, <int>ldb, beta, c, <int>ldc)
+            return True
+    else:
+        if route.dgemm64 != NULL:
+            route.dgemm64(CBLAS_ROW_MAJOR, ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc)
+            return True
+        if route.dgemm32 != NULL and max(m, n, k, lda, ldb, ldc) <= 2147483647:
+            route.dgemm32(CBLAS_ROW_MAJOR, ta, tb, <int>m, <int>n, <int>k, alpha, a, <int>lda,
+                          b, <int>ldb, beta, c, <int>ldc)
+            return True
+    return False
+
+
+cdef inline int choose_threads(GemmRoute* route, int bucket) noexcept nogil:
+    """0: run this product on one thread, 1: on the whole pool. The faster of the two by the
+    running means of this size bucket (each is measured first). The slower one is tried again,
+    twice in a row (the first may pay for waking OpenBLAS's sleeping worker), after
+    EXPLORE_EVERY x (its mean / the faster's) products, so that retrying costs about
+    2 / EXPLORE_EVERY of the time however slow it is, and a change of load is noticed within
+    about EXPLORE_EVERY times the slower product's duration."""
+    cdef double one = route.ns_per_mnk[bucket][0], pool = route.ns_per_mnk[bucket][1]
+    route.seen[bucket] += 1
+    if pool == 0:
+        return 1
+    if one == 0:
+        return 0
+    if route.retry_left[bucket] > 0:
+        route.retry_left[bucket] -= 1
+        return route.retry_choice[bucket]
+    cdef int best = 0 if one < pool else 1
+    cdef double ratio = (pool / one) if best == 0 else (one / pool)
+    route.since_retry[bucket] += 1
+    if route.since_retry[bucket] >= EXPLORE_EVERY * ratio:
+        route.since_retry[bucket] = 0
+        route.retry_choice[bucket] = 1 - best
+        route.retry_left[bucket] = 1
+        return 1 - best
+    return best
+
+
+cdef inline void record_time(GemmRoute* route, int bucket, int use_pool, double per) noexcept nogil:
+    """Fold one product's ns per m*n*k into its running mean: a faster sample replaces the mean
+    (a choice that became fast again is believed at once), a slower one moves it by a quarter."""
+    cdef double old = route.ns_per_mnk[bucket][use_pool]
+    if old == 0 or per < old:
+        route.ns_per_mnk[bucket][use_pool] = per
+    else:
+        route.ns_per_mnk[bucket][use_pool] = old + 0.25 * (per - old)
+
+
+cdef inline void gemm(GemmRoute* route, bint trans_a, bint trans_b,
                       Py_ssize_t m, Py_ssize_t n, Py_ssize_t k,
                       floating alpha, const floating* a, Py_ssize_t lda,
                       const floating* b, Py_ssize_t ldb,
                       floating beta, floating* c, Py_ssize_t ldc) noexcept nogil:
     """C (m, n) = alpha op(A) op(B) + beta C for row-major A, B, C with leading dimensions
-    lda, ldb, ldc; op(X) = X.T when trans_x. Any of m, n, k may be 0 (then a/b may be NULL)."""
+    lda, ldb, ldc; op(X) = X.T when trans_x. Any of m, n, k may be 0 (then a/b may be NULL).
+
+    With the adaptive policy on and a pool of more than one thread, a product large enough for
+    OpenBLAS to split runs on one thread or on the pool, whichever has been faster at its size
+    (on a loaded machine a 2-thread product waits for its busiest core: 2-5x slower measured)."""
     cdef Py_ssize_t i, j
     cdef int ta = CBLAS_TRANS if trans_a else CBLAS_NO_TRANS
     cdef int tb = CBLAS_TRANS if trans_b else CBLAS_NO_TRANS
+    cdef double mnk = <double>m * n * k, t0, per
+    cdef int bucket, use_pool, pool
+    cdef bint done
     if m <= 0 or n <= 0:
         return
     if k <= 0:                                       # BLAS would reject lda = 0: C = beta C here
@@ -110,21 +218,24 @@ cdef inline void gemm(const GemmRoute* route, bint trans_a, bint trans_b,
             for j in range(n):
                 c[i * ldc + j] = 0 if beta == 0 else beta * c[i * ldc + j]
         return
-    if <double>m * n * k > route.small_mnk:
-        if floating is float:
-            if route.sgemm64 != NULL:
-                route.sgemm64(CBLAS_ROW_MAJOR, ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc)
-                return
-            if route.sgemm32 != NULL and max(m, n, k, lda, ldb, ldc) <= 2147483647:
-                route.sgemm32(CBLAS_ROW_MAJOR, ta, tb, <int>m, <int>n, <int>k, alpha, a, <int>lda,
-                              b, <int>ldb, beta, c, <int>ldc)
-                return
-        else:
-            if route.dgemm64 != NULL:
-                route.dgemm64(CBLAS_ROW_MAJOR, ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc)
-                return
-            if route.dgemm32 != NULL and max(m, n, k, lda, ldb, ldc) <= 2147483647:
-                route.dgemm32(CBLAS_ROW_MAJOR, ta, tb, <int>m, <int>n, <int>k, alpha, a, <int>lda,
-                              b, <int>ldb, beta, c, <int>ldc)
-                return
+    if mnk > route.small_mnk:
+        if route.adaptive and mnk > route.adapt_mnk and route.get_threads != NULL and route.set_threads != NULL:
+            pool = route.get_threads()
+            if pool > 1:
+                bucket = 0
+                while bucket < N_BUCKETS - 1 and (<double>2) ** (bucket + 1) <= mnk:
+                    bucket += 1
+                use_pool = choose_threads(route, bucket)
+                if not use_pool:
+                    route.set_threads(1)
+                t0 = fastnn_now_ns()
+                done = blas_gemm(route, ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc)
+                per = (fastnn_now_ns() - t0) / mnk
+                if not use_pool:
+                    route.set_threads(pool)
+                if done:
+                    record_time(route, bucket, use_pool, per)
+                    return
+        if blas_gemm(route, ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc):
+            return
     loop_gemm(trans_a, trans_b, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc)

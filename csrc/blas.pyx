@@ -7,7 +7,8 @@ or when it finds none, every product runs in the built-in loops of _blas.pxd.
 from libc.stdint cimport uintptr_t
 from cython cimport floating
 
-from _blas cimport (GemmRoute, gemm, sgemm32_t, sgemm64_t, dgemm32_t, dgemm64_t)
+from _blas cimport (GemmRoute, gemm, sgemm32_t, sgemm64_t, dgemm32_t, dgemm64_t, set_threads_t,
+                    get_threads_t, N_BUCKETS)
 from _types cimport ptr2, cptr2
 
 # The one route; modules that cimport _blas.pxd read it through route_address().
@@ -20,6 +21,47 @@ _route.dgemm64 = NULL
 # 0: OpenBLAS's small-matrix kernels (AVX-512 where available) beat the portable loop already at
 # 16x4x16 (0.15 us against 0.35 us), so BLAS always wins once installed. set_small_gemm() tunes it.
 _route.small_mnk = 0.0
+# The per-product thread choice (_blas.pxd, gemm): off until set_thread_control() installs
+# OpenBLAS's thread functions. OpenBLAS itself runs products with m*n*k <= 4 * 65536 on one thread
+# (interface/gemm.c, GEMM_MULTITHREAD_THRESHOLD 4) and splits larger ones over at most
+# m*n*k / 262144 threads: only products it would split take part.
+_route.set_threads = NULL
+_route.get_threads = NULL
+_route.adaptive = 0
+_route.adapt_mnk = 2 * 262144.0
+
+
+def _reset_thread_stats():
+    cdef int i
+    for i in range(N_BUCKETS):
+        _route.ns_per_mnk[i][0] = 0
+        _route.ns_per_mnk[i][1] = 0
+        _route.seen[i] = 0
+        _route.since_retry[i] = 0
+        _route.retry_left[i] = 0
+        _route.retry_choice[i] = 0
+
+
+_reset_thread_stats()
+
+
+def set_thread_control(uintptr_t set_fn, uintptr_t get_fn, bint adaptive):
+    """Install OpenBLAS's ``openblas_set_num_threads``/``get`` (0: none) and turn the adaptive
+    per-product choice between one thread and the whole pool on or off; forgets what was
+    measured. Returns the previous ``adaptive``."""
+    old = bool(_route.adaptive)
+    _route.set_threads = <set_threads_t>set_fn
+    _route.get_threads = <get_threads_t>get_fn
+    _route.adaptive = 1 if (adaptive and set_fn != 0 and get_fn != 0) else 0
+    _reset_thread_stats()
+    return old
+
+
+def thread_stats():
+    """What the adaptive choice has measured: {log2 bucket of m*n*k: (ns per m*n*k on one
+    thread, on the pool, products seen)}, for the buckets seen (0.0: not measured yet)."""
+    return {i: (_route.ns_per_mnk[i][0], _route.ns_per_mnk[i][1], _route.seen[i])
+            for i in range(N_BUCKETS) if _route.seen[i]}
 
 
 def set_gemm(uintptr_t sgemm, uintptr_t dgemm, bint ilp64):

@@ -8,6 +8,7 @@ pass over the output (forward) or over dz (backward).
 """
 
 from libc.stdint cimport uintptr_t
+from libc.stdlib cimport calloc, free
 from cython cimport floating
 
 from _activations cimport act_forward, act_backward, IDENTITY, GELU, SILU, N_ACTIVATIONS
@@ -16,7 +17,7 @@ from _types cimport ptr1, cptr1, ptr2, cptr2
 
 import fastnn._ext.blas as _blas
 
-cdef const GemmRoute* _route = <const GemmRoute*><uintptr_t>_blas.route_address()
+cdef GemmRoute* _route = <GemmRoute*><uintptr_t>_blas.route_address()
 
 
 cdef inline bint _is(const floating[:, ::1] a, Py_ssize_t n, Py_ssize_t m):
@@ -138,3 +139,145 @@ def backward_pass(const floating[:, ::1] dy not None, const floating[:, ::1] y,
     cdef floating* pdb = ptr1(db) if db is not None else NULL
     with nogil:
         _dz_pass(code, <floating>alpha, pdy, pz, py, pdz, pdb, n, n_out)
+
+
+# ------------------------------------------------------------------ a stack of Dense layers
+cdef struct _Step:
+    Py_ssize_t n_in, n_out
+    int code
+    double alpha
+    void* w        # (n_in, n_out)
+    void* b        # (n_out,) or NULL
+    void* z        # (rows, n_out) pre-activation, or NULL (kept only for gelu/silu)
+    void* y        # (rows, n_out) output; the next layer's input
+    void* dw       # NULL: frozen (no dw, db)
+    void* db       # NULL: frozen or no bias
+    void* dx       # (rows, n_in), NULL: no dx (the lowest layer the backward reaches)
+
+
+cdef void _chain_forward(floating* kind, const _Step* s, Py_ssize_t count, Py_ssize_t n,
+                         const floating* x) noexcept nogil:
+    cdef Py_ssize_t i
+    cdef const floating* inp = x
+    cdef floating* buf
+    cdef floating* zdst
+    for i in range(count):
+        buf = <floating*>s[i].z if s[i].z != NULL else <floating*>s[i].y
+        zdst = buf if (s[i].z != NULL and s[i].b != NULL) else NULL
+        gemm(_route, False, False, n, s[i].n_out, s[i].n_in, 1, inp, s[i].n_in, <const floating*>s[i].w,
+             s[i].n_out, 0, buf, s[i].n_out)
+        act_forward(s[i].code, <floating>s[i].alpha, buf, <const floating*>s[i].b, zdst, <floating*>s[i].y,
+                    n, s[i].n_out)
+        inp = <const floating*>s[i].y
+
+
+cdef void _chain_backward(floating* kind, const _Step* s, Py_ssize_t count, Py_ssize_t first, Py_ssize_t n,
+                          const floating* x, floating* dy) noexcept nogil:
+    cdef Py_ssize_t i
+    cdef const floating* d
+    cdef const floating* inp
+    for i in range(count - 1, first - 1, -1):
+        d = _dz_pass(s[i].code, <floating>s[i].alpha, dy, <const floating*>s[i].z, <const floating*>s[i].y,
+                     dy, <floating*>s[i].db, n, s[i].n_out)
+        inp = x if i == 0 else <const floating*>s[i - 1].y
+        if s[i].dw != NULL:
+            gemm(_route, True, False, s[i].n_in, s[i].n_out, n, 1, inp, s[i].n_in, d, s[i].n_out, 0,
+                 <floating*>s[i].dw, s[i].n_out)
+        if s[i].dx != NULL:
+            gemm(_route, False, True, n, s[i].n_in, s[i].n_out, 1, d, s[i].n_out, <const floating*>s[i].w,
+                 s[i].n_out, 0, <floating*>s[i].dx, s[i].n_in)
+        dy = <floating*>s[i].dx
+
+
+cdef void* _address(a) except? NULL:
+    """Data address of an array (None: NULL); the adapter has checked dtype and contiguity."""
+    if a is None:
+        return NULL
+    return <void*><uintptr_t>a.__array_interface__["data"][0]
+
+
+cdef class Chain:
+    """Training forward and backward of a stack of Dense layers, one call each, no Python per
+    layer: the same GEMMs and passes as forward() and backward() layer by layer (dz written over
+    dy, as Dense does). Built by fastnn.backends.cpu.CpuBackend.dense_chain, which checks every
+    array; the data pointers are taken here once and the arrays kept alive by this object.
+
+    ``steps``: per layer (n_in, n_out, code, alpha, w, b, z, y, dw, db, dx) with arrays or None;
+    ``first``: the lowest layer the backward reaches (its dx is None); ``rows``: the batch size.
+    """
+
+    cdef _Step* _steps
+    cdef Py_ssize_t _count, _first
+    cdef readonly Py_ssize_t rows
+    cdef readonly bint is_double
+    cdef readonly object out        # the last layer's output array
+    cdef object _refs
+    cdef object _x                  # the input of the last forward (its dW needs it)
+    cdef const void* _xp
+
+    def __cinit__(self, Py_ssize_t rows, bint is_double, list steps, Py_ssize_t first):
+        self._count = len(steps)
+        if self._count < 1 or not 0 <= first < self._count:
+            raise ValueError("Chain: no layers, or first out of range.")
+        self._steps = <_Step*>calloc(self._count, sizeof(_Step))
+        if self._steps == NULL:
+            raise MemoryError()
+        self.rows, self.is_double, self._first = rows, is_double, first
+        self._refs = steps
+        cdef Py_ssize_t i
+        for i, st in enumerate(steps):
+            n_in, n_out, code, alpha, w, b, z, y, dw, db, dx = st
+            if code < 0 or code >= N_ACTIVATIONS:
+                raise ValueError(f"Chain: unknown activation code {code}.")
+            self._steps[i].n_in, self._steps[i].n_out = n_in, n_out
+            self._steps[i].code, self._steps[i].alpha = code, alpha
+            self._steps[i].w = _address(w)
+            self._steps[i].b = _address(b)
+            self._steps[i].z = _address(z)
+            self._steps[i].y = _address(y)
+            self._steps[i].dw = _address(dw)
+            self._steps[i].db = _address(db)
+            self._steps[i].dx = _address(dx)
+        self.out = steps[self._count - 1][7]
+        self._x = None
+        self._xp = NULL
+
+    def __dealloc__(self):
+        free(self._steps)
+
+    def forward32(self, const float[:, ::1] x not None):
+        """Run every layer's forward on x (rows, n_in of the first layer); returns ``out``."""
+        if x.shape[0] != self.rows or x.shape[1] != self._steps[0].n_in or self.is_double:
+            raise ValueError("Chain.forward: x does not match the chain.")
+        self._x, self._xp = x.base, cptr2(x)
+        with nogil:
+            _chain_forward(<float*>NULL, self._steps, self._count, self.rows, <const float*>self._xp)
+        return self.out
+
+    def forward64(self, const double[:, ::1] x not None):
+        """forward32 for float64."""
+        if x.shape[0] != self.rows or x.shape[1] != self._steps[0].n_in or not self.is_double:
+            raise ValueError("Chain.forward: x does not match the chain.")
+        self._x, self._xp = x.base, cptr2(x)
+        with nogil:
+            _chain_forward(<double*>NULL, self._steps, self._count, self.rows, <const double*>self._xp)
+        return self.out
+
+    def backward32(self, float[:, ::1] dy not None):
+        """Backpropagate dy (rows, n_out of the last layer), overwritten, through the layers down
+        to ``first``, writing dw, db (trainable layers) and dx (above ``first``)."""
+        if dy.shape[0] != self.rows or dy.shape[1] != self._steps[self._count - 1].n_out or self.is_double \
+                or self._xp == NULL:
+            raise ValueError("Chain.backward: dy does not match the chain, or no forward ran.")
+        with nogil:
+            _chain_backward(<float*>NULL, self._steps, self._count, self._first, self.rows,
+                            <const float*>self._xp, ptr2(dy))
+
+    def backward64(self, double[:, ::1] dy not None):
+        """backward32 for float64."""
+        if dy.shape[0] != self.rows or dy.shape[1] != self._steps[self._count - 1].n_out or not self.is_double \
+                or self._xp == NULL:
+            raise ValueError("Chain.backward: dy does not match the chain, or no forward ran.")
+        with nogil:
+            _chain_backward(<double*>NULL, self._steps, self._count, self._first, self.rows,
+                            <const double*>self._xp, ptr2(dy))

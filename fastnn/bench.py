@@ -80,6 +80,9 @@ def build_parser():
                    "--quick)")
     p.add_argument("--threads", type=int, default=None, help="threads for fastnn (fastnn.set_num_threads) and "
                    "torch; default: leave as is")
+    p.add_argument("--thread-policy", default=None, choices=("adaptive", "fixed"),
+                   help="how fastnn's products use the pool (fastnn.backends.cpu.set_thread_policy): adaptive "
+                   "(default) = one thread or the pool per product, whichever is faster; fixed = always the pool")
     p.add_argument("--optimizer", default=None, choices=tuple(OPTIMIZERS),
                    help="run every configuration (fastnn and torch) with this optimizer instead of PERF.md's: "
                    "sgd = SGD momentum 0.9 lr 0.01, adam = Adam lr 1e-3, adamw = AdamW lr 1e-3 wd 1e-2")
@@ -376,6 +379,17 @@ def _threads(fnn, requested):
         return os.cpu_count(), "os.cpu_count() (OpenBLAS default)", note
 
 
+def _thread_policy(device, requested):
+    """The CPU backend's thread policy after applying --thread-policy, or None off the cpu device."""
+    if device != "cpu":
+        return None
+    from .backends import cpu
+
+    if requested is not None:
+        cpu.set_thread_policy(requested)
+    return cpu.get_thread_policy()
+
+
 def _cpu_seconds():
     """(CPU seconds used by the whole machine, by this process) so far; the machine's is None
     where /proc/stat is missing. Their difference over a run is what other processes took."""
@@ -553,7 +567,7 @@ def format_table(results, machine, settings):
     m = machine
     lines.append(f"fastnn {m['fastnn']} bench — device {m['device']}, {m['date']}")
     lines.append(f"cpu: {m['cpu']}; {m['cores']} cores ({m['cores_available']} available); threads {m['threads']} "
-                 f"({m['threads_source']}); loadavg {m['loadavg']}")
+                 f"({m['threads_source']}), policy {m.get('thread_policy') or '–'}; loadavg {m['loadavg']}")
     lines.append(f"python {m['python']}, numpy {m['numpy']} ({m['blas']}), torch {m['torch'] or 'not used'}"
                  + (f" ({m['torch_threads']} threads)" if m["torch"] else ""))
     lines.append(f"n={settings['n']} samples, {settings['repeats']} timed epochs after 1 warm-up, median; "
@@ -640,6 +654,7 @@ def main(argv=None):
         return 2
 
     threads, thread_source, thread_note = _threads(fnn, args.threads)
+    policy = _thread_policy(args.device, args.thread_policy)
     if thread_note:
         print(f"fastnn bench: note: {thread_note}", file=sys.stderr)
     torch = None
@@ -651,9 +666,10 @@ def main(argv=None):
             torch.set_num_threads(threads)
 
     machine = _machine(fnn, args.device, threads, thread_source, torch)
+    machine["thread_policy"] = policy
     settings = {"configs": names, "device": args.device, "n": args.n, "repeats": args.repeats, "warmup_epochs": 1,
                 "threads_requested": args.threads, "compare": args.compare if torch is not None else None,
-                "quick": args.quick, "optimizer": args.optimizer}
+                "quick": args.quick, "optimizer": args.optimizer, "thread_policy": args.thread_policy}
     results = []
     status = 0
     for name in names:

@@ -72,6 +72,10 @@ class Layer:
     #: Rows a training batch needs (BatchNorm: 2, to estimate a variance).
     min_train_rows = 1
 
+    #: Bumped whenever any layer's ``trainable`` changes (Sequential's compiled Dense chains are
+    #: keyed on it).
+    _trainable_changes = 0
+
     def __init__(self):
         self.trainable = True
         self.built = False
@@ -83,6 +87,16 @@ class Layer:
         self._rng = None
         self._key = 0
         self._ws = _Workspace()
+
+    @property
+    def trainable(self):
+        """False freezes the layer (no weight gradient, no update)."""
+        return self._trainable
+
+    @trainable.setter
+    def trainable(self, value):
+        self._trainable = value
+        Layer._trainable_changes += 1
 
     # ------------------------------------------------------------- building
     def build(self, n_in, backend, dtype):

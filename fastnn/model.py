@@ -12,7 +12,8 @@ import numpy as np
 from ._checks import as_float_array, check_dtype_name, check_int, check_seed
 from ._random import stream_key
 from .backends import get_backend
-from .layers import Layer
+from .backends.base import NEEDS_INPUT
+from .layers import Dense, Layer
 
 #: Each parameter starts on a multiple of this many elements (64 bytes in float32), so every
 #: kernel sees aligned rows; the padding stays zero in parameters and gradients.
@@ -70,6 +71,9 @@ class Sequential:
         self.param_info = []
         self.version = 0  # bumped whenever the flat buffers are re-made (optimizers re-bind)
         self.metadata = {}  # JSON-able notes saved with the model (e.g. the CLI's scaler and classes)
+        self._chains = {}  # (rows, logits) -> (stamp, compiled Dense chain or None, layer attributes)
+        self._chain = None  # the chain whose forward ran last (its backward follows)
+        self._chain_attrs = None
         if isinstance(layers, Layer) or not hasattr(layers, "__iter__"):
             raise TypeError(f"Sequential: layers must be a list of layers; got {layers!r}.")
         for layer in layers:
@@ -189,7 +193,27 @@ class Sequential:
 
     # ------------------------------------------------------------ computation
     def _forward(self, x, training=False, logits=False):
-        """Run the stack on a backend array; ``logits`` stops before the final activation."""
+        """Run the stack on a backend array; ``logits`` stops before the final activation.
+
+        In training, a stack of Dense layers runs through the backend's ``dense_chain`` (one
+        compiled call on the cpu backend), with the same kernels and workspaces as layer by layer."""
+        self._chain = None
+        if training:
+            entry = self._dense_chain(x.shape[0], logits)
+            if entry is not None:
+                try:
+                    out = entry[1].forward(x)
+                except (TypeError, ValueError, AttributeError):  # x unlike the chain's arrays: layer by layer
+                    pass
+                else:
+                    if self._chain_attrs is not entry[2]:  # what Dense.backward would read, as after its forward
+                        for layer, attrs in zip(self.layers, entry[2]):
+                            layer._x, layer._y, layer._z, layer._act = attrs
+                        self._chain_attrs = entry[2]
+                    self.layers[0]._x = x
+                    self._chain = entry[1]
+                    return out
+        self._chain_attrs = None
         last = len(self.layers) - 1
         for i, layer in enumerate(self.layers):
             x = layer.forward(x, training, skip_activation=logits and i == last)
@@ -200,11 +224,54 @@ class Sequential:
 
         Stops below the first trainable layer with parameters: nothing under it needs dx.
         """
-        first = next((i for i, layer in enumerate(self.layers) if layer.trainable and layer.params), None)
+        chain, self._chain = self._chain, None
+        if chain is not None:
+            try:
+                chain.backward(dy)
+                return
+            except (TypeError, ValueError, AttributeError):  # dy unlike the chain's: layer by layer
+                pass
+        first = self._first_trained()
         if first is None:
             return
         for i in range(len(self.layers) - 1, first - 1, -1):
             dy = self.layers[i].backward(dy, need_dx=i > first)
+
+    def _first_trained(self):
+        """Index of the lowest trainable layer with parameters (None: none)."""
+        return next((i for i, layer in enumerate(self.layers) if layer.trainable and layer.params), None)
+
+    def _dense_chain(self, rows, logits):
+        """(stamp, compiled chain, per-layer (x, y, z, activation)) for a training step of ``rows``
+        rows when every layer is a Dense and the backend compiles the stack; else None."""
+        stamp = (self.version, Layer._trainable_changes)
+        entry = self._chains.get((rows, logits))
+        if entry is not None and entry[0] == stamp:
+            return entry if entry[1] is not None else None
+        if len(self._chains) > 8:
+            self._chains.clear()
+        first = self._first_trained()
+        chain, attrs = None, None
+        if first is not None and self.layers and all(
+                type(layer).forward is Dense.forward and type(layer).backward is Dense.backward
+                and "forward" not in vars(layer) and "backward" not in vars(layer)  # not replaced on the instance
+                for layer in self.layers):
+            steps, attrs, x = [], [], None
+            last = len(self.layers) - 1
+            for i, layer in enumerate(self.layers):
+                ws = layer._ws.get(self.backend, self.dtype, rows)
+                act = "identity" if logits and i == last else layer.activation
+                z = ws.get("z") if act in NEEDS_INPUT else None
+                train = layer.trainable
+                steps.append((layer.params["w"], layer.params.get("b"), act, layer.alpha, z, ws["y"],
+                              layer.grads["w"] if train else None,
+                              layer.grads["b"] if train and layer.use_bias else None,
+                              ws["dx"] if i > first else None))
+                attrs.append((x, ws["y"], z, act))
+                x = ws["y"]
+            chain = self.backend.dense_chain(steps, first)
+        self._chains[(rows, logits)] = entry = (stamp, chain, attrs)
+        return entry if chain is not None else None
 
     def predict(self, X, batch_size=None):
         """Model output for X (n_samples, n_features) as a NumPy array (n_samples, n_out).

@@ -148,3 +148,23 @@ def test_inference_footprint_benchmark_quick_run(tmp_path):
         assert _positive_finite(row["one_row_us"]) and _positive_finite(row["rows_per_s"])
     sizes = data["sizes_bytes"]
     assert sizes["fastnn + numpy"]["bytes"] > sizes["numpy"]["bytes"] > 0
+
+
+@pytest.mark.skipif(not _cpu_built(), reason="fastnn._ext is not built")
+@pytest.mark.parametrize("policy", ["fixed", "adaptive"])
+def test_thread_policy_is_applied_and_recorded(tmp_path, capsys, policy):
+    from fastnn.backends import cpu
+
+    before = cpu.get_thread_policy()
+    expected = policy if cpu.get_num_threads() is not None else "fixed"  # adaptive needs OpenBLAS's thread API
+    path = tmp_path / "b.json"
+    try:
+        assert bench.main(["--quick", "--n", "200", "--config", "tiny", "--thread-policy", policy,
+                           "--json", path]) == 0
+        assert cpu.get_thread_policy() == expected
+    finally:
+        cpu.set_thread_policy(before)
+    data = json.loads(path.read_text())
+    assert data["machine"]["thread_policy"] == expected
+    assert data["settings"]["thread_policy"] == policy
+    assert f"policy {data['machine']['thread_policy']}" in capsys.readouterr().out

@@ -227,6 +227,21 @@ class Backend:
             dx[...] = d @ np.asarray(w, np.float64).T
         return dx
 
+    def dense_chain(self, steps, first):
+        """Training forward and backward of a stack of Dense layers, as an object with
+        ``forward(x)`` (returns the last layer's y) and ``backward(dy)``.
+
+        ``steps``: per layer (w, b, activation, alpha, z, y, dw, db, dx): its parameters, its
+        workspaces for one batch size (z: the pre-activation, kept for gelu/silu, else None) and
+        its gradient outputs (dw, db None for a frozen layer, db None without bias, dx None for
+        layer ``first`` and below). forward runs dense_forward layer by layer, each layer's y
+        being the next one's x; backward runs dense_backward from the last layer down to
+        ``first``, dz written over dy (which is overwritten) and each dx passed on as the next dy.
+        Here it is that loop; a fast backend runs it in one call where it can (the cpu backend:
+        no Python per layer) and falls back to this loop elsewhere.
+        """
+        return _DenseChain(self, steps, first)
+
     # ----------------------------------------------------------------- losses
     @staticmethod
     def _accumulate(per_sample, weight, loss_out, grad, dgrad, scale):
@@ -512,3 +527,24 @@ class Backend:
         denom = np.sqrt(v / bias_correction2) + eps
         p[...] = (p64 - lr * (1.0 - mu) / (1.0 - mu_product) * d / denom
                   - lr * mu_next / (1.0 - mu_product * mu_next) * m / denom)
+
+
+class _DenseChain:
+    """Backend.dense_chain's loop: dense_forward and dense_backward layer by layer."""
+
+    def __init__(self, backend, steps, first):
+        self.backend, self.steps, self.first, self._x = backend, list(steps), first, None
+
+    def forward(self, x):
+        self._x = x
+        for w, b, activation, alpha, z, y, _, _, _ in self.steps:
+            x = self.backend.dense_forward(x, w, b, activation, alpha=alpha, z=z, out=y)
+        return x
+
+    def backward(self, dy):
+        if self._x is None:
+            raise ValueError("Chain.backward: no forward ran.")
+        for i in range(len(self.steps) - 1, self.first - 1, -1):
+            w, _, activation, alpha, z, y, dw, db, dx = self.steps[i]
+            x = self._x if i == 0 else self.steps[i - 1][5]
+            dy = self.backend.dense_backward(dy, x, w, y, z, activation, alpha=alpha, dw=dw, db=db, dx=dx, dz=dy)

@@ -24,7 +24,7 @@ import sys
 
 import numpy as np
 
-from .._checks import FLOAT_DTYPES, check_int
+from .._checks import FLOAT_DTYPES, check_choice, check_int
 from .base import ACTIVATION_CODES, ACTIVATIONS, NEEDS_INPUT, Backend, check_batch_rows, dropout_threshold
 
 try:
@@ -43,7 +43,8 @@ except ImportError as exc:  # a source checkout that was never built
         "`python setup.py build_ext --inplace` or install with `pip install .`."
     ) from exc
 
-__all__ = ["CpuBackend", "blas_info", "get_num_threads", "set_num_threads"]
+__all__ = ["CpuBackend", "blas_info", "get_num_threads", "get_thread_policy", "set_num_threads",
+           "set_thread_policy"]
 
 _F32, _F64 = FLOAT_DTYPES
 _I64 = np.dtype(np.int64)
@@ -89,6 +90,20 @@ _MIXUP_LABELS = _by_dtype(_augment.mixup_labels)
 _TAKE = ({_F32: _memory.take["float"], _F64: _memory.take["double"], _I64: _memory.take["int64_t"]},
          {_F32: _memory.take_rows["float"], _F64: _memory.take_rows["double"],
           _I64: _memory.take_rows["int64_t"]})
+
+
+class _ChainCalls(tuple):
+    """What CpuBackend.dense_chain returns: ``forward(x)``, ``backward(dy)`` and the compiled
+    ``chain`` (which owns the pointers and keeps the arrays alive)."""
+
+    __slots__ = ()
+
+    def __new__(cls, forward, backward, chain):
+        return tuple.__new__(cls, (forward, backward, chain))
+
+    forward = property(lambda self: self[0])
+    backward = property(lambda self: self[1])
+    chain = property(lambda self: self[2])
 
 
 # ---------------------------------------------------------------------------------- BLAS
@@ -186,11 +201,42 @@ def _discover():
     return info
 
 
-_state = {"gemm": None, "threads": None, "lib": None}
+_state = {"gemm": None, "threads": None, "lib": None, "policy": "fixed"}
 _ENV_BLAS = os.environ.get("FASTNN_BLAS", "auto").strip().lower() or "auto"
 _INFO = _discover()
 if _state["gemm"] is not None and _ENV_BLAS != "numpy":
     _blas.set_gemm(*_state["gemm"])
+
+#: How the compiled kernels use the pool: 'adaptive' (default) runs each product that OpenBLAS
+#: would split on one thread or on the whole pool, whichever has been faster at its size in this
+#: process; 'fixed' always lets OpenBLAS use the pool as NumPy does.
+THREAD_POLICIES = ("adaptive", "fixed")
+
+
+def set_thread_policy(policy):
+    """Choose how fastnn's products use the thread pool: 'adaptive' or 'fixed' (see
+    THREAD_POLICIES); returns the previous policy. 'adaptive' needs OpenBLAS's thread functions
+    (without them the policy stays 'fixed'). Forgets the timings measured so far."""
+    policy = check_choice("set_thread_policy", "policy", policy, THREAD_POLICIES)
+    old = _state["policy"]
+    fns = _state["threads"]
+    if fns is None:
+        _blas.set_thread_control(0, 0, False)
+        _state["policy"] = "fixed"
+        return old
+    addr = [ctypes.cast(f, ctypes.c_void_p).value for f in fns]
+    _blas.set_thread_control(addr[0], addr[1], policy == "adaptive")
+    _state["policy"] = policy
+    return old
+
+
+def get_thread_policy():
+    """'adaptive' or 'fixed' (see set_thread_policy)."""
+    return _state["policy"]
+
+
+_ENV_POLICY = os.environ.get("FASTNN_THREAD_POLICY", "adaptive").strip().lower() or "adaptive"
+set_thread_policy(_ENV_POLICY if _ENV_POLICY in THREAD_POLICIES else "adaptive")
 
 
 def blas_info():
@@ -202,6 +248,7 @@ def blas_info():
     if _ENV_BLAS == "numpy" and info["route"] == "openblas":
         info.update(route="numpy", reason="FASTNN_BLAS=numpy")
     info["threads"] = get_num_threads()
+    info["thread_policy"] = get_thread_policy()
     return info
 
 
@@ -214,6 +261,7 @@ def set_num_threads(n):
     set_fn, get_fn = _state["threads"]
     old = get_fn()
     set_fn(n)
+    set_thread_policy(_state["policy"])  # timings taken with another pool size no longer apply
     return old
 
 
@@ -474,6 +522,35 @@ class CpuBackend(Backend):
                                              dw=dw, db=db, dx=dx, dz=dz)
 
     # ----------------------------------------------------------------- losses
+    def dense_chain(self, steps, first):
+        """Backend.dense_chain as one compiled call each way (fastnn._ext.dense.Chain: the data
+        pointers are taken once, so the arrays must stay in place while it is used), or the
+        reference's loop over this backend's kernels when these arrays cannot run there."""
+        if not self._gemm or not steps:
+            return super().dense_chain(steps, first)
+        dtype = steps[0][0].dtype
+        if dtype not in (_F32, _F64):
+            return super().dense_chain(steps, first)
+        rows = steps[0][5].shape[0]
+        specs, n_in = [], steps[0][0].shape[0]
+        for i, (w, b, activation, alpha, z, y, dw, db, dx) in enumerate(steps):
+            n_out = w.shape[1] if w.ndim == 2 else -1
+            shapes = ((w, (n_in, n_out)), (b, (n_out,)), (z, (rows, n_out)), (y, (rows, n_out)),
+                      (dw, (n_in, n_out)), (db, (n_out,)), (dx, (rows, n_in)))
+            for a, shape in shapes:
+                if a is not None and not (isinstance(a, np.ndarray) and a.dtype == dtype and a.shape == shape
+                                          and a.flags.c_contiguous and (a is w or a is b or a.flags.writeable)):
+                    return super().dense_chain(steps, first)
+            if activation not in ACTIVATION_CODES or (activation in NEEDS_INPUT) != (z is not None) \
+                    or (dx is None) != (i <= first) or (i < first and dw is not None):
+                return super().dense_chain(steps, first)
+            specs.append((n_in, n_out, ACTIVATION_CODES[activation], float(alpha), w, b, z, y, dw, db, dx))
+            n_in = n_out
+        chain = _dense.Chain(rows, dtype == _F64, specs, first)
+        if dtype == _F64:
+            return _ChainCalls(chain.forward64, chain.backward64, chain)
+        return _ChainCalls(chain.forward32, chain.backward32, chain)
+
     def _loss_refused(self, owner, pred_name, pred, target, weight, loss_out, grad, labels=False):
         """Shared slow path of the loss kernels: raise for a bad call; True: run the reference."""
         if not _arrays(pred, target, weight, grad) or pred is None or target is None:

@@ -814,6 +814,46 @@ def test_set_num_threads_round_trips():
         cpu.set_num_threads(0)
 
 
+@pytest.mark.parametrize("threads", [1, 2])
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_adaptive_thread_choice_measures_both_and_restores_the_pool(dtype, threads):
+    """Products large enough for OpenBLAS to split run on one thread or the pool (adaptive
+    policy); the results match the fixed policy's, both choices get measured, and the pool
+    size NumPy sees afterwards is the one set."""
+    from fastnn._ext import blas
+    from fastnn.backends import cpu
+
+    if cpu.get_num_threads() is None or cpu.blas_info()["route"] != "openblas":
+        pytest.skip("needs NumPy's OpenBLAS with its thread functions")
+    before, policy = cpu.get_num_threads(), cpu.get_thread_policy()
+    rng = np.random.default_rng(21)
+    a, b = _rand(rng, (96, 128), dtype), _rand(rng, (128, 96), dtype)  # m*n*k = 1.2M: split by OpenBLAS
+    want = REFERENCE.dense_forward(a, b, None, "identity")
+    try:
+        cpu.set_num_threads(threads)
+        assert cpu.set_thread_policy("adaptive") == policy and cpu.get_thread_policy() == "adaptive"
+        assert blas.thread_stats() == {}  # forgotten on a policy change
+        for _ in range(5):
+            c = np.zeros((96, 96), dtype)
+            blas.matmul(a, b, c)
+            assert_close(c, want, dtype, factor=3)
+            assert cpu.get_num_threads() == threads
+        stats = blas.thread_stats()
+        if threads == 1:  # nothing to choose with one thread
+            assert stats == {}
+        else:
+            (one, pool, seen), = stats.values()
+            assert one > 0 and pool > 0 and seen == 5
+        assert cpu.set_thread_policy("fixed") == "adaptive" and cpu.blas_info()["thread_policy"] == "fixed"
+        blas.matmul(a, b, c)
+        assert blas.thread_stats() == {}
+    finally:
+        cpu.set_num_threads(before)
+        cpu.set_thread_policy(policy)
+    with pytest.raises(ValueError, match=r"set_thread_policy: unknown policy 'spin'; choose one of 'adaptive', 'fixed'\."):
+        cpu.set_thread_policy("spin")
+
+
 @pytest.mark.parametrize("small", [0.0, 1e18], ids=["blas", "builtin-loop"])
 @pytest.mark.parametrize("trans", [(False, False), (True, False), (False, True), (True, True)], ids=str)
 @pytest.mark.parametrize("dtype", DTYPES)
