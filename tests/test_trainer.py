@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 import fastnn as fnn
-from _helpers import assert_steady_state_allocates_nothing
+from _helpers import assert_steady_state_allocates_nothing, needs_cpu
 
 DEVICES = ["reference", "cpu"]
 
@@ -242,3 +242,24 @@ def test_history_plot_and_csv(tmp_path):
     rows = (tmp_path / "h.csv").read_text().splitlines()
     assert rows[0].split(",")[:3] == ["epoch", "loss", "accuracy"] and len(rows) == 4
     assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".tmp")] == []
+
+
+@needs_cpu
+def test_same_seed_same_threads_gives_bit_identical_weights_by_default():
+    # A product of 784-long rows (which OpenBLAS sums differently on 1 and 2 threads) in every
+    # step: the default thread policy must not switch thread counts between runs.
+    from fastnn.backends import cpu
+
+    assert cpu.get_thread_policy() == "fixed"
+    rng = np.random.default_rng(0)
+    X, y = rng.standard_normal((1024, 784)).astype(np.float32), rng.integers(0, 10, 1024)
+
+    def train():
+        model = fnn.Sequential([fnn.layers.Dense(512, activation="relu"), fnn.layers.Dense(10)], input_dim=784,
+                               seed=0, device="cpu")
+        fnn.Trainer(model, "cross_entropy", fnn.optim.Adam(1e-3), batch_size=128, seed=0).fit(X, y, epochs=2,
+                                                                                            verbose=0)
+        return model.get_weights()
+
+    for a, b in zip(train(), train()):
+        assert np.array_equal(a, b)

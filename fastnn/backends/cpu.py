@@ -207,9 +207,12 @@ _INFO = _discover()
 if _state["gemm"] is not None and _ENV_BLAS != "numpy":
     _blas.set_gemm(*_state["gemm"])
 
-#: How the compiled kernels use the pool: 'adaptive' (default) runs each product that OpenBLAS
-#: would split on one thread or on the whole pool, whichever has been faster at its size in this
-#: process; 'fixed' always lets OpenBLAS use the pool as NumPy does.
+#: How the compiled kernels use the pool: 'fixed' (default) always lets OpenBLAS use the pool as
+#: NumPy does; 'adaptive' runs each product that OpenBLAS would split on one thread or on the
+#: whole pool, whichever has been faster at its size in this process. OpenBLAS's sums depend on
+#: how many threads ran a product (a 128x784 @ 784x512 product differs in the last bits between
+#: 1 and 2 threads), so 'adaptive', whose choice follows the machine's load, is not bit for bit
+#: reproducible; 'fixed' gives the same weights for the same seed and thread count.
 THREAD_POLICIES = ("adaptive", "fixed")
 
 
@@ -235,8 +238,8 @@ def get_thread_policy():
     return _state["policy"]
 
 
-_ENV_POLICY = os.environ.get("FASTNN_THREAD_POLICY", "adaptive").strip().lower() or "adaptive"
-set_thread_policy(_ENV_POLICY if _ENV_POLICY in THREAD_POLICIES else "adaptive")
+_ENV_POLICY = os.environ.get("FASTNN_THREAD_POLICY", "fixed").strip().lower() or "fixed"
+set_thread_policy(_ENV_POLICY if _ENV_POLICY in THREAD_POLICIES else "fixed")
 
 
 def blas_info():
