@@ -40,6 +40,26 @@ class _Buffers:
         return views
 
 
+class _EpochOutputs:
+    """A device-resident Trainer's per-batch outputs, targets and weights, copied into epoch-long
+    device buffers (rows in batch order) and handed to the metrics in one download per epoch."""
+
+    def __init__(self, backend, n):
+        self.backend, self.n, self.buffers = backend, n, None
+
+    def add(self, start, out, y, w):
+        arrays = (out, y) if w is None else (out, y, w)
+        if self.buffers is None:
+            self.buffers = [self.backend.empty((self.n, *a.shape[1:]), a.dtype) for a in arrays]
+        for a, buf in zip(arrays, self.buffers):
+            self.backend.copy(a, buf[start:start + a.shape[0]])
+
+    def update(self, metrics, logits):
+        host = [self.backend.to_numpy(b) for b in self.buffers]
+        for m in metrics:
+            m.update(host[0], host[1], host[2] if len(host) == 3 else None, logits=logits)
+
+
 class Trainer:
     """Minibatch gradient-descent training of a Sequential model.
 
@@ -229,6 +249,8 @@ class Trainer:
         penalize = self.l1 > 0 or self.l2 > 0
         fused = self._fused
         count = self.loss.count
+        on_device = backend.device_resident  # read the loss once per epoch, gather metrics there
+        seen = _EpochOutputs(backend, n) if on_device and self.metrics else None
 
         self.stop_training = False
         for cb in callbacks:
@@ -241,6 +263,8 @@ class Trainer:
                 cb.on_epoch_begin(epoch)
             lr = self.optimizer.current_lr()
             order = self.rng.permutation(n) if self.shuffle and n_batches > 1 else None
+            if order is not None and on_device:
+                order = backend.asarray(order)  # one upload per epoch; batches gather on the device
             backend.fill(loss_acc, 0.0)
             penalty_sum = 0.0
             grad_norm = math.nan
@@ -266,11 +290,13 @@ class Trainer:
                 out = model._forward(xb, training=True, logits=fused)
                 self.loss(backend, out, yb, weight=wb, scale=1.0 / count(rows, model.n_out), loss_out=loss_acc,
                           grad=views["grad"])
-                if not math.isfinite(loss_acc[0]):
+                if not on_device and not math.isfinite(loss_acc[0]):
                     raise TrainingDiverged(
                         f"loss became {loss_acc[0]} at epoch {epoch + 1}, batch {batch + 1}; the weights are those "
                         f"before that batch's update; lower lr, clip gradients (clip_norm=) or scale the inputs.")
-                for m in self.metrics:
+                if seen is not None:
+                    seen.add(start, out, yb, wb)
+                for m in self.metrics if seen is None else ():
                     m.update(backend.to_numpy(out), backend.to_numpy(yb),
                              None if wb is None else backend.to_numpy(wb), logits=fused)
                 model._backward(views["grad"])
@@ -285,7 +311,15 @@ class Trainer:
                 self.optimizer.step()
                 for cb in callbacks:
                     cb.on_batch_end(batch)
-            logs = {"loss": float(backend.to_numpy(loss_acc)[0]) / count(n, model.n_out) + penalty_sum / n}
+            total = float(backend.to_numpy(loss_acc)[0])
+            if on_device and not math.isfinite(total):
+                raise TrainingDiverged(
+                    f"loss became {total} during epoch {epoch + 1} (the {backend.name} device checks once per epoch, so "
+                    f"the weights include that epoch's later updates); lower lr, clip gradients (clip_norm=) or scale "
+                    f"the inputs.")
+            if seen is not None:
+                seen.update(self.metrics, fused)
+            logs = {"loss": total / count(n, model.n_out) + penalty_sum / n}
             for m in self.metrics:
                 logs[m.name] = m.result()
             if val is not None:

@@ -97,6 +97,9 @@ class Backend:
     """Kernel interface. Every body here is also the NumPy reference (``device="reference"``)."""
 
     name = "reference"
+    #: True for a backend whose arrays live on an accelerator: the Trainer then reads the loss
+    #: (and checks it is finite) once per epoch instead of every batch.
+    device_resident = False
 
     # ------------------------------------------------------------------ memory
     def asarray(self, x, dtype=None):
