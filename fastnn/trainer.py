@@ -267,7 +267,6 @@ class Trainer:
                 order = backend.asarray(order)  # one upload per epoch; batches gather on the device
             backend.fill(loss_acc, 0.0)
             penalty_sum = 0.0
-            grad_norm = math.nan
             for m in self.metrics:
                 m.reset()
             for batch in range(n_batches):
@@ -304,14 +303,13 @@ class Trainer:
                     penalty_sum += self._penalty(weight_params, gradient=True) * rows
                 if self.clip_value is not None:
                     backend.clip_(model.grads, self.clip_value)
-                if self.clip_norm is not None or stop == n:
-                    grad_norm = math.sqrt(backend.sum_squares(model.grads))
-                    if self.clip_norm is not None and grad_norm > self.clip_norm:
-                        backend.scale_(model.grads, self.clip_norm / (grad_norm + 1e-6))
+                if self.clip_norm is not None or stop == n:  # the norm stays on a device until the epoch ends
+                    backend.clip_grad_norm_(model.grads, self.clip_norm, norm_out=self._norm)
                 self.optimizer.step()
                 for cb in callbacks:
                     cb.on_batch_end(batch)
             total = float(backend.to_numpy(loss_acc)[0])
+            grad_norm = float(backend.to_numpy(self._norm)[0])
             if on_device and not math.isfinite(total):
                 raise TrainingDiverged(
                     f"loss became {total} during epoch {epoch + 1} (the {backend.name} device checks once per epoch, so "
@@ -362,6 +360,7 @@ class Trainer:
                                aug._buffer_shapes(X.shape[1], model.n_out, dtype, w is not None)))
                 for aug in self.augment]
             self._loss_acc = model.backend.zeros((1,), np.float64)
+            self._norm = model.backend.zeros((1,), np.float64)
             self._buffer_key = key
         for aug, stream in zip(self.augment, self._augment_keys):
             aug._bind(stream, capacity)

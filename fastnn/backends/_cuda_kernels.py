@@ -561,6 +561,19 @@ def sum_squares(x, acc):
 
 
 @_jit
+def clip_by_norm(x, sum_sq, max_norm, clip, norm_out):
+    """After sum_squares: norm_out[0] = sqrt(sum_sq[0]); with ``clip``, x *= max_norm / (norm + 1e-6)
+    where the norm exceeds max_norm (clip_grad_norm_ on the device)."""
+    norm = math.sqrt(sum_sq[0])
+    if cuda.grid(1) == 0:
+        norm_out[0] = norm
+    if clip and norm > max_norm:
+        factor = max_norm / (norm + 1e-6)
+        for i in range(cuda.grid(1), x.size, cuda.gridsize(1)):
+            x[i] = float64(x[i]) * factor
+
+
+@_jit
 def scale_(x, factor):
     for i in range(cuda.grid(1), x.size, cuda.gridsize(1)):
         x[i] = float64(x[i]) * factor

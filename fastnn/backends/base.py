@@ -389,6 +389,16 @@ class Backend:
         x = np.asarray(x, np.float64)
         return float(np.dot(x, x))
 
+    def clip_grad_norm_(self, x, max_norm, *, norm_out):
+        """PyTorch's clip_grad_norm_ on a flat buffer, without a host round-trip on a device:
+        norm_out[0] = ||x||_2 (float64 array of shape (1,)); when max_norm is not None and the norm
+        exceeds it, x *= max_norm / (norm + 1e-6), in place. Returns norm_out."""
+        norm = math.sqrt(self.sum_squares(x))
+        norm_out[0] = norm
+        if max_norm is not None and norm > max_norm:
+            self.scale_(x, max_norm / (norm + 1e-6))
+        return norm_out
+
     def scale_(self, x, factor):
         """x *= factor, in place."""
         x *= factor

@@ -448,6 +448,16 @@ class CudaBackend(Backend):
         self._run(K.sum_squares, x.size, _flat(x), acc)
         return self._read(acc)
 
+    def clip_grad_norm_(self, x, max_norm, *, norm_out):
+        if not _is_device(norm_out) or norm_out.dtype != np.float64 or norm_out.shape != (1,):
+            raise TypeError("clip_grad_norm_: norm_out must be a float64 device array of shape (1,); allocate it "
+                            "with backend.zeros((1,), np.float64).")
+        acc = self._scalar_acc()
+        self._run(K.sum_squares, x.size, _flat(x), acc)
+        limit = 0.0 if max_norm is None else float(max_norm)
+        self._run(K.clip_by_norm, max(x.size, 1), _flat(x), acc, limit, max_norm is not None, norm_out)
+        return norm_out
+
     def scale_(self, x, factor):  # the scalar rounded to x's dtype first, as NumPy does: the same bits
         self._run(K.scale_, x.size, _flat(x), float(np.asarray(factor, x.dtype)))
         return x
