@@ -266,6 +266,8 @@ class Trainer:
             if order is not None and on_device:
                 order = backend.asarray(order)  # one upload per epoch; batches gather on the device
             backend.fill(loss_acc, 0.0)
+            if penalize and on_device:
+                backend.fill(self._penalty_acc, 0.0)
             penalty_sum = 0.0
             for m in self.metrics:
                 m.reset()
@@ -299,7 +301,10 @@ class Trainer:
                     m.update(backend.to_numpy(out), backend.to_numpy(yb),
                              None if wb is None else backend.to_numpy(wb), logits=fused)
                 model._backward(views["grad"])
-                if penalize:
+                if penalize and on_device:  # summed on the device, read with the loss
+                    for p, g in weight_params:
+                        backend.penalty_into(p, g, l1=self.l1, l2=self.l2, scale=rows, loss_out=self._penalty_acc)
+                elif penalize:
                     penalty_sum += self._penalty(weight_params, gradient=True) * rows
                 if self.clip_value is not None:
                     backend.clip_(model.grads, self.clip_value)
@@ -310,6 +315,8 @@ class Trainer:
                     cb.on_batch_end(batch)
             total = float(backend.to_numpy(loss_acc)[0])
             grad_norm = float(backend.to_numpy(self._norm)[0])
+            if penalize and on_device:
+                penalty_sum = float(backend.to_numpy(self._penalty_acc)[0])
             if on_device and not math.isfinite(total):
                 raise TrainingDiverged(
                     f"loss became {total} during epoch {epoch + 1} (the {backend.name} device checks once per epoch, so "
@@ -361,6 +368,7 @@ class Trainer:
                 for aug in self.augment]
             self._loss_acc = model.backend.zeros((1,), np.float64)
             self._norm = model.backend.zeros((1,), np.float64)
+            self._penalty_acc = model.backend.zeros((1,), np.float64)
             self._buffer_key = key
         for aug, stream in zip(self.augment, self._augment_keys):
             aug._bind(stream, capacity)

@@ -590,7 +590,8 @@ def clip_(x, value):
 
 
 @_jit
-def penalty(w, g, has_g, l1, l2, acc):
+def penalty(w, g, has_g, l1, l2, scale, acc):
+    """acc[0] += scale * (l1 sum|w| + l2 sum w^2); with has_g, g += its gradient."""
     sh = cuda.shared.array(TPB, float64)
     part = 0.0
     for i in range(cuda.grid(1), w.size, cuda.gridsize(1)):
@@ -598,7 +599,7 @@ def penalty(w, g, has_g, l1, l2, acc):
         if has_g:
             sign = 1.0 if v > 0 else (-1.0 if v < 0 else 0.0)
             g[i] = g[i] + (l1 * sign + 2.0 * l2 * v)
-        part += l1 * abs(v) + l2 * v * v
+        part += scale * (l1 * abs(v) + l2 * v * v)
     _add_block_total(sh, part, acc)
 
 

@@ -417,6 +417,12 @@ class Backend:
             g += (l1 * np.sign(w64) + 2.0 * l2 * w64).astype(g.dtype)
         return float(l1 * np.abs(w64).sum() + l2 * np.dot(w64, w64))
 
+    def penalty_into(self, w, g, *, l1=0.0, l2=0.0, scale=1.0, loss_out):
+        """penalty(w, g, l1=l1, l2=l2), gradient included, but added times ``scale`` to loss_out[0]
+        (a float64 array of shape (1,)) instead of returned: no host round-trip on a device."""
+        loss_out[0] += scale * self.penalty(w, g, l1=l1, l2=l2)
+        return loss_out
+
     def sgd_update(self, p, g, buf, *, lr, momentum=0.0, dampening=0.0, nesterov=False,
                    weight_decay=0.0, first_step=False):
         """PyTorch's SGD on flat buffers, in place: g' = g + wd p; with momentum,

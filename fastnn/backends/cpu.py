@@ -763,6 +763,8 @@ class CpuBackend(Backend):
                 raise
             return _REFERENCE.penalty(w, g, l1=l1, l2=l2)
 
+    penalty_into = Backend.penalty_into  # the compiled penalty, added on the host
+
     def sgd_update(self, p, g, buf, *, lr, momentum=0.0, dampening=0.0, nesterov=False,
                    weight_decay=0.0, first_step=False):
         try:

@@ -467,14 +467,17 @@ class CudaBackend(Backend):
         return x
 
     def penalty(self, w, g, *, l1=0.0, l2=0.0):
+        return self._read(self.penalty_into(w, g, l1=l1, l2=l2, loss_out=self._scalar_acc()))
+
+    def penalty_into(self, w, g, *, l1=0.0, l2=0.0, scale=1.0, loss_out):
         owner = "penalty"
         w = self._in(w)
         _check_dtypes(owner, "w", [("w", w), ("g", g)], outputs=("g",))
         _expect(owner, "g", g, w.shape)
-        acc = self._scalar_acc()
         gg, has_g = self._or_dummy(g, w.dtype, 1)
-        self._run(K.penalty, w.size, _flat(w), _flat(gg) if has_g else gg, has_g, float(l1), float(l2), acc)
-        return self._read(acc)
+        self._run(K.penalty, w.size, _flat(w), _flat(gg) if has_g else gg, has_g, float(l1), float(l2), float(scale),
+                  loss_out)
+        return loss_out
 
     def _update(self, owner, kernel, p, g, state, *scalars):
         """Check an optimizer call (``state``: [(name, buffer, when)] as _check_update takes it)

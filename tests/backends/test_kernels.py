@@ -504,6 +504,18 @@ def test_penalty_matches_reference(backend, size, dtype, l1, l2, with_grad):
         assert_close(backend.to_numpy(got_g), want_g, dtype)
 
 
+@pytest.mark.parametrize("size", [0, 7, 1000])
+def test_penalty_into_adds_the_scaled_penalty(backend, size):
+    rng = np.random.default_rng(17)
+    w, g = _rand(rng, size, np.float32), _rand(rng, size, np.float32)
+    want_g = g.copy()
+    want = 1.5 + 3.0 * REFERENCE.penalty(w, want_g, l1=0.3, l2=0.7)
+    loss_out, got_g = backend.asarray(np.array([1.5])), backend.asarray(g.copy())
+    assert backend.penalty_into(backend.asarray(w), got_g, l1=0.3, l2=0.7, scale=3.0, loss_out=loss_out) is loss_out
+    assert_close(backend.to_numpy(loss_out)[0], want, np.float64, factor=100)
+    assert_close(backend.to_numpy(got_g), want_g, np.float32)
+
+
 SGD_CASES = {
     "plain": dict(),
     "weight-decay": dict(weight_decay=0.01),

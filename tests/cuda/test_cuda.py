@@ -24,11 +24,11 @@ def _data(n=24):
     return X, (X[:, 0] + X[:, 1] > 0).astype(np.int64) + (X[:, 2] > 1)
 
 
-def _train(device, dtype, epochs=2, clip_norm=0.3):
+def _train(device, dtype, epochs=2, clip_norm=0.3, l1=1e-3, l2=1e-2):
     X, y = _data()
     model = _model(device, dtype)
     trainer = fnn.Trainer(model, "cross_entropy", fnn.optim.Adam(0.01), batch_size=8, metrics=["accuracy"],
-                          seed=3, augment=[fnn.augment.GaussianNoise(0.1)], clip_norm=clip_norm)
+                          seed=3, augment=[fnn.augment.GaussianNoise(0.1)], clip_norm=clip_norm, l1=l1, l2=l2)
     history = trainer.fit(X, y, epochs=epochs, verbose=0)
     return model, trainer, history, X
 
@@ -54,18 +54,18 @@ def test_training_reads_the_device_once_per_epoch(monkeypatch):
     X, y = _data(24)
     model = _model("cuda", "float32")
     trainer = fnn.Trainer(model, "cross_entropy", fnn.optim.SGD(0.1, momentum=0.9), batch_size=4,
-                          metrics=["accuracy"], clip_norm=0.5, seed=0)
+                          metrics=["accuracy"], clip_norm=0.5, l2=1e-3, seed=0)
     trainer.fit(X, y, epochs=1, verbose=0)  # warm-up: buffers
     backend = model.backend
     reads = []
     monkeypatch.setattr(backend, "to_numpy", lambda a, real=backend.to_numpy: reads.append(1) or real(a))
     launches = backend.launches
     trainer.fit(X, y, epochs=1, verbose=0)
-    # the loss, the gradient norm, the metric's outputs and targets; never a read per batch
-    # (6 batches here, with clip_norm: the norm and its clipping stay on the device)
-    assert len(reads) == 4
+    # the loss, the gradient norm, the penalty, the metric's outputs and targets; never a read
+    # per batch (6 batches here; clip_norm and l2 are computed on the device)
+    assert len(reads) == 5
     per_step = (backend.launches - launches) / 6
-    assert 10 <= per_step <= 35, per_step
+    assert 10 <= per_step <= 40, per_step
 
 
 def test_divergence_is_caught_at_the_end_of_the_epoch():
