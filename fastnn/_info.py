@@ -43,7 +43,9 @@ def collect():
         blas = {"error": f"compiled CPU kernels missing ({exc}); install with pip install ."}
     else:
         cpu_ok, threads, blas = True, cpu.get_num_threads(), cpu.blas_info()
-    cuda = {"available": False, "reason": "the CUDA backend is not part of this build yet"}
+    from .cuda import device_info
+
+    cuda = device_info()
     return {
         "fastnn": __version__,
         "python": sys.version.split()[0],

@@ -421,6 +421,12 @@ def _loadavg():
         return None
 
 
+def _gpu_name(fnn):
+    """The GPU's name, or why there is none (numba's simulator)."""
+    info = fnn.cuda.device_info()
+    return info.get("name") or info.get("reason")
+
+
 def _machine(fnn, device, threads, thread_source, torch):
     try:
         available = len(os.sched_getaffinity(0))
@@ -443,6 +449,7 @@ def _machine(fnn, device, threads, thread_source, torch):
         "fastnn_path": os.path.dirname(os.path.abspath(fnn.__file__)),
         "fastnn_blas": _fastnn_blas(fnn),
         "device": device,
+        "gpu": _gpu_name(fnn) if device == "cuda" else None,
         "torch": None if torch is None else torch.__version__,
         "torch_threads": None if torch is None else torch.get_num_threads(),
     }
@@ -476,6 +483,7 @@ def run_config(fnn, name, cfg, args, torch):
             times[s].append(fn())
     machine1, own1 = _cpu_seconds()
     wall = time.perf_counter() - wall0
+    launches = _launches_per_step(model.backend, fastnn_epoch, len(steps))
     others = None if machine0 is None or machine1 is None else max((machine1 - machine0) - (own1 - own0), 0.0)
     memory = _measure_memory(fnn, trainer, X, y)
     load_end = _loadavg()
@@ -504,6 +512,7 @@ def run_config(fnn, name, cfg, args, torch):
         "floor_us_per_step": floor_s / n_steps * 1e6,
         "floor_products_per_step": floor.n_products,
         "x_floor": fast_s / floor_s,
+        "launches_per_step": launches,
         "memory": memory,
         "loadavg_after": load_end,
         "timing_wall_s": wall,
@@ -522,6 +531,16 @@ def run_config(fnn, name, cfg, args, torch):
             "speedup": torch_s / fast_s,  # > 1: fastnn is faster
         }
     return res
+
+
+def _launches_per_step(backend, epoch, n_steps):
+    """Kernel launches per training step over one more epoch, for a backend that counts them
+    (CudaBackend.launches); None for the host backends."""
+    if not hasattr(backend, "launches"):
+        return None
+    before = backend.launches
+    epoch()
+    return (backend.launches - before) / n_steps
 
 
 # ------------------------------------------------------------------ output
@@ -565,7 +584,8 @@ def format_table(results, machine, settings):
     right = {3, 4, 5, 6, 7, 8, 9, 10, 11}
     lines = []
     m = machine
-    lines.append(f"fastnn {m['fastnn']} bench — device {m['device']}, {m['date']}")
+    lines.append(f"fastnn {m['fastnn']} bench — device {m['device']}"
+                 + (f" ({m['gpu']})" if m.get("gpu") else "") + f", {m['date']}")
     lines.append(f"cpu: {m['cpu']}; {m['cores']} cores ({m['cores_available']} available); threads {m['threads']} "
                  f"({m['threads_source']}), policy {m.get('thread_policy') or '–'}; loadavg {m['loadavg']}")
     lines.append(f"python {m['python']}, numpy {m['numpy']} ({m['blas']}), torch {m['torch'] or 'not used'}"
@@ -587,6 +607,8 @@ def format_table(results, machine, settings):
     for note in notes:
         lines.append(f"* {note}")
     for r in results:
+        if r.get("launches_per_step") is not None:
+            lines.append(f"{r['config']}: {r['launches_per_step']:.1f} kernel launches per training step.")
         others = r.get("other_processes_cpu_s")
         if others is not None and others > 0.1 * r["timing_wall_s"]:
             lines.append(f"! {r['config']}: other processes used {others:.1f} CPU-s during its "

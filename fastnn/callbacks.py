@@ -497,9 +497,9 @@ class TerminateOnNaN(Callback):
         if not self._keep_if_finite():
             self.diverged(epoch, None, "the parameters became non-finite")
 
-    def diverged(self, epoch, batch, what):
+    def diverged(self, epoch, batch, what, where=None):
         """Leave finite weights and raise TrainingDiverged. ``what`` says what went wrong
-        ('loss became nan'); ``batch`` None: found at the epoch's end."""
+        ('loss became nan'); ``batch`` None: found at the epoch's end (``where`` says how)."""
         model = self.trainer.model
         if np.isfinite(model.backend.to_numpy(model.params)).all():
             kept = "the weights are those before that batch's update"
@@ -508,7 +508,8 @@ class TerminateOnNaN(Callback):
             kept = "the weights were restored to the last finite ones (the end of an earlier epoch or the start of fit)"
         else:
             kept = "the weights were not finite when fit started"
-        where = f"batch {batch + 1}" if batch is not None else "an update of that epoch (the loss stayed finite)"
+        if where is None:
+            where = f"batch {batch + 1}" if batch is not None else "an update of that epoch (the loss stayed finite)"
         self.trainer.stop_training = True
         raise TrainingDiverged(f"{what} at epoch {epoch + 1}, {where}; {kept}; lower lr, clip gradients "
                                f"(clip_norm=) or scale the inputs.")

@@ -74,6 +74,27 @@ class _DeferredInterrupt:
         return False
 
 
+class _EpochOutputs:
+    """A device-resident Trainer's per-batch outputs, targets and weights, copied into epoch-long
+    device buffers (rows in batch order) and handed to the metrics in one download per epoch."""
+
+    def __init__(self, backend, n):
+        self.backend, self.n, self.buffers = backend, n, None
+
+    def add(self, start, out, y, w):
+        arrays = (out, y) if w is None else (out, y, w)
+        if self.buffers is None:
+            self.buffers = [self.backend.empty((self.n, *a.shape[1:]), a.dtype) for a in arrays]
+        for a, buf in zip(arrays, self.buffers):
+            self.backend.copy(a, buf[start:start + a.shape[0]])
+
+    def update(self, metrics, logits, rows):
+        """Hand the first ``rows`` rows (the batches done this epoch) to the metrics."""
+        host = [self.backend.to_numpy(b[:rows]) for b in self.buffers]
+        for m in metrics:
+            m.update(host[0], host[1], host[2] if len(host) == 3 else None, logits=logits)
+
+
 class Trainer:
     """Minibatch gradient-descent training of a Sequential model.
 
@@ -273,6 +294,8 @@ class Trainer:
         fused = self._fused
         count = self.loss.count
         nan_guard = next(cb for cb in callbacks if isinstance(cb, TerminateOnNaN))
+        on_device = backend.device_resident  # read the loss once per epoch, gather metrics there
+        seen = _EpochOutputs(backend, n) if on_device and self.metrics else None
 
         self.stop_training = False
         initial_epoch, samples = self.epoch, 0
@@ -292,9 +315,13 @@ class Trainer:
                         cb.on_epoch_begin(epoch)
                     lr = self.optimizer.current_lr()
                     order = self.rng.permutation(n) if self.shuffle and n_batches > 1 else None
+                    if order is not None and on_device:
+                        order = backend.asarray(order)  # one upload per epoch; batches gather on the device
                     backend.fill(loss_acc, 0.0)
+                    backend.fill(self._norm, math.nan)  # nan unless a norm is measured this epoch
+                    if penalize and on_device:
+                        backend.fill(self._penalty_acc, 0.0)
                     penalty_sum = 0.0
-                    grad_norm = math.nan
                     for m in self.metrics:
                         m.reset()
                     for batch in range(n_batches):
@@ -317,20 +344,24 @@ class Trainer:
                         out = model._forward(xb, training=True, logits=fused)
                         self.loss(backend, out, yb, weight=wb, scale=1.0 / count(rows, model.n_out),
                                   loss_out=loss_acc, grad=views["grad"])
-                        if not math.isfinite(loss_acc[0]):
+                        if not on_device and not math.isfinite(loss_acc[0]):
                             nan_guard.diverged(epoch, batch, f"loss became {loss_acc[0]}")
-                        for m in self.metrics:
+                        if seen is not None:
+                            seen.add(start, out, yb, wb)
+                        for m in self.metrics if seen is None else ():
                             m.update(backend.to_numpy(out), backend.to_numpy(yb),
                                      None if wb is None else backend.to_numpy(wb), logits=fused)
                         model._backward(views["grad"])
-                        if penalize:
+                        if penalize and on_device:  # summed on the device, read with the loss
+                            for p, g in weight_params:
+                                backend.penalty_into(p, g, l1=self.l1, l2=self.l2, scale=rows,
+                                                     loss_out=self._penalty_acc)
+                        elif penalize:
                             penalty_sum += self._penalty(weight_params, gradient=True) * rows
                         if self.clip_value is not None:
                             backend.clip_(model.grads, self.clip_value)
-                        if self.clip_norm is not None or stop == n:
-                            grad_norm = math.sqrt(backend.sum_squares(model.grads))
-                            if self.clip_norm is not None and grad_norm > self.clip_norm:
-                                backend.scale_(model.grads, self.clip_norm / (grad_norm + 1e-6))
+                        if self.clip_norm is not None or stop == n:  # on a device, the norm stays there
+                            backend.clip_grad_norm_(model.grads, self.clip_norm, norm_out=self._norm)
                         self.optimizer.step()
                         samples += rows
                         if batch_end:
@@ -343,14 +374,21 @@ class Trainer:
                     if sigint.caught and stop < n:  # Ctrl-C: the unfinished epoch is not recorded
                         interrupted = (epoch, batch)
                         break
+                    if penalize and on_device:
+                        penalty_sum = float(backend.to_numpy(self._penalty_acc)[0])
                     logs = {"loss": self._epoch_loss(loss_acc, penalty_sum, stop)}
+                    if on_device and not math.isfinite(logs["loss"]):  # a device's loss is read once per epoch
+                        nan_guard.diverged(epoch, None, f"the loss became {logs['loss']}",
+                                          where="found at the epoch's end: the device reads its loss once per epoch")
+                    if seen is not None:
+                        seen.update(self.metrics, fused, stop)
                     for m in self.metrics:
                         logs[m.name] = m.result()
                     if val is not None:
                         for k, v in self._evaluate_arrays(*val).items():
                             logs[f"val_{k}"] = v
                     logs["lr"] = lr
-                    logs["grad_norm"] = grad_norm
+                    logs["grad_norm"] = float(backend.to_numpy(self._norm)[0])
                     logs["epoch_time"] = time.perf_counter() - t0
                     self.epoch += 1
                     for cb in callbacks:
@@ -446,6 +484,8 @@ class Trainer:
                                aug._buffer_shapes(X.shape[1], model.n_out, dtype, w is not None)))
                 for aug in self.augment]
             self._loss_acc = model.backend.zeros((1,), np.float64)
+            self._norm = model.backend.zeros((1,), np.float64)
+            self._penalty_acc = model.backend.zeros((1,), np.float64)
             self._buffer_key = key
         for aug, stream in zip(self.augment, self._augment_keys):
             aug._bind(stream, capacity)

@@ -3,6 +3,8 @@ NumPy oracle every backend is compared with."""
 
 from __future__ import annotations
 
+import os
+
 import pytest
 
 from _helpers import REFERENCE  # noqa: F401  (re-exported: `from conftest import REFERENCE`)
@@ -17,16 +19,20 @@ def _make_backend(name):
         from fastnn.backends.cpu import CpuBackend
 
         return CpuBackend()
-    # ---- issue 7: the CUDA backend goes here: build CudaBackend (on numba's simulator,
-    # NUMBA_ENABLE_CUDASIM=1 set at the top of this file before numba is imported, when no GPU).
+    if name == "cuda":  # tests/cuda (its own run, with NUMBA_ENABLE_CUDASIM set) runs the suite on it
+        from fastnn.backends import get_backend
+
+        return get_backend("cuda")
     raise ValueError(f"unknown backend {name!r}")
 
 
 BACKENDS = [
     pytest.param("reference", id="reference"),
     pytest.param("cpu", id="cpu"),
-    # ---- issue 7: add pytest.param("cuda", id="cuda") here.
 ]
+#: tests/cuda imports numba (and its simulator): collected only in its own run, with
+#: NUMBA_ENABLE_CUDASIM set (1: the simulator; 0: a real GPU), never in the CPU run.
+collect_ignore = [] if "NUMBA_ENABLE_CUDASIM" in os.environ else ["cuda"]
 
 _cache = {}
 

@@ -25,11 +25,29 @@ def get_backend(device, owner="fastnn"):
 
             _instances[device] = CpuBackend()
         else:
-            raise RuntimeError(
-                f"{owner}: device='cuda' is not available in this build of fastnn yet "
-                f"(the numba.cuda backend is under way); use device='cpu'."
-            )
+            _instances[device] = _cuda_backend(owner)
     return _instances[device]
+
+
+def _cuda_backend(owner):
+    """CudaBackend on a real GPU or numba's simulator; a RuntimeError naming the remedy otherwise."""
+    from ..cuda import is_available, simulated
+
+    try:
+        if not (is_available() or simulated()):
+            from numba import cuda  # noqa: F401  (installed: the GPU or its driver is missing)
+
+            raise RuntimeError(
+                f"{owner}: device='cuda' found no usable NVIDIA GPU (numba.cuda.is_available() is False: no "
+                f"device, or no driver); use device='cpu', or set NUMBA_ENABLE_CUDASIM=1 before numba is "
+                f"imported to run the CUDA kernels on numba's simulator.")
+        from .cuda import CudaBackend
+    except ImportError as exc:
+        raise RuntimeError(
+            f"{owner}: device='cuda' needs numba-cuda ({exc}); install it with pip install \"fastnn[cuda]\" "
+            f"and, on a GPU machine, numba-cuda's CUDA extra (pip install \"numba-cuda[cu12]\" or [cu13]); or "
+            f"use device='cpu'.") from exc
+    return CudaBackend()
 
 
 __all__ = ["ACTIVATIONS", "Backend", "DEVICES", "get_backend"]

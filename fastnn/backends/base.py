@@ -97,6 +97,9 @@ class Backend:
     """Kernel interface. Every body here is also the NumPy reference (``device="reference"``)."""
 
     name = "reference"
+    #: True for a backend whose arrays live on an accelerator: the Trainer then reads the loss
+    #: (and checks it is finite) once per epoch instead of every batch.
+    device_resident = False
 
     # ------------------------------------------------------------------ memory
     def asarray(self, x, dtype=None):
@@ -401,6 +404,16 @@ class Backend:
         x = np.asarray(x, np.float64)
         return float(np.dot(x, x))
 
+    def clip_grad_norm_(self, x, max_norm, *, norm_out):
+        """PyTorch's clip_grad_norm_ on a flat buffer, without a host round-trip on a device:
+        norm_out[0] = ||x||_2 (float64 array of shape (1,)); when max_norm is not None and the norm
+        exceeds it, x *= max_norm / (norm + 1e-6), in place. Returns norm_out."""
+        norm = math.sqrt(self.sum_squares(x))
+        norm_out[0] = norm
+        if max_norm is not None and norm > max_norm:
+            self.scale_(x, max_norm / (norm + 1e-6))
+        return norm_out
+
     def scale_(self, x, factor):
         """x *= factor, in place."""
         x *= factor
@@ -418,6 +431,12 @@ class Backend:
         if g is not None:
             g += (l1 * np.sign(w64) + 2.0 * l2 * w64).astype(g.dtype)
         return float(l1 * np.abs(w64).sum() + l2 * np.dot(w64, w64))
+
+    def penalty_into(self, w, g, *, l1=0.0, l2=0.0, scale=1.0, loss_out):
+        """penalty(w, g, l1=l1, l2=l2), gradient included, but added times ``scale`` to loss_out[0]
+        (a float64 array of shape (1,)) instead of returned: no host round-trip on a device."""
+        loss_out[0] += scale * self.penalty(w, g, l1=l1, l2=l2)
+        return loss_out
 
     def sgd_update(self, p, g, buf, *, lr, momentum=0.0, dampening=0.0, nesterov=False,
                    weight_decay=0.0, first_step=False):

@@ -282,7 +282,8 @@ def _check_dtypes(owner, anchor, floats, outputs=()):
     """Raise TypeError when the float arrays of one call mix float32 and float64. ``anchor``
     names the array whose dtype the others should follow; ``floats`` is [(name, array)]."""
     # (None == np.dtype("float64") is True in NumPy: keep non-arrays out of the comparisons)
-    floats = [(name, a) for name, a in floats if isinstance(a, np.ndarray) and a.dtype in FLOAT_DTYPES]
+    floats = [(name, a) for name, a in floats
+              if isinstance(getattr(a, "dtype", None), np.dtype) and a.dtype in FLOAT_DTYPES]  # device arrays too
     ref = dict(floats).get(anchor)
     if ref is None:
         if not floats:
@@ -341,13 +342,108 @@ def _update_refused(owner, p, g, state):
     used = [(name, a) for name, a, when in state if when is not None]
     if p is None or g is None or not _arrays(p, g, *(a for _, a in used)):
         return False
+    _check_update(owner, p, g, state)
+    return _fast_ok([("g", g)], [("p", p), *used], ndim=dict.fromkeys(["p", "g", *(n for n, _ in used)], 1))
+
+
+def _check_update(owner, p, g, state):
+    """Raise for an optimizer call with a missing buffer (``state`` as _update_refused takes
+    it), mixed float dtypes or a buffer not shaped like p."""
+    used = [(name, a) for name, a, when in state if when is not None]
     for name, a, when in state:
         if when is not None and a is None:
             raise ValueError(f"{owner}: {name} must be an array like p{when}; got None.")
     _check_dtypes(owner, "p", [("p", p), ("g", g), *used], outputs=[name for name, _ in used])
     for name, a in [("g", g), *used]:
         _expect(owner, name, a, p.shape)
-    return _fast_ok([("g", g)], [("p", p), *used], ndim=dict.fromkeys(["p", "g", *(n for n, _ in used)], 1))
+
+
+# ---- argument checks shared with CudaBackend: raise for a bad call (mixed float dtypes, shapes,
+# missing arrays); return the [(name, array)] lists the caller examines further.
+def _check_activation_backward(owner, name, dy, x, y, out):
+    needed = ("x", x) if name in NEEDS_INPUT else ("y", y)
+    arrays = [("dy", dy), ("x", x), ("y", y)]
+    _check_dtypes(owner, "dy", arrays + [("out", out)], outputs=("out",))
+    if needed[1] is None and name != "identity":
+        raise ValueError(f"{owner}: {name} needs {needed[0]} (the activation's "
+                         f"{'input' if needed[0] == 'x' else 'output'}); got None.")
+    _expect(owner, "x", x, dy.shape)
+    _expect(owner, "y", y, dy.shape)
+    _expect(owner, "out", out, dy.shape)
+    return arrays
+
+
+def _check_dense_forward(owner, x, w, b, z, out):
+    inputs = [("x", x), ("w", w), ("b", b)]
+    outputs = [("z", z), ("out", out)]
+    _check_dtypes(owner, "w", inputs + outputs, outputs=("z", "out"))
+    _expect(owner, "w", w, (None, None))
+    n_in, n_out = w.shape
+    _expect(owner, "x", x, (None, n_in))
+    n = x.shape[0]
+    _expect(owner, "b", b, (n_out,))
+    _expect(owner, "z", z, (n, n_out))
+    _expect(owner, "out", out, (n, n_out))
+    return inputs, outputs
+
+
+def _check_dense_backward(owner, activation, dy, x, w, y, z, dw, db, dx, dz):
+    needed = ("z", z) if activation in NEEDS_INPUT else ("y", y)
+    inputs = [("dy", dy), ("x", x), ("w", w), ("y", y), ("z", z)]
+    outputs = [("dw", dw), ("db", db), ("dx", dx), ("dz", dz)]
+    _check_dtypes(owner, "w", inputs + outputs, outputs=("dw", "db", "dx", "dz"))
+    if needed[1] is None and activation != "identity":
+        raise ValueError(f"{owner}: activation {activation!r} needs {needed[0]} "
+                         f"(the forward {'pre-activation' if needed[0] == 'z' else 'output'}); got None.")
+    for name, a, grad, grad_name in (("x", x, dw, "dw"), ("w", w, dx, "dx")):
+        if a is None and grad is not None:
+            raise ValueError(f"{owner}: {name} is needed for {grad_name}; got None.")
+    _expect(owner, "dy", dy, (None, None))
+    n, n_out = dy.shape
+    _expect(owner, "y", y, (n, n_out))
+    _expect(owner, "z", z, (n, n_out))
+    _expect(owner, "dz", dz, (n, n_out))
+    _expect(owner, "db", db, (n_out,))
+    _expect(owner, "x", x, (n, None))
+    _expect(owner, "w", w, (x.shape[1] if x is not None else None, n_out))
+    n_in = x.shape[1] if x is not None else (w.shape[0] if w is not None else None)
+    _expect(owner, "dw", dw, (n_in, n_out))
+    _expect(owner, "dx", dx, (n, n_in))
+    return inputs, outputs
+
+
+def _check_loss(owner, pred_name, pred, target, weight, grad, labels):
+    floats = [(pred_name, pred), ("weight", weight), ("grad", grad)]
+    if not labels:
+        floats.insert(1, ("target", target))
+    _check_dtypes(owner, pred_name, floats, outputs=("grad",))
+    _expect(owner, pred_name, pred, (None, None))
+    n, k = pred.shape
+    _expect(owner, "target", target, (n,) if labels else (n, k))
+    _expect(owner, "weight", weight, (n,))
+    _expect(owner, "grad", grad, (n, k))
+    return floats
+
+
+def _check_batchnorm_forward(owner, x, vectors, out):
+    _check_dtypes(owner, "x", [("x", x)] + vectors + [("out", out)],
+                  outputs=("running_mean", "running_var", "mean", "inv_std", "out"))
+    _expect(owner, "x", x, (None, None))
+    n, m = x.shape
+    for name, a in vectors:
+        _expect(owner, name, a, (m,))
+    _expect(owner, "out", out, (n, m))
+
+
+def _check_batchnorm_backward(owner, dy, x, vectors, grads, dx):
+    _check_dtypes(owner, "dy", [("dy", dy), ("x", x)] + vectors + grads + [("dx", dx)],
+                  outputs=("dgamma", "dbeta", "dx"))
+    _expect(owner, "dy", dy, (None, None))
+    n, m = dy.shape
+    _expect(owner, "x", x, (n, m))
+    _expect(owner, "dx", dx, (n, m))
+    for name, a in vectors + grads:
+        _expect(owner, name, a, (m,))
 
 
 def _index_ok(*arrays):
@@ -432,15 +528,7 @@ class CpuBackend(Backend):
             _unknown_activation(owner, name)
             if not _arrays(dy, x, y, out):
                 return _REFERENCE.activation_backward(name, dy, x, y, alpha=alpha, out=out)
-            needed = ("x", x) if name in NEEDS_INPUT else ("y", y)
-            arrays = [("dy", dy), ("x", x), ("y", y)]
-            _check_dtypes(owner, "dy", arrays + [("out", out)], outputs=("out",))
-            if needed[1] is None and name != "identity":
-                raise ValueError(f"{owner}: {name} needs {needed[0]} (the activation's "
-                                 f"{'input' if needed[0] == 'x' else 'output'}); got None.")
-            _expect(owner, "x", x, dy.shape)
-            _expect(owner, "y", y, dy.shape)
-            _expect(owner, "out", out, dy.shape)
+            arrays = _check_activation_backward(owner, name, dy, x, y, out)
             if _fast_ok(arrays, [("out", out)]):
                 raise
             return _REFERENCE.activation_backward(name, dy, x, y, alpha=alpha, out=out)
@@ -461,16 +549,7 @@ class CpuBackend(Backend):
             _unknown_activation(owner, activation)
             if not _arrays(x, w, b, z, out) or x is None or w is None:
                 return _REFERENCE.dense_forward(x, w, b, activation, alpha=alpha, z=z, out=out)
-            inputs = [("x", x), ("w", w), ("b", b)]
-            outputs = [("z", z), ("out", out)]
-            _check_dtypes(owner, "w", inputs + outputs, outputs=("z", "out"))
-            _expect(owner, "w", w, (None, None))
-            n_in, n_out = w.shape
-            _expect(owner, "x", x, (None, n_in))
-            n = x.shape[0]
-            _expect(owner, "b", b, (n_out,))
-            _expect(owner, "z", z, (n, n_out))
-            _expect(owner, "out", out, (n, n_out))
+            inputs, outputs = _check_dense_forward(owner, x, w, b, z, out)
             if _fast_ok(inputs, outputs, ndim={"b": 1}):
                 raise
             return _REFERENCE.dense_forward(x, w, b, activation, alpha=alpha, z=z, out=out)
@@ -498,27 +577,7 @@ class CpuBackend(Backend):
             if not _arrays(dy, x, w, y, z, dw, db, dx, dz) or dy is None:
                 return _REFERENCE.dense_backward(dy, x, w, y, z, activation, alpha=alpha,
                                                  dw=dw, db=db, dx=dx, dz=dz)
-            needed = ("z", z) if activation in NEEDS_INPUT else ("y", y)
-            inputs = [("dy", dy), ("x", x), ("w", w), ("y", y), ("z", z)]
-            outputs = [("dw", dw), ("db", db), ("dx", dx), ("dz", dz)]
-            _check_dtypes(owner, "w", inputs + outputs, outputs=("dw", "db", "dx", "dz"))
-            if needed[1] is None and activation != "identity":
-                raise ValueError(f"{owner}: activation {activation!r} needs {needed[0]} "
-                                 f"(the forward {'pre-activation' if needed[0] == 'z' else 'output'}); got None.")
-            for name, a, grad, grad_name in (("x", x, dw, "dw"), ("w", w, dx, "dx")):
-                if a is None and grad is not None:
-                    raise ValueError(f"{owner}: {name} is needed for {grad_name}; got None.")
-            _expect(owner, "dy", dy, (None, None))
-            n, n_out = dy.shape
-            _expect(owner, "y", y, (n, n_out))
-            _expect(owner, "z", z, (n, n_out))
-            _expect(owner, "dz", dz, (n, n_out))
-            _expect(owner, "db", db, (n_out,))
-            _expect(owner, "x", x, (n, None))
-            _expect(owner, "w", w, (x.shape[1] if x is not None else None, n_out))
-            n_in = x.shape[1] if x is not None else (w.shape[0] if w is not None else None)
-            _expect(owner, "dw", dw, (n_in, n_out))
-            _expect(owner, "dx", dx, (n, n_in))
+            inputs, outputs = _check_dense_backward(owner, activation, dy, x, w, y, z, dw, db, dx, dz)
             if _fast_ok(inputs, outputs, ndim={"db": 1}):
                 raise
             return _REFERENCE.dense_backward(dy, x, w, y, z, activation, alpha=alpha,
@@ -558,15 +617,7 @@ class CpuBackend(Backend):
         """Shared slow path of the loss kernels: raise for a bad call; True: run the reference."""
         if not _arrays(pred, target, weight, grad) or pred is None or target is None:
             return True
-        floats = [(pred_name, pred), ("weight", weight), ("grad", grad)]
-        if not labels:
-            floats.insert(1, ("target", target))
-        _check_dtypes(owner, pred_name, floats, outputs=("grad",))
-        _expect(owner, pred_name, pred, (None, None))
-        n, k = pred.shape
-        _expect(owner, "target", target, (n,) if labels else (n, k))
-        _expect(owner, "weight", weight, (n,))
-        _expect(owner, "grad", grad, (n, k))
+        floats = _check_loss(owner, pred_name, pred, target, weight, grad, labels)
         ok = _fast_ok(floats[:-1], [("grad", grad)], ndim={"weight": 1}) and _loss_out_ok(loss_out)
         if labels:
             ok = ok and isinstance(target, np.ndarray) and target.dtype == _I64 and target.flags.c_contiguous
@@ -637,13 +688,7 @@ class CpuBackend(Backend):
                 return _REFERENCE.batchnorm_forward(x, gamma, beta, running_mean, running_var, eps=eps,
                                                     momentum=momentum, training=training, mean=mean,
                                                     inv_std=inv_std, out=out)
-            _check_dtypes(owner, "x", [("x", x)] + vectors + [("out", out)],
-                          outputs=("running_mean", "running_var", "mean", "inv_std", "out"))
-            _expect(owner, "x", x, (None, None))
-            n, m = x.shape
-            for name, a in vectors:
-                _expect(owner, name, a, (m,))
-            _expect(owner, "out", out, (n, m))
+            _check_batchnorm_forward(owner, x, vectors, out)
             if _fast_ok(vectors[:2] + [("x", x)], vectors[2:] + [("out", out)], ndim={k: 1 for k, _ in vectors}):
                 raise
             return _REFERENCE.batchnorm_forward(x, gamma, beta, running_mean, running_var, eps=eps,
@@ -662,14 +707,7 @@ class CpuBackend(Backend):
             if not _arrays(dy, x, dx, *(a for _, a in vectors + grads)) or dy is None:
                 return _REFERENCE.batchnorm_backward(dy, x, gamma, mean, inv_std, training=training,
                                                      dgamma=dgamma, dbeta=dbeta, dx=dx)
-            _check_dtypes(owner, "dy", [("dy", dy), ("x", x)] + vectors + grads + [("dx", dx)],
-                          outputs=("dgamma", "dbeta", "dx"))
-            _expect(owner, "dy", dy, (None, None))
-            n, m = dy.shape
-            _expect(owner, "x", x, (n, m))
-            _expect(owner, "dx", dx, (n, m))
-            for name, a in vectors + grads:
-                _expect(owner, name, a, (m,))
+            _check_batchnorm_backward(owner, dy, x, vectors, grads, dx)
             if _fast_ok([("dy", dy), ("x", x)] + vectors, grads + [("dx", dx)],
                         ndim={k: 1 for k, _ in vectors + grads}):
                 raise
@@ -765,6 +803,9 @@ class CpuBackend(Backend):
                 raise
             return _REFERENCE.sum_squares(x)
 
+    # two compiled kernels (sum_squares, scale_) and a float on the host: the reference's body is it
+    clip_grad_norm_ = Backend.clip_grad_norm_
+
     def scale_(self, x, factor):
         try:
             _SCALE[x.dtype](x, factor)
@@ -801,6 +842,8 @@ class CpuBackend(Backend):
             if _fast_ok([("w", w)], [("g", g)], ndim={"w": 1, "g": 1}):
                 raise
             return _REFERENCE.penalty(w, g, l1=l1, l2=l2)
+
+    penalty_into = Backend.penalty_into  # the compiled penalty, added on the host
 
     def sgd_update(self, p, g, buf, *, lr, momentum=0.0, dampening=0.0, nesterov=False,
                    weight_decay=0.0, first_step=False):

@@ -462,6 +462,23 @@ def test_scale_and_clip_accept_other_layouts(backend, kind):
         np.testing.assert_array_equal(buf, want)
 
 
+@pytest.mark.parametrize("max_norm", [None, 0.5, 1e6], ids=["measure", "clips", "within"])
+@pytest.mark.parametrize("size", [0, 7, 1000])
+def test_clip_grad_norm_matches_reference(backend, size, max_norm):
+    x = _rand(np.random.default_rng(15), size, np.float32)
+    want, want_norm = x.copy(), np.full(1, np.nan)
+    REFERENCE.clip_grad_norm_(want, max_norm, norm_out=want_norm)
+    buf, norm = backend.asarray(x.copy()), backend.zeros((1,), np.float64)
+    assert backend.clip_grad_norm_(buf, max_norm, norm_out=norm) is norm
+    assert_close(backend.to_numpy(norm), want_norm, np.float64, factor=100)
+    assert_close(backend.to_numpy(buf), want, np.float32)
+    got_norm = np.linalg.norm(backend.to_numpy(buf).astype(np.float64))
+    if max_norm == 0.5:
+        assert got_norm <= 0.5 * (1 + 1e-6)
+    else:  # unchanged
+        assert np.isclose(got_norm, want_norm[0], rtol=1e-12, atol=0.0)
+
+
 def test_clip_keeps_nan(backend):
     x = backend.asarray(np.array([np.nan, 5.0, -5.0, 0.5], np.float32))
     got = backend.to_numpy(backend.clip_(x, 1.0))
@@ -485,6 +502,18 @@ def test_penalty_matches_reference(backend, size, dtype, l1, l2, with_grad):
     assert_close(got, want, np.float64, factor=100)
     if with_grad:
         assert_close(backend.to_numpy(got_g), want_g, dtype)
+
+
+@pytest.mark.parametrize("size", [0, 7, 1000])
+def test_penalty_into_adds_the_scaled_penalty(backend, size):
+    rng = np.random.default_rng(17)
+    w, g = _rand(rng, size, np.float32), _rand(rng, size, np.float32)
+    want_g = g.copy()
+    want = 1.5 + 3.0 * REFERENCE.penalty(w, want_g, l1=0.3, l2=0.7)
+    loss_out, got_g = backend.asarray(np.array([1.5])), backend.asarray(g.copy())
+    assert backend.penalty_into(backend.asarray(w), got_g, l1=0.3, l2=0.7, scale=3.0, loss_out=loss_out) is loss_out
+    assert_close(backend.to_numpy(loss_out)[0], want, np.float64, factor=100)
+    assert_close(backend.to_numpy(got_g), want_g, np.float32)
 
 
 SGD_CASES = {
