@@ -481,16 +481,17 @@ class TerminateOnNaN(Callback):
 
     def _keep_if_finite(self):
         """Copy the parameters into the snapshot when they are all finite; False otherwise.
-        Once per epoch: the compiled sum of squares first, NumPy only to confirm an overflow."""
+        Once per epoch: the compiled sum of squares first, NumPy only to confirm an overflow.
+        The snapshot is an array of the model's backend (on a GPU it never leaves the device)."""
         model = self.trainer.model
-        if not math.isfinite(model.backend.sum_squares(model.params)) and \
-                not np.isfinite(model.backend.to_numpy(model.params)).all():
+        backend, params = model.backend, model.params
+        if not math.isfinite(backend.sum_squares(params)) and not np.isfinite(backend.to_numpy(params)).all():
             return False
-        params = model.backend.to_numpy(model.params)
-        if self._snapshot is None or self._snapshot.shape != params.shape or self._snapshot.dtype != params.dtype:
-            self._snapshot = params.copy()
-        else:
-            np.copyto(self._snapshot, params)
+        snap = self._snapshot
+        if snap is None or snap.shape != params.shape or snap.dtype != params.dtype or \
+                type(snap) is not type(params):
+            self._snapshot = snap = backend.empty(params.shape, params.dtype)
+        backend.copy(params, snap)
         return True
 
     def on_epoch_end(self, epoch, logs=None):
@@ -504,7 +505,7 @@ class TerminateOnNaN(Callback):
         if np.isfinite(model.backend.to_numpy(model.params)).all():
             kept = "the weights are those before that batch's update"
         elif self._snapshot is not None:
-            _set_params(model, self._snapshot)
+            model.backend.copy(self._snapshot, model.params)
             kept = "the weights were restored to the last finite ones (the end of an earlier epoch or the start of fit)"
         else:
             kept = "the weights were not finite when fit started"

@@ -299,6 +299,13 @@ class CudaBackend(Backend):
         return dx
 
     # ----------------------------------------------------------------- losses
+
+    def dense_chain(self, steps, first):
+        """The Backend's loop over this backend's dense kernels: on a GPU every layer is already
+        one launch forward (bias and activation fused) and at most three backward, and the host
+        only enqueues them, so a chained call would launch no fewer kernels."""
+        return super().dense_chain(steps, first)
+
     def _loss_args(self, owner, pred_name, pred, target, weight, loss_out, grad, labels=False):
         """Checked device arrays (pred, target, weight, grad) of a loss call."""
         pred, weight = self._in(pred), self._in(weight)
