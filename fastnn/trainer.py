@@ -315,13 +315,12 @@ class Trainer:
                         cb.on_epoch_begin(epoch)
                     lr = self.optimizer.current_lr()
                     order = self.rng.permutation(n) if self.shuffle and n_batches > 1 else None
-                    if order is not None and on_device:
-                        order = backend.asarray(order)  # one upload per epoch; batches gather on the device
+                    if order is not None:
+                        order = backend.asarray(order)  # where the data are: one upload per epoch on a device
                     backend.fill(loss_acc, 0.0)
                     backend.fill(self._norm, math.nan)  # nan unless a norm is measured this epoch
-                    if penalize and on_device:
+                    if penalize:
                         backend.fill(self._penalty_acc, 0.0)
-                    penalty_sum = 0.0
                     for m in self.metrics:
                         m.reset()
                     for batch in range(n_batches):
@@ -352,12 +351,10 @@ class Trainer:
                             m.update(backend.to_numpy(out), backend.to_numpy(yb),
                                      None if wb is None else backend.to_numpy(wb), logits=fused)
                         model._backward(views["grad"])
-                        if penalize and on_device:  # summed on the device, read with the loss
+                        if penalize:  # summed where the data are (on a device: read with the loss)
                             for p, g in weight_params:
                                 backend.penalty_into(p, g, l1=self.l1, l2=self.l2, scale=rows,
                                                      loss_out=self._penalty_acc)
-                        elif penalize:
-                            penalty_sum += self._penalty(weight_params, gradient=True) * rows
                         if self.clip_value is not None:
                             backend.clip_(model.grads, self.clip_value)
                         if self.clip_norm is not None or stop == n:  # on a device, the norm stays there
@@ -366,7 +363,7 @@ class Trainer:
                         samples += rows
                         if batch_end:
                             batch_logs = {"size": rows, "seen": stop,
-                                          "loss": self._epoch_loss(loss_acc, penalty_sum, stop)}
+                                          "loss": self._epoch_loss(stop, penalize)}
                             for hook in batch_end:
                                 hook(batch, batch_logs)
                         if self.stop_training:
@@ -374,9 +371,7 @@ class Trainer:
                     if sigint.caught and stop < n:  # Ctrl-C: the unfinished epoch is not recorded
                         interrupted = (epoch, batch)
                         break
-                    if penalize and on_device:
-                        penalty_sum = float(backend.to_numpy(self._penalty_acc)[0])
-                    logs = {"loss": self._epoch_loss(loss_acc, penalty_sum, stop)}
+                    logs = {"loss": self._epoch_loss(stop, penalize)}
                     if on_device and not math.isfinite(logs["loss"]):  # a device's loss is read once per epoch
                         nan_guard.diverged(epoch, None, f"the loss became {logs['loss']}",
                                           where="found at the epoch's end: the device reads its loss once per epoch")
@@ -428,10 +423,12 @@ class Trainer:
             cb.set_trainer(self)
         return callbacks
 
-    def _epoch_loss(self, loss_acc, penalty_sum, seen):
-        """Mean loss (with the penalty) over the first ``seen`` rows of the epoch."""
-        return float(self.model.backend.to_numpy(loss_acc)[0]) / self.loss.count(seen, self.model.n_out) \
-            + penalty_sum / seen
+    def _epoch_loss(self, seen, penalize):
+        """Mean loss (with the penalty when ``penalize``) over the first ``seen`` rows of the
+        epoch, from the epoch's accumulators."""
+        to_numpy = self.model.backend.to_numpy
+        penalty = float(to_numpy(self._penalty_acc)[0]) if penalize else 0.0
+        return float(to_numpy(self._loss_acc)[0]) / self.loss.count(seen, self.model.n_out) + penalty / seen
 
     def save_checkpoint(self, path):
         """Write the model and everything training continues from (optimizer state, schedule
@@ -518,12 +515,11 @@ class Trainer:
         return [(model.params[p.start:p.stop], model.grads[p.start:p.stop]) for p in model.param_info
                 if p.kind == "weight" and p.layer.trainable]
 
-    def _penalty(self, views=None, gradient=False):
-        """l1 * sum|w| + l2 * sum w^2 over ``views`` (default: every penalised weight); with
-        ``gradient`` its gradient is also added to the gradient views."""
+    def _penalty(self):
+        """l1 * sum|w| + l2 * sum w^2 over every penalised weight (evaluate's penalty term; fit
+        adds the penalty and its gradient with backend.penalty_into)."""
         backend = self.model.backend
-        views = self._penalized() if views is None else views
-        return sum(backend.penalty(p, g if gradient else None, l1=self.l1, l2=self.l2) for p, g in views)
+        return sum(backend.penalty(p, None, l1=self.l1, l2=self.l2) for p, _ in self._penalized())
 
     def evaluate(self, X, y, sample_weight=None):
         """{'loss': ..., <metric>: ...} on (X, y) in evaluation mode (no update);
