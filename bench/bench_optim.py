@@ -34,7 +34,7 @@ try:
 except ImportError:  # run from a checkout: use the package beside this folder
     sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
     import fastnn as fnn
-from fastnn.bench import _cpu_seconds
+from fastnn.tools.bench import _cpu_seconds
 from _timing import calibrated_per_call  # bench/_timing.py, beside this script
 
 #: bytes moved per float32 parameter (read + written)

@@ -27,7 +27,7 @@ except ImportError:  # run from a checkout
     import fastnn as fnn
 
 from fastnn.backends import cpu  # noqa: E402
-from fastnn.bench import CONFIGS, _data, _fastnn_model, _fastnn_optimizer, _loadavg, _steps  # noqa: E402
+from fastnn.tools.bench import CONFIGS, _data, _fastnn_model, _fastnn_optimizer, _loadavg, _steps  # noqa: E402
 
 
 def _arms(pool):

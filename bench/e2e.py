@@ -2,7 +2,7 @@
 
     PYTHONPATH=. python bench/e2e.py --config small --compare torch
 
-A thin wrapper around ``fastnn.bench.main`` (the same as ``fastnn bench ...``). It prints a
+A thin wrapper around ``fastnn.tools.bench.main`` (the same as ``fastnn bench ...``). It prints a
 table and, with --json, writes the results; it never asserts.
 """
 
@@ -14,7 +14,7 @@ try:
 except ImportError:  # run from a checkout: use the package beside this folder
     sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from fastnn.bench import main
+from fastnn.tools.bench import main
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -27,7 +27,7 @@ except ImportError:  # run from a checkout
     sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
     import fastnn as fnn
 
-from fastnn.bench import CONFIGS, GemmFloor, _data, _fastnn_model, _fastnn_optimizer  # noqa: E402
+from fastnn.tools.bench import CONFIGS, GemmFloor, _data, _fastnn_model, _fastnn_optimizer  # noqa: E402
 
 PHASES = ("gather", "forward", "loss", "backward", "update")
 #: bytes an update moves per parameter: reads and writes of p, g and the state

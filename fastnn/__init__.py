@@ -22,7 +22,7 @@ _LAZY = {
     "optim": (".optim", None), "schedules": (".schedules", None),
     "load": (".io", "load"), "Sequential": (".model", "Sequential"), "Trainer": (".trainer", "Trainer"),
     "inference": (".inference", None), "export": (".export", None),
-    "augment": (".augment", None), "landscapes": (".landscapes", None),
+    "augment": (".augment", None), "landscapes": (".tools.landscapes", None),
     "sklearn": (".sklearn", None), "tuning": (".tuning", None), "Ensemble": (".ensemble", "Ensemble"),
 }
 

@@ -476,7 +476,7 @@ def _floats(option, text, counts):
 def cmd_landscape(args):
     import fastnn as fnn
     from ._checks import check_int
-    from .landscapes import plot_paths
+    from .tools.landscapes import plot_paths
 
     # check everything before printing anything
     steps = check_int("fastnn landscape", "--steps", args.steps, low=0)
@@ -526,7 +526,7 @@ def cmd_export(args):
 
 
 def cmd_bench(args):
-    from . import bench
+    from .tools import bench
 
     return bench.main(args.bench_args)
 
@@ -598,7 +598,7 @@ def build_parser():
             c.add_argument("--out", default=None, help="write predictions to this CSV instead of stdout")
         c.set_defaults(func=func)
 
-    from .landscapes import LANDSCAPES
+    from .tools.landscapes import LANDSCAPES
 
     s = sub.add_parser("landscape", help="optimizers' paths on a 2-D test function, drawn over its contours")
     s.add_argument("--function", default="rosenbrock", choices=tuple(LANDSCAPES))
@@ -632,7 +632,7 @@ def main(argv=None):
     argv = sys.argv[1:] if argv is None else list(argv)
     try:
         if argv and argv[0] == "bench":  # bench parses its own options: argparse.REMAINDER would
-            from . import bench          # reject a leading one ('fastnn bench --quick')
+            from .tools import bench    # reject a leading one ('fastnn bench --quick')
 
             return bench.main(argv[1:])
         args = parser.parse_args(argv or ["train"])

@@ -653,7 +653,7 @@ def trace(optimizer, landscape, start=None, steps=100):
     >>> path.shape, bool(abs(path[-1, 0] - 1.0) < 0.05)
     ((2001, 2), True)
     """
-    from .landscapes import get_landscape
+    from .tools.landscapes import get_landscape
 
     land = get_landscape(landscape, "trace")
     opt = _fresh(get_optimizer(optimizer, owner="trace"))

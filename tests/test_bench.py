@@ -1,4 +1,4 @@
-"""Smoke test of the end-to-end benchmark (fastnn.bench): it runs, and its JSON is well formed.
+"""Smoke test of the end-to-end benchmark (fastnn.tools.bench): it runs, and its JSON is well formed.
 No timing assertions: benchmarks print and never assert."""
 
 import json
@@ -6,7 +6,7 @@ import math
 
 import pytest
 
-from fastnn import bench
+from fastnn.tools import bench
 
 
 def _cpu_built():

@@ -310,13 +310,13 @@ def test_info_json(capsys):
 
 def _bench_exists():
     try:
-        import fastnn.bench  # noqa: F401  (written by someone else; may not exist yet)
+        import fastnn.tools.bench  # noqa: F401  (written by someone else; may not exist yet)
     except ImportError:
         return False
     return True
 
 
-needs_bench = pytest.mark.skipif(not _bench_exists(), reason="fastnn.bench is not written yet")
+needs_bench = pytest.mark.skipif(not _bench_exists(), reason="fastnn.tools.bench is not written yet")
 
 
 @needs_bench

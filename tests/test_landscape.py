@@ -6,7 +6,7 @@ import pytest
 
 import fastnn as fnn
 from fastnn.cli import main
-from fastnn.landscapes import LANDSCAPES
+from fastnn.tools.landscapes import LANDSCAPES
 
 NAMES = list(LANDSCAPES)
 

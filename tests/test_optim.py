@@ -477,7 +477,7 @@ def test_bad_options_are_rejected_when_built(make, error, message):
         make()
 
 
-@pytest.mark.parametrize("module", ["fastnn.optim", "fastnn.schedules", "fastnn.landscapes", "fastnn.callbacks"])
+@pytest.mark.parametrize("module", ["fastnn.optim", "fastnn.schedules", "fastnn.tools.landscapes", "fastnn.callbacks"])
 def test_docstring_examples_run(module):
     import doctest
     import importlib

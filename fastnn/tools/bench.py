@@ -34,7 +34,7 @@ import tracemalloc
 
 import numpy as np
 
-from ._info import _cpu_name
+from .._info import _cpu_name
 
 SCHEMA = "fastnn-bench/1"
 
@@ -383,7 +383,7 @@ def _thread_policy(device, requested):
     """The CPU backend's thread policy after applying --thread-policy, or None off the cpu device."""
     if device != "cpu":
         return None
-    from .backends import cpu
+    from ..backends import cpu
 
     if requested is not None:
         cpu.set_thread_policy(requested)
@@ -625,7 +625,7 @@ def format_table(results, machine, settings):
 
 
 def _write_json(path, payload):
-    from ._files import atomic_write  # temporary file in the same folder, fsync, os.replace
+    from .._files import atomic_write  # temporary file in the same folder, fsync, os.replace
 
     with atomic_write(path, "w") as f:
         json.dump(payload, f, indent=1, allow_nan=False)
@@ -664,7 +664,7 @@ def main(argv=None):
         return 2
 
     import fastnn as fnn
-    from .backends import get_backend
+    from ..backends import get_backend
 
     try:
         get_backend(args.device, "fastnn bench")

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ._checks import check_choice
+from .._checks import check_choice
 
 
 class Landscape:
@@ -148,7 +148,7 @@ def plot_paths(landscape, paths, path, title=None):
     """
     from matplotlib.colors import LogNorm
 
-    from ._plot import pyplot, save_figure
+    from .._plot import pyplot, save_figure
 
     plt = pyplot("plot_paths")
     land = get_landscape(landscape, "plot_paths")
