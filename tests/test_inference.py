@@ -431,6 +431,11 @@ def test_nan_and_inf_anywhere_in_X_are_refused_with_their_index(first, value, ro
 def test_a_finite_X_whose_first_product_overflows_is_computed_not_refused(rows, batch_size):
     model = fnn.Sequential([L.Dense(3, activation="tanh"), L.Dense(2)], input_dim=2, seed=0, device="reference",
                            dtype="float32")
+    weights = model.get_weights()
+    # each column's two weights share a sign, so an overflowing row sums inf + inf, never inf - inf, in any
+    # summation order (a BLAS that adds two products of opposite infinite sign would rightly give NaN)
+    weights[0] = np.array([[1.5, -1.25, 2.0], [0.75, -2.0, 1.0]], np.float32)
+    model.set_weights(weights)
     X = np.tile(np.array([[3e38, 3e38], [1.0, -1.0], [-3e38, -3e38]], np.float32), (rows, 1))
     loaded = inference.InferenceModel.from_sequential(model)
     with np.errstate(over="ignore", invalid="ignore"):
