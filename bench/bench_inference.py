@@ -11,7 +11,7 @@ Measures, on this machine and in this run:
 - installed size: the files that each distribution's RECORD lists, with its required
   dependencies (extras excluded); fastnn from its package folder when run from a checkout;
 - prediction: one-row latency (median over blocks of calls of the mean time per call) and
-  10,000-row throughput, float32, for PERF.md's small (784-128-10) and medium
+  10,000-row throughput, float32, for bench/TARGETS.md's small (784-128-10) and medium
   (784-512-512-10) models with the same random weights, in fastnn.inference, fastnn's
   engine (fastnn.load(path, device='cpu').predict), PyTorch eager (torch.inference_mode,
   from and to NumPy arrays) and ONNX Runtime (the file written by fastnn.export.to_onnx).

@@ -9,10 +9,10 @@ the update's share of a training step. Prints; never asserts.
    call) for SGD with momentum 0.9 and for Adam, as GB/s of the bytes the update must move: SGD
    momentum reads p, g, buf and writes p, buf (20 B/param); Adam reads p, g, m, v and writes p,
    m, v (28 B/param). Against it, the copy bandwidth of the same run: ``np.copyto`` of an n-element
-   float32 buffer (8 B/param, read + write). PERF.md's target: >= 70 % of copy at 1e6-1e7.
+   float32 buffer (8 B/param, read + write). bench/TARGETS.md's target: >= 70 % of copy at 1e6-1e7.
    Also timed: the separate passes a fused update could absorb (clipping by value, 8 B/param;
    the L1/L2 penalty gradient, 12 B/param), to size what folding them in would save.
-2. Share. PERF.md's medium configuration (784-512-512-10, batch 128, Adam, N = 20,000 synthetic
+2. Share. bench/TARGETS.md's medium configuration (784-512-512-10, batch 128, Adam, N = 20,000 synthetic
    samples): µs per training step (median epoch of ``Trainer.fit`` / steps) and µs per
    ``optimizer.step()`` on the same model; the share is their ratio.
 
@@ -67,7 +67,7 @@ def throughput(sizes, repeats):
 
 
 def medium_share(n, repeats):
-    """(params, µs per training step, µs per optimizer.step()) of PERF.md's medium configuration,
+    """(params, µs per training step, µs per optimizer.step()) of bench/TARGETS.md's medium configuration,
     the two timed alternately so that a disturbance hits both."""
     rng = np.random.default_rng(0)
     X = rng.standard_normal((n, 784)).astype(np.float32)
@@ -91,7 +91,7 @@ def medium_share(n, repeats):
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--sizes", default="1e5,1e6,1e7", help="parameter counts, comma-separated")
-    p.add_argument("--threads", type=int, default=2, help="BLAS threads for the training step (PERF.md: 2)")
+    p.add_argument("--threads", type=int, default=2, help="BLAS threads for the training step (bench/TARGETS.md: 2)")
     p.add_argument("--repeats", type=int, default=7)
     p.add_argument("--n", type=int, default=20_000, help="samples of the medium configuration")
     args = p.parse_args(argv)

@@ -4,11 +4,11 @@ pool with the 'adaptive' policy (the default), and one thread, alternated in one
     PYTHONPATH=. python bench/bench_threads.py [--config small,medium|all] [--n 5000] [--rounds 5]
                                                [--threads 2]
 
-Per configuration (PERF.md's model, optimizer and batch, shuffled synthetic data): one warm-up
+Per configuration (bench/TARGETS.md's model, optimizer and batch, shuffled synthetic data): one warm-up
 epoch, then ``rounds`` rounds; each round runs every arm, starting with a different one each
 round, as one settling epoch (the adaptive policy measures both choices in it) and one timed
 epoch. Prints µs per step, median and best over the rounds. Run it on a quiet machine, and again
-with another busy process (e.g. ``python -c "while True: pass" &``): PERF.md asks that a run on a
+with another busy process (e.g. ``python -c "while True: pass" &``): bench/TARGETS.md asks that a run on a
 loaded machine be no slower than the same run on one thread. Prints; never asserts.
 """
 

@@ -1,4 +1,4 @@
-"""End-to-end training benchmark of fastnn (PERF.md's configurations); see bench/README.md.
+"""End-to-end training benchmark of fastnn (bench/TARGETS.md's configurations); see bench/README.md.
 
     PYTHONPATH=. python bench/e2e.py --config small --compare torch
 

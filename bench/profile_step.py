@@ -1,4 +1,4 @@
-"""Where a training step's time goes, phase by phase, for PERF.md's configurations.
+"""Where a training step's time goes, phase by phase, for bench/TARGETS.md's configurations.
 
     PYTHONPATH=. python bench/profile_step.py [--config medium,large|all] [--threads 2] [--steps 300]
 

@@ -4,7 +4,7 @@
     PYTHONPATH=. python -m pytest bench/test_micro.py --benchmark-enable -k adam  # one family
     PYTHONPATH=. python -m pytest bench/test_micro.py --benchmark-enable --benchmark-json=m.json
 
-Dense forward and backward (PERF.md's layer shapes), each activation's forward and backward,
+Dense forward and backward (TARGETS.md's layer shapes), each activation's forward and backward,
 the fused losses, BatchNorm, Dropout and each optimizer update, float32, on the compiled
 ``cpu`` backend and the NumPy ``reference``. In the default test run (bench/conftest.py) the
 timings are disabled: each benchmark runs once as a smoke test, and its result is compared

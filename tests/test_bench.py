@@ -84,7 +84,7 @@ def test_optimizer_override_runs_every_configuration_with_it(tmp_path):
     bn, tiny = data["results"]
     assert bn["status"] == "ok" and _positive_finite(bn["us_per_step"])
     assert bn["optimizer"] == "SGD m=0.9 lr=0.01" and bn["optimizer_specified"].startswith("AdamW")
-    assert bn["optimizer_note"] == "--optimizer sgd: SGD m=0.9 lr=0.01 runs instead of PERF.md's optimizer"
+    assert bn["optimizer_note"] == "--optimizer sgd: SGD m=0.9 lr=0.01 runs instead of the configuration's optimizer"
     assert tiny["optimizer"] == "SGD m=0.9 lr=0.01"
     assert bench.main(["--config", "tiny", "--optimizer", "adamw", "--n", "200", "--repeats", "1", "--device",
                        "reference", "--json", str(path)]) == 0
@@ -109,7 +109,7 @@ def test_compare_torch(tmp_path):
     assert bench.main(["--config", "regress", "--n", "256", "--repeats", "1", "--device", "reference",
                        "--compare", "torch", "--json", str(path)]) == 0
     t = json.loads(path.read_text())["results"][0]["torch"]
-    assert t["optimizer"].startswith("Adam")  # the same optimizer as fastnn's (PERF.md: Adam)
+    assert t["optimizer"].startswith("Adam")  # the same optimizer as fastnn's (bench/TARGETS.md: Adam)
     for key in ("us_per_step", "samples_per_s", "x_floor", "speedup"):
         assert _positive_finite(t[key])
 

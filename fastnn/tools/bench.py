@@ -1,4 +1,4 @@
-"""End-to-end training benchmark: the standard configurations of PERF.md, timed through the
+"""End-to-end training benchmark: the standard configurations of bench/TARGETS.md, timed through the
 public API (``Trainer.fit``), next to the GEMM floor measured in the same run and, optionally,
 PyTorch eager on the same data.
 
@@ -38,7 +38,7 @@ from .._info import _cpu_name
 
 SCHEMA = "fastnn-bench/1"
 
-#: PERF.md's standard configurations. ``optimizer``: what PERF.md specifies; what really runs
+#: The standard configurations (bench/TARGETS.md). ``optimizer``: what they specify; what really runs
 #: depends on what fastnn has (see _pick_optimizer).
 CONFIGS = {
     "tiny": {"layers": (4, 16, 3), "batch": 16, "optimizer": ("adam", {"lr": 1e-3}), "loss": "cross_entropy"},
@@ -51,11 +51,11 @@ CONFIGS = {
            "loss": "cross_entropy", "batchnorm": True, "dropout": 0.2},
     "regress": {"layers": (13, 64, 64, 1), "batch": 32, "optimizer": ("adam", {"lr": 1e-3}), "loss": "mse"},
 }
-#: What ``--optimizer`` runs instead of PERF.md's choice, in every configuration.
+#: What ``--optimizer`` runs instead of the configuration's own, in every configuration.
 OPTIMIZERS = {"sgd": ("sgd", {"lr": 0.01, "momentum": 0.9}), "adam": ("adam", {"lr": 1e-3}),
               "adamw": ("adamw", {"lr": 1e-3, "weight_decay": 1e-2})}
 #: Pause before each timed epoch, so that the previous system's spinning BLAS/OpenMP threads
-#: have gone to sleep before the next one is timed (PERF.md: thread teams fight on 2 cores;
+#: have gone to sleep before the next one is timed (thread teams fight on 2 cores;
 #: OpenBLAS workers spin for about 2**28 cycles, ~0.1 s, after their last job).
 _SETTLE_S = 0.2
 
@@ -70,7 +70,7 @@ class _Parser(argparse.ArgumentParser):
 
 
 def build_parser():
-    p = _Parser(prog="fastnn bench", description="End-to-end training benchmark of fastnn (PERF.md's "
+    p = _Parser(prog="fastnn bench", description="End-to-end training benchmark of fastnn (the standard "
                 "configurations): µs per step, samples/s, the GEMM floor of the same run, optionally PyTorch. "
                 "Prints and writes JSON; never asserts.")
     p.add_argument("--config", default="all", help=f"comma list of {', '.join(CONFIGS)}, or 'all' (default)")
@@ -84,7 +84,7 @@ def build_parser():
                    help="how fastnn's products use the pool (fastnn.backends.cpu.set_thread_policy): adaptive "
                    "(default) = one thread or the pool per product, whichever is faster; fixed = always the pool")
     p.add_argument("--optimizer", default=None, choices=tuple(OPTIMIZERS),
-                   help="run every configuration (fastnn and torch) with this optimizer instead of PERF.md's: "
+                   help="run every configuration (fastnn and torch) with this optimizer instead of the configuration's own: "
                    "sgd = SGD momentum 0.9 lr 0.01, adam = Adam lr 1e-3, adamw = AdamW lr 1e-3 wd 1e-2")
     p.add_argument("--compare", default=None, choices=("torch",), help="also time PyTorch eager (needs torch)")
     p.add_argument("--json", default=None, metavar="PATH", help="write the results here (atomically)")
@@ -111,11 +111,11 @@ def _opt_label(spec):
 
 
 def _pick_optimizer(fnn, cfg, override=None):
-    """(spec really used, note or None): PERF.md's choice, or --optimizer's with a note."""
+    """(spec really used, note or None): the configuration's own, or --optimizer's with a note."""
     spec, note = cfg["optimizer"], None
     if override is not None and OPTIMIZERS[override][0] != spec[0]:
         spec = OPTIMIZERS[override]
-        note = f"--optimizer {override}: {_opt_label(spec)} runs instead of PERF.md's optimizer"
+        note = f"--optimizer {override}: {_opt_label(spec)} runs instead of the configuration's optimizer"
     return spec, note
 
 
@@ -135,7 +135,7 @@ def _fastnn_model(fnn, cfg, device):
         layers = []
         for w in widths[1:-1]:
             layers += [L.Dense(w), L.BatchNorm(), L.Activation("relu")]
-            if not any(isinstance(x, L.Dropout) for x in layers):  # PERF.md: one Dropout, after the first block
+            if not any(isinstance(x, L.Dropout) for x in layers):  # the bn configuration: one Dropout, after the first block
                 layers.append(L.Dropout(cfg["dropout"]))
         layers.append(L.Dense(widths[-1]))
     else:
@@ -144,7 +144,7 @@ def _fastnn_model(fnn, cfg, device):
 
 
 def _data(cfg, n):
-    """PERF.md's synthetic data: X ~ N(0, 1) float32; labels uniform over the classes, or float
+    """The configurations' synthetic data: X ~ N(0, 1) float32; labels uniform over the classes, or float
     targets N(0, 1) for the regression configuration."""
     rng = np.random.default_rng(0)
     X = rng.standard_normal((n, cfg["layers"][0]), dtype=np.float32)
