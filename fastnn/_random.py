@@ -1,7 +1,7 @@
 """Keys of fastnn's counter-based random streams.
 
 Random kernels (Dropout masks, Gaussian input noise) draw from Philox4x32-10 under a 64-bit key
-and a step counter (see docs/design.md), never from an array drawn on the host. Each stream's key
+and a step counter (see docs/DECISIONS.md), never from an array drawn on the host. Each stream's key
 derives from its owner's seed (the model's for a layer, the Trainer's for an augmentation) and
 the stream's position, so the same seed gives the same draws on every device.
 """

@@ -438,7 +438,7 @@ class Dropout(Layer):
 
     Each element is kept with probability 1 - rate. The mask is drawn inside the compiled
     kernel from a counter-based generator (Philox4x32-10 of the layer's key, its step counter
-    and the element's position; see docs/design.md), never as a NumPy array: the key derives
+    and the element's position; see docs/DECISIONS.md), never as a NumPy array: the key derives
     from the model's seed and the layer's position, so the same seed gives the same masks on
     every device, and the step counter (``state_dict()``) advances by one per training batch.
 
