@@ -16,8 +16,14 @@ Shapes and dtypes are checked by the Python layers before a kernel is called.
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
+from numpy.typing import DTypeLike
+
+#: A backend's array: a numpy.ndarray here and on the CPU, a device array on CUDA.
+Array = Any
 
 #: Activation names in the order of their integer codes (the compiled kernels use the codes).
 ACTIVATIONS = ("identity", "sigmoid", "tanh", "relu", "leaky_relu", "elu", "gelu", "softplus", "silu", "softmax")
@@ -102,39 +108,39 @@ class Backend:
     device_resident = False
 
     # ------------------------------------------------------------------ memory
-    def asarray(self, x, dtype=None):
+    def asarray(self, x: Array, dtype: DTypeLike | None = None) -> Array:
         """Host array -> backend array (a C-contiguous copy only when needed)."""
         return np.ascontiguousarray(x, dtype=dtype)
 
-    def to_numpy(self, x):
+    def to_numpy(self, x: Array) -> np.ndarray:
         """Backend array -> NumPy array."""
         return np.asarray(x)
 
-    def empty(self, shape, dtype):
+    def empty(self, shape: int | tuple[int, ...], dtype: DTypeLike) -> Array:
         """Uninitialised C-contiguous array."""
         return np.empty(shape, dtype=dtype)
 
-    def zeros(self, shape, dtype):
+    def zeros(self, shape: int | tuple[int, ...], dtype: DTypeLike) -> Array:
         """Zero-filled C-contiguous array."""
         return np.zeros(shape, dtype=dtype)
 
-    def copy(self, src, out):
+    def copy(self, src: Array, out: Array) -> Array:
         """out[...] = src (same shape)."""
         out[...] = src
         return out
 
-    def fill(self, x, value):
+    def fill(self, x: Array, value: float) -> Array:
         """x[...] = value, in place."""
         x[...] = value
         return x
 
-    def take_rows(self, x, idx, *, out):
+    def take_rows(self, x: Array, idx: Array, *, out: Array) -> Array:
         """out = x[idx]: gather rows (a minibatch). idx int64 (n,), out (n, x.shape[1])."""
         np.take(x, idx, axis=0, out=out)
         return out
 
     # ------------------------------------------------------------- activations
-    def activation(self, name, x, *, alpha=0.0, out=None):
+    def activation(self, name: str, x: Array, *, alpha: float = 0.0, out: Array | None = None) -> Array:
         """y = f(x) elementwise (softmax: row-wise). x, out: (n, m)."""
         like, x = x, np.asarray(x, dtype=np.float64)
         if name == "identity":
@@ -162,9 +168,10 @@ class Backend:
             raise ValueError(f"activation: unknown name {name!r}")
         return _write(out, y, like)
 
-    def activation_backward(self, name, dy, x, y, *, alpha=0.0, out=None):
+    def activation_backward(self, name: str, dy: Array, x: Array, y: Array, *, alpha: float = 0.0,
+                            out: Array | None = None) -> Array:
         """dx = dy * f'(x). Uses the output y, or the input x for the names in NEEDS_INPUT
-        (the other argument may be None). dy, x, y, out: (n, m)."""
+        (the other argument may be None: Array is Any). dy, x, y, out: (n, m)."""
         like, dy = dy, np.asarray(dy, dtype=np.float64)
         y = None if y is None else np.asarray(y, dtype=np.float64)
         if name == "identity":
@@ -185,7 +192,7 @@ class Backend:
             d = y * (dy - (dy * y).sum(axis=1, keepdims=True))
         elif name == "gelu":
             x = np.asarray(x, dtype=np.float64)
-            cdf = 0.5 * (1.0 + _erf(x / math.sqrt(2.0)).astype(np.float64))
+            cdf = 0.5 * (1.0 + np.asarray(_erf(x / math.sqrt(2.0)), dtype=np.float64))
             pdf = np.exp(-0.5 * x * x) / math.sqrt(2.0 * math.pi)
             d = dy * (cdf + x * pdf)
         elif name == "silu":
@@ -197,7 +204,8 @@ class Backend:
         return _write(out, d, like)
 
     # ------------------------------------------------------------------ dense
-    def dense_forward(self, x, w, b, activation="identity", *, alpha=0.0, z=None, out=None):
+    def dense_forward(self, x: Array, w: Array, b: Array | None, activation: str = "identity", *, alpha: float = 0.0,
+                      z: Array | None = None, out: Array | None = None) -> Array:
         """out = f(x @ w + b), the activation fused into the pass over the output.
 
         x (n, n_in), w (n_in, n_out), b (n_out,) or None, out (n, n_out). ``z`` (n, n_out),
@@ -211,8 +219,9 @@ class Backend:
         y = Backend.activation(self, activation, zz, alpha=alpha)  # the reference's own, in float64
         return _write(out, y, x)
 
-    def dense_backward(self, dy, x, w, y, z, activation="identity", *, alpha=0.0,
-                       dw=None, db=None, dx=None, dz=None):
+    def dense_backward(self, dy: Array, x: Array | None, w: Array, y: Array, z: Array | None,
+                       activation: str = "identity", *, alpha: float = 0.0, dw: Array | None = None,
+                       db: Array | None = None, dx: Array | None = None, dz: Array | None = None) -> Array:
         """Gradients of out = f(x @ w + b) given dy = dLoss/dout.
 
         dz = dy * f'(z) (written to the workspace ``dz`` when given; it may alias dy);
@@ -230,7 +239,7 @@ class Backend:
             dx[...] = d @ np.asarray(w, np.float64).T
         return dx
 
-    def dense_chain(self, steps, first):
+    def dense_chain(self, steps: Sequence[tuple], first: int) -> _DenseChain:
         """Training forward and backward of a stack of Dense layers, as an object with
         ``forward(x)`` (returns the last layer's y) and ``backward(dy)``.
 
@@ -255,8 +264,8 @@ class Backend:
             grad[...] = scale * w[:, None] * dgrad
         return loss_out
 
-    def cross_entropy(self, logits, target, *, label_smoothing=0.0, weight=None, scale=1.0,
-                      loss_out, grad=None):
+    def cross_entropy(self, logits: Array, target: Array, *, label_smoothing: float = 0.0, weight: Array | None = None,
+                      scale: float = 1.0, loss_out: Array, grad: Array | None = None) -> Array:
         """Fused stable softmax + cross-entropy on logits (n, k).
 
         target: int64 labels (n,) or float targets (n, k) (one-hot or soft). With label
@@ -277,7 +286,8 @@ class Backend:
         dgrad = np.exp(logp) * t.sum(axis=1, keepdims=True) - t
         return self._accumulate(per_sample, weight, loss_out, grad, dgrad, scale)
 
-    def binary_cross_entropy(self, logits, target, *, weight=None, scale=1.0, loss_out, grad=None):
+    def binary_cross_entropy(self, logits: Array, target: Array, *, weight: Array | None = None, scale: float = 1.0,
+                             loss_out: Array, grad: Array | None = None) -> Array:
         """Fused stable sigmoid + binary cross-entropy on logits (n, k), targets in [0, 1].
 
         Per element max(z, 0) - z t + log(1 + exp(-|z|)); gradient sigmoid(z) - t.
@@ -287,17 +297,20 @@ class Backend:
         per_elem = np.maximum(z, 0.0) - z * t + np.log1p(np.exp(-np.abs(z)))
         return self._accumulate(per_elem.sum(axis=1), weight, loss_out, grad, _sigmoid(z) - t, scale)
 
-    def mse(self, pred, target, *, weight=None, scale=1.0, loss_out, grad=None):
+    def mse(self, pred: Array, target: Array, *, weight: Array | None = None, scale: float = 1.0, loss_out: Array,
+            grad: Array | None = None) -> Array:
         """Squared error per element (p - t)^2; gradient 2 (p - t). pred, target (n, k)."""
         d = np.asarray(pred, np.float64) - np.asarray(target, np.float64)
         return self._accumulate((d * d).sum(axis=1), weight, loss_out, grad, 2.0 * d, scale)
 
-    def mae(self, pred, target, *, weight=None, scale=1.0, loss_out, grad=None):
+    def mae(self, pred: Array, target: Array, *, weight: Array | None = None, scale: float = 1.0, loss_out: Array,
+            grad: Array | None = None) -> Array:
         """Absolute error per element |p - t|; gradient sign(p - t) (0 where equal)."""
         d = np.asarray(pred, np.float64) - np.asarray(target, np.float64)
         return self._accumulate(np.abs(d).sum(axis=1), weight, loss_out, grad, np.sign(d), scale)
 
-    def huber(self, pred, target, *, delta=1.0, weight=None, scale=1.0, loss_out, grad=None):
+    def huber(self, pred: Array, target: Array, *, delta: float = 1.0, weight: Array | None = None, scale: float = 1.0,
+              loss_out: Array, grad: Array | None = None) -> Array:
         """Huber per element: d^2/2 where |d| <= delta, else delta (|d| - delta/2);
         gradient clip(d, -delta, delta). As PyTorch's HuberLoss."""
         d = np.asarray(pred, np.float64) - np.asarray(target, np.float64)
@@ -309,8 +322,9 @@ class Backend:
     # ---- normalization and dropout
     # BatchNorm, Dropout and the Trainer's augmentations. Random kernels draw from the
     # counter-based stream (key, step) of philox_words, the same on every backend.
-    def batchnorm_forward(self, x, gamma, beta, running_mean, running_var, *, eps=1e-5, momentum=0.1,
-                          training=True, mean=None, inv_std=None, out=None):
+    def batchnorm_forward(self, x: Array, gamma: Array, beta: Array, running_mean: Array, running_var: Array, *,
+                          eps: float = 1e-05, momentum: float = 0.1, training: bool = True, mean: Array | None = None,
+                          inv_std: Array | None = None, out: Array | None = None) -> Array:
         """out = gamma * (x - mu) * inv_std + beta per column, inv_std = 1 / sqrt(var + eps).
 
         training: mu, var are the batch's mean and biased variance (n >= 2 rows), and the
@@ -335,8 +349,9 @@ class Backend:
             inv_std[...] = istd
         return _write(out, (x64 - mu) * (np.asarray(gamma, np.float64) * istd) + np.asarray(beta, np.float64), x)
 
-    def batchnorm_backward(self, dy, x, gamma, mean, inv_std, *, training=True, dgamma=None, dbeta=None,
-                           dx=None):
+    def batchnorm_backward(self, dy: Array, x: Array, gamma: Array, mean: Array, inv_std: Array, *,
+                           training: bool = True, dgamma: Array | None = None, dbeta: Array | None = None,
+                           dx: Array | None = None) -> Array:
         """Gradients of batchnorm_forward given dy, with ``mean``, ``inv_std`` as it returned them.
 
         xhat = (x - mean) inv_std; dgamma = sum(dy xhat), dbeta = sum(dy) over rows; training
@@ -357,7 +372,8 @@ class Backend:
             dx[...] = a * (dy64 - sum_dy / n - xhat * (sum_dy_xhat / n)) if training else a * dy64
         return dx
 
-    def dropout_forward(self, x, *, rate, key, step, mask=None, out=None):
+    def dropout_forward(self, x: Array, *, rate: float, key: int, step: int, mask: Array | None = None,
+                        out: Array | None = None) -> Array:
         """Inverted dropout: out = x * s where the stream (key, step) keeps an element, else 0.
 
         Element e (row-major) is kept when philox_words(key, step)[e] >= dropout_threshold(rate)
@@ -371,25 +387,25 @@ class Backend:
             mask[...] = keep
         return _write(out, x * np.asarray(1.0 / (1.0 - rate), x.dtype) * keep, x)
 
-    def dropout_backward(self, dy, mask, *, rate, out=None):
+    def dropout_backward(self, dy: Array, mask: Array, *, rate: float, out: Array | None = None) -> Array:
         """dx = dy * s where mask is 1, else 0 (s as in dropout_forward); out may alias dy."""
         dy = np.asarray(dy)
         return _write(out, dy * np.asarray(1.0 / (1.0 - rate), dy.dtype) * (np.asarray(mask) != 0), dy)
 
-    def gaussian_noise(self, x, *, std, key, step, out=None):
+    def gaussian_noise(self, x: Array, *, std: float, key: int, step: int, out: Array | None = None) -> Array:
         """out = x + std * z, z standard normal from the stream (key, step) by Box-Muller (see
         _normals); computed in double, rounded once. x, out (n, m); out may alias x."""
         x64 = np.asarray(x, np.float64)
         z = _normals(key, step, x64.size).reshape(x64.shape)
         return _write(out, x64 + std * z, x)
 
-    def mixup(self, x, idx, lam, *, out=None):
+    def mixup(self, x: Array, idx: Array, lam: float, *, out: Array | None = None) -> Array:
         """out = lam * x + (1 - lam) * x[idx] (Zhang et al. 2018). x (n, m) or (n,), idx int64 (n,)
         in [0, n); out like x, not aliasing it."""
         x64 = np.asarray(x, np.float64)
         return _write(out, lam * x64 + (1.0 - lam) * x64[np.asarray(idx)], x)
 
-    def mixup_labels(self, labels, idx, lam, *, out):
+    def mixup_labels(self, labels: Array, idx: Array, lam: float, *, out: Array) -> Array:
         """Mixed one-hot targets: out = lam * onehot(labels) + (1 - lam) * onehot(labels[idx]).
         labels int64 (n,) in [0, k), idx int64 (n,) in [0, n), out (n, k)."""
         labels = np.asarray(labels)
@@ -399,12 +415,12 @@ class Backend:
         return out
 
     # ------------------------------------------------------ flat buffers, update
-    def sum_squares(self, x):
+    def sum_squares(self, x: Array) -> float:
         """sum(x**2) as a Python float (squared global norm of a flat buffer)."""
         x = np.asarray(x, np.float64)
         return float(np.dot(x, x))
 
-    def clip_grad_norm_(self, x, max_norm, *, norm_out):
+    def clip_grad_norm_(self, x: Array, max_norm: float | None, *, norm_out: Array) -> Array:
         """PyTorch's clip_grad_norm_ on a flat buffer, without a host round-trip on a device:
         norm_out[0] = ||x||_2 (float64 array of shape (1,)); when max_norm is not None and the norm
         exceeds it, x *= max_norm / (norm + 1e-6), in place. Returns norm_out."""
@@ -414,17 +430,17 @@ class Backend:
             self.scale_(x, max_norm / (norm + 1e-6))
         return norm_out
 
-    def scale_(self, x, factor):
+    def scale_(self, x: Array, factor: float) -> Array:
         """x *= factor, in place."""
         x *= factor
         return x
 
-    def clip_(self, x, value):
+    def clip_(self, x: Array, value: float) -> Array:
         """x = clip(x, -value, value), in place."""
         np.clip(x, -value, value, out=x)
         return x
 
-    def penalty(self, w, g, *, l1=0.0, l2=0.0):
+    def penalty(self, w: Array, g: Array, *, l1: float = 0.0, l2: float = 0.0) -> float:
         """Elastic-net penalty l1 * sum|w| + l2 * sum w^2, returned as a float; when g is given,
         its gradient l1 * sign(w) + 2 * l2 * w is added to g in place. w, g: flat (n,)."""
         w64 = np.asarray(w, np.float64)
@@ -432,14 +448,15 @@ class Backend:
             g += (l1 * np.sign(w64) + 2.0 * l2 * w64).astype(g.dtype)
         return float(l1 * np.abs(w64).sum() + l2 * np.dot(w64, w64))
 
-    def penalty_into(self, w, g, *, l1=0.0, l2=0.0, scale=1.0, loss_out):
+    def penalty_into(self, w: Array, g: Array, *, l1: float = 0.0, l2: float = 0.0, scale: float = 1.0,
+                     loss_out: Array) -> Array:
         """penalty(w, g, l1=l1, l2=l2), gradient included, but added times ``scale`` to loss_out[0]
         (a float64 array of shape (1,)) instead of returned: no host round-trip on a device."""
         loss_out[0] += scale * self.penalty(w, g, l1=l1, l2=l2)
         return loss_out
 
-    def sgd_update(self, p, g, buf, *, lr, momentum=0.0, dampening=0.0, nesterov=False,
-                   weight_decay=0.0, first_step=False):
+    def sgd_update(self, p: Array, g: Array, buf: Array, *, lr: float, momentum: float = 0.0, dampening: float = 0.0,
+                   nesterov: bool = False, weight_decay: float = 0.0, first_step: bool = False) -> None:
         """PyTorch's SGD on flat buffers, in place: g' = g + wd p; with momentum,
         buf = g' on the first step, else momentum buf + (1 - dampening) g';
         g' = g' + momentum buf (Nesterov) or buf; then p -= lr g'. g is not modified."""
@@ -456,7 +473,8 @@ class Backend:
     # PyTorch; AdamW's decoupled form is a flag of adam_update). Scalars that depend only on the
     # step (the decayed lr, bias corrections, NAdam's momentum products) are computed by the
     # optimizer in Python and passed in. g is never modified.
-    def adagrad_update(self, p, g, state_sum, *, lr, eps=1e-10, weight_decay=0.0):
+    def adagrad_update(self, p: Array, g: Array, state_sum: Array, *, lr: float, eps: float = 1e-10,
+                       weight_decay: float = 0.0) -> None:
         """Adagrad: state_sum += d^2; p -= lr d / (sqrt(state_sum) + eps). ``lr`` is the decayed
         rate lr / (1 + (t - 1) lr_decay)."""
         p64 = np.asarray(p, np.float64)
@@ -465,7 +483,8 @@ class Backend:
         state_sum[...] = s
         p[...] = p64 - lr * d / (np.sqrt(s) + eps)
 
-    def adadelta_update(self, p, g, square_avg, acc_delta, *, lr, rho=0.9, eps=1e-6, weight_decay=0.0):
+    def adadelta_update(self, p: Array, g: Array, square_avg: Array, acc_delta: Array, *, lr: float, rho: float = 0.9,
+                        eps: float = 1e-06, weight_decay: float = 0.0) -> None:
         """Adadelta: square_avg = rho square_avg + (1 - rho) d^2;
         delta = sqrt(acc_delta + eps) / sqrt(square_avg + eps) * d;
         acc_delta = rho acc_delta + (1 - rho) delta^2; p -= lr delta."""
@@ -478,8 +497,9 @@ class Backend:
         acc_delta[...] = rho * u + (1.0 - rho) * delta * delta
         p[...] = p64 - lr * delta
 
-    def rmsprop_update(self, p, g, square_avg, grad_avg, momentum_buffer, *, lr, alpha=0.99, eps=1e-8,
-                       weight_decay=0.0, momentum=0.0, centered=False):
+    def rmsprop_update(self, p: Array, g: Array, square_avg: Array, grad_avg: Array, momentum_buffer: Array, *,
+                       lr: float, alpha: float = 0.99, eps: float = 1e-08, weight_decay: float = 0.0,
+                       momentum: float = 0.0, centered: bool = False) -> None:
         """RMSprop: square_avg = alpha square_avg + (1 - alpha) d^2; centered: grad_avg = alpha
         grad_avg + (1 - alpha) d and denom = sqrt(square_avg - grad_avg^2) + eps, else
         denom = sqrt(square_avg) + eps; with momentum, buf = momentum buf + d / denom and
@@ -499,9 +519,10 @@ class Backend:
             momentum_buffer[...] = step
         p[...] = p64 - lr * step
 
-    def adam_update(self, p, g, exp_avg, exp_avg_sq, max_exp_avg_sq, *, lr, beta1=0.9, beta2=0.999, eps=1e-8,
-                    weight_decay=0.0, amsgrad=False, decoupled_weight_decay=False, bias_correction1,
-                    bias_correction2):
+    def adam_update(self, p: Array, g: Array, exp_avg: Array, exp_avg_sq: Array, max_exp_avg_sq: Array, *, lr: float,
+                    beta1: float = 0.9, beta2: float = 0.999, eps: float = 1e-08, weight_decay: float = 0.0,
+                    amsgrad: bool = False, decoupled_weight_decay: bool = False, bias_correction1: float,
+                    bias_correction2: float) -> None:
         """Adam (and AdamW): m = beta1 m + (1 - beta1) d; v = beta2 v + (1 - beta2) d^2; with
         amsgrad, vmax = max(vmax, v) stands for v below; p -= lr / bc1 * m / (sqrt(v) / sqrt(bc2)
         + eps), bc_i = 1 - beta_i^t. ``decoupled_weight_decay`` (AdamW): d = g, and p is first
@@ -520,8 +541,9 @@ class Backend:
             max_exp_avg_sq[...] = v
         p[...] = p64 - lr / bias_correction1 * m / (np.sqrt(v) / math.sqrt(bias_correction2) + eps)
 
-    def adamax_update(self, p, g, exp_avg, exp_inf, *, lr, beta1=0.9, beta2=0.999, eps=1e-8, weight_decay=0.0,
-                      bias_correction1):
+    def adamax_update(self, p: Array, g: Array, exp_avg: Array, exp_inf: Array, *, lr: float, beta1: float = 0.9,
+                      beta2: float = 0.999, eps: float = 1e-08, weight_decay: float = 0.0,
+                      bias_correction1: float) -> None:
         """Adamax: m = beta1 m + (1 - beta1) d; u = max(beta2 u, |d| + eps);
         p -= lr / bc1 * m / u, bc1 = 1 - beta1^t."""
         p64 = np.asarray(p, np.float64)
@@ -532,8 +554,9 @@ class Backend:
         exp_inf[...] = u
         p[...] = p64 - lr / bias_correction1 * m / u
 
-    def nadam_update(self, p, g, exp_avg, exp_avg_sq, *, lr, beta1=0.9, beta2=0.999, eps=1e-8, weight_decay=0.0,
-                     mu, mu_next, mu_product, bias_correction2):
+    def nadam_update(self, p: Array, g: Array, exp_avg: Array, exp_avg_sq: Array, *, lr: float, beta1: float = 0.9,
+                     beta2: float = 0.999, eps: float = 1e-08, weight_decay: float = 0.0, mu: float, mu_next: float,
+                     mu_product: float, bias_correction2: float) -> None:
         """NAdam: m, v as in Adam; denom = sqrt(v / bc2) + eps;
         p -= lr (1 - mu) / (1 - mu_product) d / denom + lr mu_next / (1 - mu_product mu_next) m / denom,
         where mu = mu_t, mu_next = mu_{t+1} and mu_product = mu_1 ... mu_t."""
