@@ -23,6 +23,8 @@ import math
 import numpy as np
 from numba import config, cuda, float32, float64, uint64
 
+from .base import ACTIVATION_CODES
+
 SIMULATED = bool(config.ENABLE_CUDASIM)
 #: threads per block of the 1-D kernels (a power of two: the block reductions halve it)
 TPB = 16 if SIMULATED else 256
@@ -43,6 +45,10 @@ _INV_2_32 = 2.0 ** -32
 _TWO_PI_2_32 = 2.0 * math.pi * 2.0 ** -32
 _INV_SQRT2 = 1.0 / math.sqrt(2.0)
 _INV_SQRT_2PI = 1.0 / math.sqrt(2.0 * math.pi)
+#: activation codes, from the one table in base.ACTIVATIONS (numba folds these globals as constants)
+_A = ACTIVATION_CODES
+_IDENTITY, _SIGMOID, _TANH, _RELU, _LEAKY_RELU = _A["identity"], _A["sigmoid"], _A["tanh"], _A["relu"], _A["leaky_relu"]
+_ELU, _GELU, _SOFTPLUS, _SILU, _SOFTMAX = _A["elu"], _A["gelu"], _A["softplus"], _A["silu"], _A["softmax"]
 
 
 # ------------------------------------------------------------------------ device functions
@@ -57,21 +63,21 @@ def _sigmoid(x):
 @_device
 def act_value(code, x, alpha):
     """f(x) of the activation ``code`` (base.ACTIVATIONS order; softmax is a row kernel)."""
-    if code == 1:
+    if code == _SIGMOID:
         return _sigmoid(x)
-    if code == 2:
+    if code == _TANH:
         return math.tanh(x)
-    if code == 3:
+    if code == _RELU:
         return 0.0 if x < 0 else x
-    if code == 4:
+    if code == _LEAKY_RELU:
         return x if x > 0 else alpha * x
-    if code == 5:
+    if code == _ELU:
         return x if x > 0 else alpha * math.expm1(min(x, 0.0))
-    if code == 6:
+    if code == _GELU:
         return 0.5 * x * (1.0 + math.erf(x * _INV_SQRT2))
-    if code == 7:
+    if code == _SOFTPLUS:
         return max(x, 0.0) + math.log1p(math.exp(-abs(x)))
-    if code == 8:
+    if code == _SILU:
         return x * _sigmoid(x)
     return x
 
@@ -79,21 +85,21 @@ def act_value(code, x, alpha):
 @_device
 def act_grad(code, dy, x, y, alpha):
     """dy * f'(.) from the output y, or the input x for gelu and silu."""
-    if code == 1:
+    if code == _SIGMOID:
         return dy * y * (1.0 - y)
-    if code == 2:
+    if code == _TANH:
         return dy * (1.0 - y * y)
-    if code == 3:
+    if code == _RELU:
         return dy if y > 0 else dy * 0.0
-    if code == 4:
+    if code == _LEAKY_RELU:
         return dy if y > 0 else dy * alpha
-    if code == 5:
+    if code == _ELU:
         return dy if y > 0 else dy * (y + alpha)
-    if code == 6:
+    if code == _GELU:
         return dy * (0.5 * (1.0 + math.erf(x * _INV_SQRT2)) + x * math.exp(-0.5 * x * x) * _INV_SQRT_2PI)
-    if code == 7:
+    if code == _SOFTPLUS:
         return dy * -math.expm1(-y)
-    if code == 8:
+    if code == _SILU:
         s = _sigmoid(x)
         return dy * s * (1.0 + x * (1.0 - s))
     return dy
@@ -280,7 +286,7 @@ def _make_gemm(dt):
                 v += float64(bias[col])
             if has_z:
                 z[row, col] = v
-            out[row, col] = v if code == 9 else act_value(code, v, alpha)
+            out[row, col] = v if code == _SOFTMAX else act_value(code, v, alpha)
 
     return gemm
 
@@ -300,7 +306,7 @@ def bias_activation(c, bias, has_bias, code, alpha, z, has_z, out):
             v += float64(bias[j])
         if has_z:
             z[i, j] = v
-        out[i, j] = v if code == 9 else act_value(code, v, alpha)
+        out[i, j] = v if code == _SOFTMAX else act_value(code, v, alpha)
 
 
 @_jit

@@ -22,10 +22,10 @@ import numpy as np
 from numba import config, cuda
 
 from . import _cuda_kernels as K
+from ._shared import (ResidualLosses, _check_activation_backward, _check_batchnorm_backward,
+                      _check_batchnorm_forward, _check_dense_backward, _check_dense_forward, _check_dtypes, _check_loss,
+                      _check_update, _expect, _unknown_activation)
 from .base import ACTIVATION_CODES, NEEDS_INPUT, Backend, check_batch_rows, dropout_threshold
-from .cpu import (CpuBackend, _check_activation_backward, _check_batchnorm_backward, _check_batchnorm_forward,
-                  _check_dense_backward, _check_dense_forward, _check_dtypes, _check_loss, _check_update, _expect,
-                  _unknown_activation)
 
 __all__ = ["CUBLAS_MIN_WORK", "CudaBackend", "device_arrays"]
 
@@ -35,7 +35,7 @@ config.CUDA_LOW_OCCUPANCY_WARNINGS = 0  # small grids are normal for small layer
 #: Not yet measured on a GPU (none was available): 128**3, where cuBLAS is generally ahead of
 #: a one-output-per-thread tiled kernel.
 CUBLAS_MIN_WORK = 128 ** 3
-_SOFTMAX = ACTIVATION_CODES["softmax"]
+_SOFTMAX, _IDENTITY = ACTIVATION_CODES["softmax"], ACTIVATION_CODES["identity"]
 _I64 = np.dtype(np.int64)
 _MASK32 = 0xFFFFFFFF
 
@@ -283,7 +283,7 @@ class CudaBackend(Backend):
             self._rows(K.softmax_backward_rows, n, dy, y, d)
             code, src = 0, d
         else:
-            d = dz if dz is not None else (dy if code == 0 else self.empty(dy.shape, dt))
+            d = dz if dz is not None else (dy if code == _IDENTITY else self.empty(dy.shape, dt))
             src = dy
         xin = z if z is not None and activation in NEEDS_INPUT else src
         yin = y if y is not None else src
@@ -351,8 +351,8 @@ class CudaBackend(Backend):
                   g, has_g)
         return loss_out
 
-    # the same three wrappers as the CPU's, around this class's _residual
-    mse, mae, huber = CpuBackend.mse, CpuBackend.mae, CpuBackend.huber
+    # the same three wrappers as the CPU's (_shared.ResidualLosses), around this class's _residual
+    mse, mae, huber = ResidualLosses.mse, ResidualLosses.mae, ResidualLosses.huber
 
     # ---- normalization and dropout
     def batchnorm_forward(self, x, gamma, beta, running_mean, running_var, *, eps=1e-5, momentum=0.1,
