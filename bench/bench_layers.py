@@ -10,8 +10,9 @@ reads dy and x twice (sums, then dx) and writes dx: 5 values. Dropout forward re
 and the uint8 mask; backward reads dy and the mask and writes dx (in place over dy, as the layer
 does). Copy: np.copyto of an array of the same size (read + write), and of 64 MiB (the DRAM
 bandwidth). With ``--compare torch``, torch.nn.functional's batch_norm and dropout, forward and
-autograd backward, on one thread as fastnn's kernels. Also timed: the mask generator alone (Philox4x32-10, ns per word), and the forward
-without storing the mask, which is what a backward that regenerated the mask would cost.
+autograd backward, on one thread as fastnn's kernels. Also timed: the mask generator alone
+(Philox4x32-10, ns per word), and the forward without storing the mask, which is what a backward
+that regenerated the mask would cost.
 Each figure is the median over ``repeats`` runs of a loop of calls lasting ~50 ms. Prints, never
 asserts.
 """

@@ -55,11 +55,11 @@ def throughput(sizes, repeats):
         src, dst = np.ones(n, np.float32), np.empty(n, np.float32)
         w, g = np.random.default_rng(2).standard_normal((2, n)).astype(np.float32)
         cases = {
-            "copy": lambda: np.copyto(dst, src),
+            "copy": lambda dst=dst, src=src: np.copyto(dst, src),
             "sgd momentum": _update(fnn.optim.SGD(lr=1e-3, momentum=0.9), n),
             "adam": _update(fnn.optim.Adam(lr=1e-6), n),
-            "clip_value": lambda: backend.clip_(g, 1.0),
-            "penalty grad": lambda: backend.penalty(w, g, l1=0.0, l2=1e-12),
+            "clip_value": lambda g=g: backend.clip_(g, 1.0),
+            "penalty grad": lambda w=w, g=g: backend.penalty(w, g, l1=0.0, l2=1e-12),
         }
         seconds = {name: calibrated_per_call(fn, repeats) for name, fn in cases.items()}
         rows.append((n, {name: (s, BYTES[name] * n / s / 1e9) for name, s in seconds.items()}))

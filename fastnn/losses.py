@@ -18,7 +18,7 @@ class Loss:
     """Base class: ``name``, the activation it fuses with (``fuses``), and the kernel call."""
 
     name = "loss"
-    fuses = None  # "softmax" / "sigmoid": a final layer with this activation is skipped in training
+    fuses: str | None = None  # "softmax" / "sigmoid": a final layer with this activation is skipped in training
     per_element = True  # mean over all outputs (True) or over samples only (False)
 
     def prepare_target(self, y, n_out, dtype, owner):

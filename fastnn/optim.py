@@ -77,11 +77,11 @@ class Optimizer:
         A multiplier on the schedule's value (1.0; ReduceLROnPlateau lowers it).
     """
 
-    state_names = ()
+    state_names: tuple[str, ...] = ()
     #: names of scalar attributes that are optimizer state (saved by state_dict)
-    scalar_state = ()
+    scalar_state: tuple[str, ...] = ()
     #: initial value of a state buffer when it is not 0
-    initial_state = {}
+    initial_state: dict[str, float] = {}
 
     def __init__(self, lr, weight_decay=0.0):
         owner = type(self).__name__

@@ -84,8 +84,9 @@ def build_parser():
                    help="how fastnn's products use the pool (fastnn.backends.cpu.set_thread_policy): adaptive "
                    "(default) = one thread or the pool per product, whichever is faster; fixed = always the pool")
     p.add_argument("--optimizer", default=None, choices=tuple(OPTIMIZERS),
-                   help="run every configuration (fastnn and torch) with this optimizer instead of the configuration's own: "
-                   "sgd = SGD momentum 0.9 lr 0.01, adam = Adam lr 1e-3, adamw = AdamW lr 1e-3 wd 1e-2")
+                   help="run every configuration (fastnn and torch) with this optimizer instead of the "
+                   "configuration's own: sgd = SGD momentum 0.9 lr 0.01, adam = Adam lr 1e-3, "
+                   "adamw = AdamW lr 1e-3 wd 1e-2")
     p.add_argument("--compare", default=None, choices=("torch",), help="also time PyTorch eager (needs torch)")
     p.add_argument("--json", default=None, metavar="PATH", help="write the results here (atomically)")
     p.add_argument("--quick", action="store_true", help="CI smoke run: --n 2000 --repeats 1")
@@ -135,7 +136,8 @@ def _fastnn_model(fnn, cfg, device):
         layers = []
         for w in widths[1:-1]:
             layers += [L.Dense(w), L.BatchNorm(), L.Activation("relu")]
-            if not any(isinstance(x, L.Dropout) for x in layers):  # the bn configuration: one Dropout, after the first block
+            # the bn configuration: one Dropout, after the first block
+            if not any(isinstance(x, L.Dropout) for x in layers):
                 layers.append(L.Dropout(cfg["dropout"]))
         layers.append(L.Dense(widths[-1]))
     else:
@@ -471,7 +473,7 @@ def run_config(fnn, name, cfg, args, torch):
         trainer.fit(X, y, epochs=1, verbose=0)
         return time.perf_counter() - t0
 
-    machine0, own0, wall0 = *_cpu_seconds(), time.perf_counter()
+    (machine0, own0), wall0 = _cpu_seconds(), time.perf_counter()
     systems = [("fastnn", fastnn_epoch), ("floor", floor.epoch)] + ([("torch", tr.epoch)] if tr else [])
     times = {s: [] for s, _ in systems}
     for _, fn in systems:  # warm-up: builds buffers, first-touch pages, BLAS thread start-up
