@@ -32,6 +32,17 @@ class _Parser(argparse.ArgumentParser):
         raise UsageError(message)
 
 
+class _DefaultsFormatter(argparse.HelpFormatter):
+    """--help shows every option's default (those that have one)."""
+
+    def _get_help_string(self, action):
+        text = action.help or ""
+        if action.option_strings and action.default not in (None, False, "", argparse.SUPPRESS) \
+                and "%(default)" not in text:
+            text += " (default: %(default)s)"
+        return text
+
+
 # ------------------------------------------------------------------- data
 def _usage(exc):
     """A UsageError from a reader's ValueError, without the reader's name."""
@@ -747,17 +758,18 @@ def _add_train_options(p, out_help="save the trained model here (.fnn)"):
     """The options of ``train``, which ``tune`` takes too (as defaults of what it does not search)."""
     p.add_argument("--data", default="digits", help="iris, digits, spirals, moons, PATH.csv or PATH.npz")
     p.add_argument("--target", default=None, help="target column (CSV name or index; NPZ key), default last / 'y'")
-    p.add_argument("--task", default="auto", choices=("auto", "classify", "regress"))
+    p.add_argument("--task", default="auto", choices=("auto", "classify", "regress"),
+                   help="auto: classify when the target holds strings or few whole numbers, else regress")
     p.add_argument("--hidden", default="128", help="hidden widths, comma-separated, e.g. 128,64")
-    p.add_argument("--activation", default="relu")
-    p.add_argument("--optimizer", default="adam", choices=tuple(OPTIMIZER_LR))
+    p.add_argument("--activation", default="relu", help="activation of the hidden layers")
+    p.add_argument("--optimizer", default="adam", choices=tuple(OPTIMIZER_LR), help="the update rule")
     p.add_argument("--lr", type=float, default=None, help="learning rate (default by optimizer)")
-    p.add_argument("--epochs", type=int, default=30)
-    p.add_argument("--batch-size", type=int, default=64)
-    p.add_argument("--device", default="cpu")
+    p.add_argument("--epochs", type=int, default=30, help="passes over the training rows, >= 1")
+    p.add_argument("--batch-size", type=int, default=64, help="rows per update")
+    p.add_argument("--device", default="cpu", help="cpu, cuda or reference")
     p.add_argument("--out", default=None, help=out_help)
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--l2", type=float, default=0.0, help="L2 penalty on the weights (l2/2 * sum w^2)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the split, the initialization and the shuffling")
+    p.add_argument("--l2", type=float, default=0.0, help="L2 penalty on the weights: l2 * sum w^2 added to the loss")
     p.add_argument("--dropout", type=float, default=0.0, help="dropout rate after each hidden layer, in [0, 1)")
     p.add_argument("--batch-norm", action="store_true", help="batch normalization before each hidden activation")
     p.add_argument("--early-stopping", type=int, default=0, metavar="PATIENCE",
@@ -768,7 +780,7 @@ def _add_train_options(p, out_help="save the trained model here (.fnn)"):
 def build_parser():
     p = _Parser(prog="fastnn", description="Fast neural-network training on CPU (and NVIDIA GPUs).")
     sub = p.add_subparsers(dest="command", parser_class=_Parser)
-    show_defaults = {"formatter_class": argparse.ArgumentDefaultsHelpFormatter}
+    show_defaults = {"formatter_class": _DefaultsFormatter}
 
     t = sub.add_parser("train", help="train an MLP (default: the built-in digits)", **show_defaults)
     _add_train_options(t)
@@ -785,7 +797,7 @@ def build_parser():
     u.add_argument("--grid", nargs="+", required=True, metavar="KEY=VALUES",
                    help="values to try, e.g. lr=1e-3,1e-2 hidden=32,64+32 optimizer=adam,sgd; with --search "
                         "random also ranges lr=log:1e-4:1e-1 hidden=16:128 (keys: " + ", ".join(_TUNE_KEYS) + ")")
-    u.add_argument("--search", default="grid", choices=("grid", "random"))
+    u.add_argument("--search", default="grid", choices=("grid", "random"), help="every combination, or draws")
     u.add_argument("--trials", type=int, default=10, help="parameter sets a random search draws (default 10)")
     u.add_argument("--cv", type=int, default=None, help="score by K-fold cross-validation instead of the validation part")
     u.add_argument("--results", default=None, help="write the table of trials here (.csv)")
@@ -800,7 +812,7 @@ def build_parser():
         c.add_argument("--target", default=None,
                        help="the target column if named otherwise than in training (CSV name; NPZ key); models of "
                             "older versions: as in train, 'none' for a table without one")
-        c.add_argument("--device", default="cpu")
+        c.add_argument("--device", default="cpu", help="cpu, cuda or reference")
         if name == "predict":
             c.add_argument("--out", default=None, help="write predictions to this CSV instead of stdout")
         else:
@@ -812,11 +824,11 @@ def build_parser():
 
     s = sub.add_parser("landscape", help="optimizers' paths on a 2-D test function, drawn over its contours",
                        **show_defaults)
-    s.add_argument("--function", default="rosenbrock", choices=tuple(LANDSCAPES))
+    s.add_argument("--function", default="rosenbrock", choices=tuple(LANDSCAPES), help="the test function")
     s.add_argument("--optimizers", default="sgd,momentum,rmsprop,adam",
                    help="comma-separated names, e.g. sgd,momentum,nesterov,adagrad,rmsprop,adam")
     s.add_argument("--lr", default="1e-3", help="learning rate: one for all, or one per optimizer (commas)")
-    s.add_argument("--steps", type=int, default=500)
+    s.add_argument("--steps", type=int, default=500, help="optimizer steps")
     s.add_argument("--start", default=None, help="starting point x,y (default: the function's own)")
     s.add_argument("--out", default="landscape.png", help="the picture (.png; needs matplotlib); '' for none")
     s.set_defaults(func=cmd_landscape)
