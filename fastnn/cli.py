@@ -429,7 +429,11 @@ def _load_model(path, device):
     except (OSError, zipfile.BadZipFile):
         checkpoint = False  # fnn.load says what is wrong
     if checkpoint:
-        return fnn.Trainer.from_checkpoint(path, device=device).model
+        model = fnn.Trainer.from_checkpoint(path, device=device).model
+        if "standardize" in model.metadata:  # inputs scaled outside the model: refused, never silently wrong
+            raise UsageError(f"{path}: a checkpoint of an older fastnn train, which scaled its inputs outside the "
+                             f"model; use the model file it saved (--out) or train again")
+        return model
     return fnn.load(path, device=device)
 
 

@@ -286,3 +286,60 @@ def test_corrupt_npz_member_is_a_value_error(tmp_path):
     path.write_bytes(bytes(data))
     with pytest.raises(ValueError, match="c.npz"):
         fnn.data.read_npz(path)
+
+
+def _regression_csv(path, n=300):
+    rng = np.random.default_rng(0)
+    X = rng.standard_normal((n, 3))
+    y = 150 + 40 * (X @ np.array([1.5, -2.0, 0.5])) + rng.standard_normal(n)
+    return write_csv(path, ["a", "b", "c", "target"], np.column_stack([X, y]).tolist())
+
+
+def test_regression_checkpoint_resume_and_folding(capsys, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    path = _regression_csv(tmp_path / "reg.csv")
+    common = ("train", "--data", path, "--hidden", 16, "--seed", 1)
+    assert run(capsys, *common, "--epochs", 6, "--out", "straight.fnn")[0] == 0
+    assert run(capsys, *common, "--epochs", 3, "--checkpoint", "ckpt.fnn")[0] == 0
+    code, out, err = run(capsys, *common, "--epochs", 6, "--resume", "ckpt.fnn", "--out", "resumed.fnn")
+    assert code == 0 and err == []
+    a, b = fnn.load("straight.fnn"), fnn.load("resumed.fnn")
+    assert all(np.array_equal(x, y) for x, y in zip(a.get_weights(), b.get_weights()))
+    # a checkpoint (no output layer yet) predicts in the target's units too
+    code, p1, _ = run(capsys, "predict", "ckpt.fnn", "--data", path)
+    assert code == 0 and 100 < np.mean(np.array(p1, float)) < 200
+    folded = fastnn.inference.load("resumed.fnn")
+    assert [s.kind for s in folded.steps] == ["dense", "dense"]  # both scalings folded away
+    data = np.loadtxt(path, delimiter=",", skiprows=1)[:, :3]
+    np.testing.assert_allclose(folded.predict(data), b.predict(data), rtol=1e-4)
+
+
+def test_tune_regression_saves_a_model_in_the_targets_units(capsys, tmp_path):
+    path = _regression_csv(tmp_path / "reg.csv")
+    code, out, _ = run(capsys, "tune", "--data", path, "--grid", "hidden=8,16", "--epochs", 5,
+                       "--out", tmp_path / "t.fnn")
+    assert code == 0
+    model = fnn.load(tmp_path / "t.fnn")
+    assert type(model.layers[0]).__name__ == "Standardize" and model.layers[-1].inverse
+    assert 100 < model.predict(np.zeros((1, 3)))[0, 0] < 200
+
+
+def test_issue16_old_cli_model_file_is_read_with_its_scaling(capsys, tmp_path):
+    X, y = fnn.datasets.load_iris()
+    scaler = fnn.data.Standardizer().fit(X)
+    m = fnn.Sequential([fnn.layers.Dense(16, activation="relu"), fnn.layers.Dense(3)], input_dim=4, seed=0)
+    fnn.Trainer(m, "cross_entropy", fnn.optim.Adam(1e-2)).fit(scaler.transform(X), y, epochs=40, verbose=0)
+    m.metadata = {"task": "classify", "loss": "cross_entropy", "classes": [0, 1, 2], "split_seed": 0,
+                  "standardize": {"mean": scaler.mean_.tolist(), "scale": scaler.scale_.tolist()}}
+    m.save(tmp_path / "old.fnn")
+    expected = m.predict(scaler.transform(X)).argmax(axis=1)
+    code, out, _ = run(capsys, "predict", tmp_path / "old.fnn", "--data", "iris")
+    assert code == 0 and [int(v) for v in out] == expected.tolist()
+    np.testing.assert_array_equal(fastnn.inference.load(tmp_path / "old.fnn").predict(X).argmax(axis=1), expected)
+    # an old checkpoint cannot be resumed: its inputs were scaled outside the model
+    t = fnn.Trainer(m, "cross_entropy")
+    t.save_checkpoint(tmp_path / "old_ckpt.fnn")
+    code, out, err = run(capsys, "train", "--data", "iris", "--resume", tmp_path / "old_ckpt.fnn")
+    assert code == 2 and "a checkpoint of an older fastnn train" in err[0]
+    code, out, err = run(capsys, "predict", tmp_path / "old_ckpt.fnn", "--data", "iris")
+    assert code == 2 and "a checkpoint of an older fastnn train" in err[0]
