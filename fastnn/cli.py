@@ -388,7 +388,7 @@ def _check_folder(option, path):
     """A file option must name a file in an existing folder (checked before training, not after)."""
     if path:
         if os.path.isdir(path):
-            raise UsageError(f"{option} {path}: is a directory; give a file name (e.g. {os.path.join(path, 'out')})")
+            raise UsageError(f"{option} {path} is a directory; give a file name (e.g. {os.path.join(path, 'out')})")
         folder = os.path.dirname(os.path.abspath(path))
         if not os.path.isdir(folder):
             raise UsageError(f"{option} {path}: the folder {folder} does not exist")
@@ -595,6 +595,10 @@ def _load_with_data(args, need_target):
             X = encoder.fit(table).transform(table)
         except ValueError as exc:
             raise _usage(exc) from None
+        words = [c["name"] for c in encoder.columns_ if c["kind"] != "numeric"]
+        if words:  # no training categories to encode them with
+            raise UsageError(f"--data {args.data}: column {words[0]!r} is not numeric, and {args.model} records no "
+                             f"columns (not written by this fastnn train); give numbers only")
         if X.shape[1] != model.input_dim:
             raise UsageError(f"--data {args.data}: X has shape {X.shape}; the model {args.model} takes "
                              f"{model.input_dim} features")
@@ -616,7 +620,7 @@ def _load_with_data(args, need_target):
         except ValueError as exc:
             raise _usage(exc) from None
     if need_target and (col is None or col not in table.columns):
-        raise UsageError(f"--data {args.data}: has no target column {col!r} to score against")
+        raise UsageError(f"--data {args.data} has no target column {col!r} to score against")
     y = None
     if col is not None and col in table.columns and need_target:
         y = _target_values(table, col, meta.get("task") == "classify" if meta.get("task") else None)

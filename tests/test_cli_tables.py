@@ -343,3 +343,10 @@ def test_issue16_old_cli_model_file_is_read_with_its_scaling(capsys, tmp_path):
     assert code == 2 and "a checkpoint of an older fastnn train" in err[0]
     code, out, err = run(capsys, "predict", tmp_path / "old_ckpt.fnn", "--data", "iris")
     assert code == 2 and "a checkpoint of an older fastnn train" in err[0]
+
+
+def test_issue16_regression_far_from_zero_with_cli_defaults(capsys, tmp_path):
+    """Target mean 150, std ~100, no option but --data: the targets are standardized for training."""
+    path = _regression_csv(tmp_path / "reg.csv")
+    code, out, _ = run(capsys, "train", "--data", path)
+    assert code == 0 and float(out[-1].split("r2 ")[1]) > 0.95
