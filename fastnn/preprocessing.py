@@ -266,7 +266,7 @@ def upgrade_legacy(content, path, owner):
     that ``fastnn train`` kept outside the model before the Standardize layer existed
     (``{"standardize": {"mean": [...], "scale": [...]}}``), with that scaling turned into a
     Standardize first layer, so every reader applies it; other files are returned as they are."""
-    from .io import _fail, describe_layer
+    from .io import describe_layer, format_error
 
     std = content.metadata.get("standardize")
     if std is None or (content.layers and content.layers[0].kind in PREPROCESSING_TYPES):
@@ -280,8 +280,8 @@ def upgrade_legacy(content, path, owner):
     except (TypeError, ValueError, KeyError):
         ok = False
     if not ok:
-        _fail(path, f"its metadata 'standardize' (the input scaling of an older fastnn train) is not {n} "
-                    f"finite means and positive scales", owner)
+        raise format_error(path, f"its metadata 'standardize' (the input scaling of an older fastnn train) is not {n} "
+                           f"finite means and positive scales", owner)
     spec = describe_layer("Standardize", {"adapted": True}, n, content.dtype)
     arrays = [np.asarray(a, content.dtype) for a in (mean, 1.0 / scale, np.zeros(n))]
     metadata = {k: v for k, v in content.metadata.items() if k != "standardize"}

@@ -18,8 +18,6 @@ import fastnn as fnn
 import fastnn.inference
 from fastnn.cli import main
 
-from _helpers import DEVICE  # noqa: F401
-
 
 def run(capsys, *argv):
     code = main([str(a) for a in argv])

@@ -12,8 +12,6 @@ import fastnn as fnn
 import fastnn.inference
 from fastnn.preprocessing import MinMaxScale, Standardize
 
-from _helpers import DEVICE  # noqa: F401
-
 
 def _data(n=200, seed=0):
     rng = np.random.default_rng(seed)
