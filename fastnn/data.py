@@ -752,8 +752,8 @@ class TableEncoder:
                 if nums is None:
                     bad = next(i for i, v in enumerate(values.tolist())
                                if not absent[i] and not _is_number(v))
-                    raise ValueError(f"{owner}: {table.source}: row {bad + 1}, column {name!r}: {str(values[bad])!r} is "
-                                     f"not a number (the column was numeric in training).")
+                    raise ValueError(f"{owner}: {table.source}: row {bad + 1}, column {name!r}: "
+                                     f"{str(values[bad])!r} is not a number (the column was numeric in training).")
                 if np.isinf(nums).any():
                     bad = int(np.flatnonzero(np.isinf(nums))[0])
                     raise ValueError(f"{owner}: {table.source}: row {bad + 1}, column {name!r} is inf.")

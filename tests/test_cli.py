@@ -111,7 +111,7 @@ def test_train_as_a_subprocess(tmp_path):
     lines = without_report(proc.stdout.splitlines())
     check_epoch_lines(lines, 3, "accuracy")
     assert lines[-2].startswith("test loss ") and lines[-1] == "saved m.fnn"
-    assert fnn.load(tmp_path / "m.fnn", device="reference").n_params == 3 * 4 + 4 * 8 + 8 + 8 * 3 + 3  # Standardize's 3 arrays
+    assert fnn.load(tmp_path / "m.fnn", device="reference").n_params == 3 * 4 + 4 * 8 + 8 + 8 * 3 + 3
 
     bad = subprocess.run([sys.executable, "-m", "fastnn.cli", "train", "--data", "nosuch", "--device", DEVICE],
                          cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120)

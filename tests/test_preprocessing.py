@@ -33,7 +33,8 @@ def test_standardize_adapt_matches_the_standardizer():
 @pytest.mark.parametrize("device", ["cpu", "reference"])
 def test_layers_run_on_each_backend(device):
     X, _ = _data()
-    for layer, ref in ((Standardize(), fnn.data.Standardizer()), (MinMaxScale((-1, 1)), fnn.data.MinMaxScaler((-1, 1)))):
+    for layer, ref in ((Standardize(), fnn.data.Standardizer()),
+                       (MinMaxScale((-1, 1)), fnn.data.MinMaxScaler((-1, 1)))):
         m = fnn.Sequential([layer.adapt(X)], input_dim=3, device=device)
         np.testing.assert_allclose(m.predict(X), ref.fit(X).transform(X), rtol=1e-4, atol=1e-5)
 
