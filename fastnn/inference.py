@@ -271,7 +271,7 @@ class InferenceModel:
     dtype : numpy.dtype
         float32 or float64: the dtype of the computation and of the predictions.
     metadata : dict
-        The model's free-form metadata (the CLI keeps its scaler and class names there).
+        The model's free-form metadata (the CLI keeps its columns and class names there).
     layers : tuple of dict
         The architecture as stored: ``{"type", "config", "n_in", "n_out"}`` per layer.
     steps : tuple of Step

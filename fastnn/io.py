@@ -12,7 +12,7 @@ Layout of ``model.json``::
      "model": {"input_dim": 64, "dtype": "float32", "seed": 0,
                "layers": [{"type": "Dense", "config": {...}}, ...]},
      "arrays": [{"name": "arrays/0.w.npy", "layer": 0, "param": "w", "shape": [64, 128]}, ...],
-     "metadata": {...}}   # model.metadata: free-form JSON (the CLI keeps its scaler there)
+     "metadata": {...}}   # model.metadata: free-form JSON (the CLI's columns, classes)
 """
 
 from __future__ import annotations

@@ -70,7 +70,7 @@ class Sequential:
         self.params = self.grads = None
         self.param_info = []
         self.version = 0  # bumped whenever the flat buffers are re-made (optimizers re-bind)
-        self.metadata = {}  # JSON-able notes saved with the model (e.g. the CLI's scaler and classes)
+        self.metadata = {}  # JSON-able notes saved with the model (e.g. the CLI's columns and classes)
         self._chains = {}  # (rows, logits) -> (stamp, compiled Dense chain or None, layer attributes)
         self._chain = None  # the chain whose forward ran last (its backward follows)
         self._chain_attrs = None
