@@ -643,6 +643,10 @@ def _as_numbers(values):
     """float64 array of a column, NaN where missing; None when a present cell is not a number."""
     if values.dtype.kind in "biuf":
         return values.astype(np.float64)
+    try:  # fast path: every cell a number (or NaN), converted in C
+        return values.astype(np.float64)
+    except (TypeError, ValueError):
+        pass
     missing = _is_missing(values)
     out = np.full(len(values), np.nan)
     try:
@@ -746,10 +750,10 @@ class TableEncoder:
         parts = []
         for col in self.columns_:
             name, values = col["name"], table.columns[col["name"]]
-            absent = _is_missing(values)
             if col["kind"] == "numeric":
                 nums = _as_numbers(values)
                 if nums is None:
+                    absent = _is_missing(values)
                     bad = next(i for i, v in enumerate(values.tolist())
                                if not absent[i] and not _is_number(v))
                     raise ValueError(f"{owner}: {table.source}: row {bad + 1}, column {name!r}: "
@@ -759,6 +763,7 @@ class TableEncoder:
                     raise ValueError(f"{owner}: {table.source}: row {bad + 1}, column {name!r} is inf.")
                 parts.append(np.where(np.isnan(nums), col["fill"], nums)[:, None])
             else:
+                absent = _is_missing(values)
                 index = {c: i for i, c in enumerate(col["categories"])}
                 block = np.zeros((len(values), len(index)))
                 for i, (v, m) in enumerate(zip(values.tolist(), absent)):
