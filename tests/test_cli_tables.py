@@ -310,6 +310,10 @@ def test_regression_checkpoint_resume_and_folding(capsys, tmp_path, monkeypatch)
     assert [s.kind for s in folded.steps] == ["dense", "dense"]  # both scalings folded away
     data = np.loadtxt(path, delimiter=",", skiprows=1)[:, :3]
     np.testing.assert_allclose(folded.predict(data), b.predict(data), rtol=1e-4)
+    ort = pytest.importorskip("onnxruntime")
+    assert main(["export", "resumed.fnn", "--onnx", "r.onnx"]) == 0
+    got = ort.InferenceSession("r.onnx").run(None, {"input": data.astype(np.float32)})[0]
+    np.testing.assert_allclose(got, b.predict(data), rtol=1e-4)
 
 
 def test_tune_regression_saves_a_model_in_the_targets_units(capsys, tmp_path):
