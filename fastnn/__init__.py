@@ -24,6 +24,7 @@ _LAZY = {
     "inference": (".inference", None), "export": (".export", None),
     "augment": (".augment", None), "landscapes": (".tools.landscapes", None),
     "sklearn": (".sklearn", None), "tuning": (".tuning", None), "Ensemble": (".ensemble", "Ensemble"),
+    "preprocessing": (".preprocessing", None),
 }
 
 
@@ -76,5 +77,5 @@ def info():
 __all__ = [
     "Ensemble", "ModelFormatError", "Sequential", "Trainer", "TrainingDiverged", "augment", "callbacks", "data", "datasets",
     "export", "get_num_threads", "inference", "info", "landscapes", "layers", "load", "losses", "metrics", "optim",
-    "schedules", "set_num_threads", "tuning", "__version__",
+    "preprocessing", "schedules", "set_num_threads", "tuning", "__version__",
 ]

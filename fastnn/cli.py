@@ -7,7 +7,6 @@ diverges.
 from __future__ import annotations
 
 import argparse
-import csv
 import json
 import os
 import sys
@@ -33,66 +32,132 @@ class _Parser(argparse.ArgumentParser):
         raise UsageError(message)
 
 
+class _DefaultsFormatter(argparse.HelpFormatter):
+    """--help shows every option's default (those that have one)."""
+
+    def _get_help_string(self, action):
+        text = action.help or ""
+        if action.option_strings and action.default not in (None, False, "", argparse.SUPPRESS) \
+                and "%(default)" not in text:
+            text += " (default: %(default)s)"
+        return text
+
+
 # ------------------------------------------------------------------- data
-def _read_csv(path, target):
-    with open(path, newline="") as f:
-        rows = list(csv.reader(f))
-    rows = [r for r in rows if r]
-    if len(rows) < 2:
-        raise UsageError(f"{path}: needs a header row and at least one data row")
-    header = [h.strip() for h in rows[0]]
-    if target is None:
-        col = len(header) - 1
-    elif target in header:
-        col = header.index(target)
-    elif target.lstrip("-").isdigit() and -len(header) <= int(target) < len(header):
-        col = int(target) % len(header)
-    else:
-        raise UsageError(f"--target {target!r} is not a column of {path}; columns: {', '.join(header)}")
-    try:
-        data = np.array([[float(v) for v in r] for r in rows[1:]], dtype=np.float64)
-    except ValueError as exc:
-        raise UsageError(f"{path}: every value must be a number ({exc})") from None
-    if data.ndim != 2 or data.shape[1] != len(header):
-        raise UsageError(f"{path}: every row must have {len(header)} values")
-    return np.delete(data, col, axis=1), data[:, col]
+def _usage(exc):
+    """A UsageError from a reader's ValueError, without the reader's name."""
+    text = str(exc)
+    for owner in ("fastnn.data.read_csv: ", "fastnn.data.read_npz: ", "TableEncoder.transform: ",
+                  "TableEncoder.fit: "):
+        text = text.replace(owner, "")
+    return UsageError(text.rstrip("."))
 
 
-def _read_npz(path, target):
-    with np.load(path, allow_pickle=False) as z:
-        keys = list(z.keys())
+def read_table(spec, target=None, seed=0):
+    """(Table, name of its target column) of --data: a built-in name (columns x0.., 'target'), a
+    CSV (header row; target: --target name or index, default the last column) or an NPZ (array
+    X, columns x0.., and the target array y or --target). ``target`` 'none' means no target."""
+    from . import data, datasets
+
+    builtin = {"iris": datasets.load_iris, "digits": datasets.load_digits,
+               "spirals": lambda: datasets.make_spirals(n=900, classes=3, noise=0.2, seed=seed),
+               "moons": lambda: datasets.make_moons(n=1000, noise=0.2, seed=seed)}
+    if spec in builtin:
+        X, y = builtin[spec]()
+        names = [f"x{i}" for i in range(X.shape[1])]
+        return data.Table(names + ["target"], {**dict(zip(names, X.T)), "target": y}, spec), "target"
+    if os.path.isdir(spec):
+        raise UsageError(f"--data {spec!r} is a directory; give a .csv or .npz file")
+    if not os.path.isfile(spec):
+        raise UsageError(f"--data {spec!r} is neither one of {', '.join(BUILTIN)} nor an existing .csv/.npz file")
+    if spec.endswith(".npz"):
+        try:
+            arrays = data.read_npz(spec)
+        except ValueError as exc:
+            raise _usage(exc) from None
         ykey = target or "y"
-        if "X" not in keys or ykey not in keys:
-            raise UsageError(f"{path}: needs arrays 'X' and {ykey!r}; it has {', '.join(keys)}")
-        return np.asarray(z["X"]), np.asarray(z[ykey])
+        if "X" not in arrays or (ykey not in arrays and target != "none"):
+            raise UsageError(f"{spec}: needs arrays 'X' and {ykey!r}; it has {', '.join(arrays)}")
+        X = arrays["X"]
+        if X.ndim != 2:
+            raise UsageError(f"{spec}: X must be 2-D (rows, features); it has shape {X.shape}")
+        names = [f"x{i}" for i in range(X.shape[1])]
+        columns = dict(zip(names, X.T))
+        if target == "none":
+            return data.Table(names, columns, spec), None
+        y = arrays[ykey]
+        if y.ndim != 1 or len(y) != len(X):
+            raise UsageError(f"{spec}: {ykey} must be 1-D with one value per row of X; shapes {y.shape}, {X.shape}")
+        return data.Table(names + [ykey], {**columns, ykey: y}, spec), ykey
+    if not spec.endswith(".csv"):
+        raise UsageError(f"--data {spec!r}: use a .csv or .npz file")
+    try:
+        table = data.read_csv(spec)
+    except ValueError as exc:
+        raise _usage(exc) from None
+    header = table.names
+    if target == "none":
+        return table, None
+    if target is None:
+        col = header[-1]
+    elif target in header:
+        col = target
+    elif target.lstrip("-").isdigit() and -len(header) <= int(target) < len(header):
+        col = header[int(target)]
+    else:
+        raise UsageError(f"--target {target!r} is not a column of {spec}; columns: {', '.join(header)}")
+    return table, col
+
+
+def _subset(table, idx):
+    from .data import Table
+
+    return Table(table.names, {k: v[idx] for k, v in table.columns.items()}, table.source)
+
+
+def _target_values(table, name, classify):
+    """The target column: numbers for regression (a missing or non-number cell is an error
+    naming its row), labels for classification (numbers when every label is one)."""
+    from .data import _as_numbers, _is_missing
+
+    values = table.columns[name]
+    missing = _is_missing(values)
+    if missing.any():
+        row = int(np.flatnonzero(missing)[0]) + 1
+        raise UsageError(f"{table.source}: row {row}: the target {name!r} is missing; drop the rows without one")
+    nums = _as_numbers(values)
+    if nums is not None:
+        if not np.isfinite(nums).all():
+            raise UsageError(f"{table.source}: the target {name!r} holds inf")
+        if classify is not False and np.all(nums == np.round(nums)):
+            return nums.astype(np.int64)
+        return nums
+    if classify is False:
+        bad = next(i for i, v in enumerate(values.tolist()) if _as_numbers(np.array([v], object)) is None)
+        raise UsageError(f"{table.source}: row {bad + 1}: the target {name!r} is {values[bad]!r}, not a number; "
+                         f"a regression target must be numeric (or use --task classify)")
+    return np.array([str(v).strip() for v in values.tolist()], dtype=object)
 
 
 def load_data(spec, target=None, seed=0):
-    """(X, y) from a built-in name, a CSV (header row; target = last column or --target) or an
-    NPZ (arrays X and y)."""
-    from . import datasets
+    """(X, y) of --data with every feature column numeric: the arrays of a built-in dataset,
+    a CSV or an NPZ (see read_table)."""
+    from .data import TableEncoder
 
-    if spec == "iris":
-        return datasets.load_iris()
-    if spec == "digits":
-        return datasets.load_digits()
-    if spec == "spirals":
-        return datasets.make_spirals(n=900, classes=3, noise=0.2, seed=seed)
-    if spec == "moons":
-        return datasets.make_moons(n=1000, noise=0.2, seed=seed)
-    if not os.path.isfile(spec):
-        raise UsageError(f"--data {spec!r} is neither one of {', '.join(BUILTIN)} nor an existing .csv/.npz file")
-    if spec.endswith(".csv"):
-        return _read_csv(spec, target)
-    if spec.endswith(".npz"):
-        return _read_npz(spec, target)
-    raise UsageError(f"--data {spec!r}: use a .csv or .npz file")
+    table, col = read_table(spec, target, seed)
+    try:
+        X = TableEncoder(col).fit(table).transform(table)
+    except ValueError as exc:
+        raise _usage(exc) from None
+    return X, _target_values(table, col, None)
 
 
 def _is_classification(y, task):
     if task != "auto":
         return task == "classify"
     y = np.asarray(y)
+    if y.dtype.kind in "OUS":  # string labels
+        return True
     if y.ndim != 1 or y.dtype.kind not in "biuf" or not np.isfinite(y).all():
         return False
     return bool(np.all(y == np.round(y)) and len(np.unique(y)) <= max(2, min(100, len(y) // 5)))
@@ -122,52 +187,134 @@ def _parse_hidden(option, text, sep=","):
 
 def _check_train_options(command, args):
     """Check the options ``train`` and ``tune`` share, before any data is loaded; returns --hidden's widths."""
-    from ._checks import check_int
+    from ._checks import check_float, check_int
 
-    check_int(command, "--epochs", args.epochs, low=0)
+    check_int(command, "--epochs", args.epochs, low=1)
     check_int(command, "--batch-size", args.batch_size, low=1)
+    check_float(command, "--l2", args.l2, low=0.0)
+    check_float(command, "--dropout", args.dropout, low=0.0, high=1.0, high_open=True)
+    check_int(command, "--early-stopping", args.early_stopping, low=0)
     hidden = _parse_hidden("--hidden", args.hidden)
     _check_device(args.device)
     return hidden
 
 
-def _load_task(args, task=None):
-    """--data split 70/15/15 (stratified for classes): (classify, classes, train, validation, test),
-    the splits unscaled; class labels are mapped to 0..k-1. ``task`` ('classify' or 'regress',
-    from a resumed checkpoint) overrides --task."""
+def _split_indices(n, labels, classify, seed):
+    """Row indices of the 70/15/15 split (stratified for classes) that train and evaluate share."""
     import fastnn as fnn
 
-    X, y = load_data(args.data, args.target, args.seed)
+    idx = np.arange(n, dtype=np.float64)[:, None]
+    parts = fnn.data.split(idx, labels, fractions=(0.7, 0.15, 0.15), stratify=classify, seed=seed)
+    return [part[0][:, 0].astype(np.int64) for part in parts]
+
+
+class _Task:
+    """What ``train`` and ``tune`` learn from --data: the splits (features encoded, targets as
+    trained: class indices, or standardized regression targets) and what the model file keeps."""
+
+    def __init__(self, classify, classes, encoder, parts, target_scaler, table_target):
+        self.classify, self.classes, self.encoder, self.parts = classify, classes, encoder, parts
+        self.target_scaler, self.table_target = target_scaler, table_target
+
+    def raw_y(self, i):
+        """The targets of part i in their own units (regression: undo the standardization)."""
+        y = self.parts[i][1]
+        return y if self.target_scaler is None else self.target_scaler.inverse_transform(y[:, None])[:, 0]
+
+
+def _load_task(args, task=None, target_scaling=None):
+    """--data split 70/15/15 (stratified for classes): a _Task. Class labels are mapped to
+    0..k-1; regression targets are standardized on the training rows (or by ``target_scaling``,
+    {mean, scale} of a resumed checkpoint). ``task`` ('classify' or 'regress', from a resumed
+    checkpoint) overrides --task."""
+    import fastnn as fnn
+
+    table, col = read_table(args.data, args.target, args.seed)
+    if col is None:
+        raise UsageError("--target none: training needs a target column")
+    y = _target_values(table, col, None if task is None and args.task == "auto" else
+                       (task or args.task) == "classify")
     classify = _is_classification(y, args.task) if task is None else task == "classify"
     classes = None
     if classify:
-        classes, y = np.unique(np.asarray(y), return_inverse=True)
+        classes, labels = np.unique(y, return_inverse=True)
         if len(classes) < 2:
             raise UsageError(f"--data {args.data}: the target has a single class; nothing to learn")
-    parts = fnn.data.split(X, y, fractions=(0.7, 0.15, 0.15), stratify=classify, seed=args.seed)
-    return classify, classes, *parts
+        y = labels
+    else:
+        y = np.asarray(y, np.float64)
+    idx = _split_indices(len(y), y, classify, args.seed)
+    encoder = fnn.data.TableEncoder(col)
+    try:
+        encoder.fit(_subset(table, idx[0]), categories_from=table)
+        parts = [(encoder.transform(_subset(table, i)), y[i]) for i in idx]
+    except ValueError as exc:
+        raise _usage(exc) from None
+    scaler = None
+    if not classify:
+        scaler = fnn.data.Standardizer()
+        if target_scaling is None:
+            scaler.fit(parts[0][1][:, None])
+        else:
+            scaler.mean_, scaler.scale_ = (np.asarray(target_scaling[k], np.float64) for k in ("mean", "scale"))
+            scaler.n_features_in_ = 1
+        parts = [(X, scaler.transform(t[:, None])[:, 0]) for X, t in parts]
+    return _Task(classify, classes, encoder, parts, scaler, col)
 
 
 def _make_trainer(args, n_in, n_out, classify, hidden, activation, optimizer, lr, batch_size, owner):
-    """The model and Trainer that ``fastnn train`` trains, for these hyperparameters."""
+    """The model and Trainer that ``fastnn train`` trains, for these hyperparameters: a
+    Standardize layer (adapted by fit on the training rows), the hidden layers (with
+    --batch-norm and --dropout) and the output layer."""
     import fastnn as fnn
 
-    layers = [fnn.layers.Dense(h, activation=activation) for h in hidden] + [fnn.layers.Dense(n_out)]
+    from .preprocessing import Standardize
+
+    layers = [Standardize()]
+    for h in hidden:
+        if args.batch_norm:
+            layers += [fnn.layers.Dense(h), fnn.layers.BatchNorm(), fnn.layers.Activation(activation)]
+        else:
+            layers.append(fnn.layers.Dense(h, activation=activation))
+        if args.dropout:
+            layers.append(fnn.layers.Dropout(args.dropout))
+    layers.append(fnn.layers.Dense(n_out))
     model = fnn.Sequential(layers, input_dim=n_in, seed=args.seed, device=args.device)
     loss = "cross_entropy" if classify else "mse"
     lr = lr if lr is not None else OPTIMIZER_LR[optimizer]
     optimizer = fnn.optim.get_optimizer(optimizer, lr=lr, owner=owner)
     metrics = ["accuracy"] if classify else ["r2"]
-    return fnn.Trainer(model, loss, optimizer, batch_size=batch_size, metrics=metrics, seed=args.seed)
+    return fnn.Trainer(model, loss, optimizer, batch_size=batch_size, metrics=metrics, seed=args.seed, l2=args.l2)
 
 
-def _train_metadata(trainer, classify, classes, scaler, split_seed):
-    """What evaluate/predict (task, loss, classes, scaler) and --resume (split seed) need, kept
-    in the model's metadata."""
-    return {"task": "classify" if classify else "regress", "loss": trainer.loss.name,
-            "classes": None if classes is None else classes.tolist(),
-            "standardize": {"mean": scaler.mean_.tolist(), "scale": scaler.scale_.tolist()},
-            "split_seed": split_seed}
+#: The layout of the CLI's model metadata (2: inputs scaled inside the model, named columns).
+CLI_METADATA_VERSION = 2
+
+
+def _train_metadata(trainer, task, split_seed):
+    """What evaluate/predict (task, loss, classes, columns, target scaling) and --resume (split
+    seed) need, kept in the model's metadata."""
+    meta = {"fastnn_cli": CLI_METADATA_VERSION, "task": "classify" if task.classify else "regress",
+            "loss": trainer.loss.name, "classes": None if task.classes is None else task.classes.tolist(),
+            "features": task.encoder.to_dict(), "split_seed": split_seed}
+    if task.target_scaler is not None:
+        meta["target_scaling"] = {"mean": task.target_scaler.mean_.tolist(),
+                                  "scale": task.target_scaler.scale_.tolist()}
+    return meta
+
+
+def _add_output_scaling(model):
+    """Append Standardize(inverse=True) from the metadata's target scaling (regression), so the
+    model predicts in the target's units; a model that has it already is left alone."""
+    from .preprocessing import Standardize
+
+    scaling = (getattr(model, "metadata", None) or {}).get("target_scaling")
+    if scaling is None or getattr(model.layers[-1], "inverse", False):
+        return model
+    layer = Standardize(inverse=True)
+    layer._pending = (np.zeros(1), np.asarray(scaling["scale"], np.float64), np.asarray(scaling["mean"], np.float64))
+    layer.adapted = True
+    return model.add(layer)
 
 
 def _describe_data(command, args, n_features, sizes, classify, n_out):
@@ -183,23 +330,28 @@ def cmd_train(args):
     for option in ("plot", "checkpoint", "out"):
         _check_folder(f"--{option}", getattr(args, option))
     trainer = None
+    task_name = scaling = None
     if args.resume:  # the model, its settings and the split seed come from the checkpoint
         trainer = fnn.Trainer.from_checkpoint(args.resume, device=args.device)
         meta = trainer.model.metadata
         if not isinstance(meta.get("split_seed"), int) or meta.get("task") not in ("classify", "regress"):
             raise UsageError(f"--resume {args.resume}: not a checkpoint written by fastnn train --checkpoint")
-        args.seed = meta["split_seed"]
-    classify, classes, (Xtr, ytr), (Xva, yva), (Xte, yte) = _load_task(
-        args, None if trainer is None else trainer.model.metadata["task"])
+        if meta.get("fastnn_cli") != CLI_METADATA_VERSION:
+            raise UsageError(f"--resume {args.resume}: a checkpoint of an older fastnn train, which scaled its "
+                             f"inputs outside the model; train again without --resume")
+        args.seed, task_name, scaling = meta["split_seed"], meta["task"], meta.get("target_scaling")
+    task = _load_task(args, task_name, scaling)
+    (Xtr, ytr), (Xva, yva), (Xte, yte) = task.parts
+    classify, classes = task.classify, task.classes
     if trainer is not None and classify and classes.tolist() != trainer.model.metadata["classes"]:
         raise UsageError(f"--data {args.data}: its classes differ from those of the checkpoint {args.resume}")
-    scaler = fnn.data.Standardizer().fit(Xtr)
-    Xtr, Xva, Xte = (scaler.transform(a) for a in (Xtr, Xva, Xte))
+    if trainer is not None and trainer.model.metadata.get("features") != task.encoder.to_dict():
+        raise UsageError(f"--data {args.data}: its columns differ from those of the checkpoint {args.resume}")
     n_out = len(classes) if classify else 1
     if trainer is None:
         trainer = _make_trainer(args, Xtr.shape[1], n_out, classify, hidden, args.activation, args.optimizer,
                                 args.lr, args.batch_size, "fastnn train")
-        trainer.model.metadata = _train_metadata(trainer, classify, classes, scaler, args.seed)
+        trainer.model.metadata = _train_metadata(trainer, task, args.seed)
     model = trainer.model
     if model.input_dim != Xtr.shape[1] or model.n_out != n_out:
         raise UsageError(f"--data {args.data}: {Xtr.shape[1]} features and {n_out} outputs; the checkpoint "
@@ -210,11 +362,16 @@ def cmd_train(args):
     if args.resume:
         print(f"resumed {args.resume} after epoch {trainer.epoch}; {epochs} more to reach --epochs {args.epochs}")
     callbacks = [fnn.callbacks.ModelCheckpoint(args.checkpoint, full=True)] if args.checkpoint else []
+    if args.early_stopping:
+        callbacks.append(fnn.callbacks.EarlyStopping(patience=args.early_stopping, restore_best=True))
     history = trainer.fit(Xtr, ytr, epochs=epochs, validation=(Xva, yva), callbacks=callbacks, verbose=1)
-    scores = trainer.evaluate(Xte, yte)
-    print("test " + " - ".join(f"{k} {v:.4f}" for k, v in scores.items()))
     if args.checkpoint and epochs == 0:
         trainer.save_checkpoint(args.checkpoint)
+    if not classify:  # from here on the model predicts in the target's units
+        _add_output_scaling(model)
+        yte = task.raw_y(2)
+    scores = trainer.evaluate(Xte, yte)
+    print("test " + " - ".join(f"{k} {v:.4f}" for k, v in scores.items()))
     if args.checkpoint:
         print(f"saved {args.checkpoint} (checkpoint after epoch {trainer.epoch})")
     if args.out:
@@ -228,8 +385,10 @@ def cmd_train(args):
 
 
 def _check_folder(option, path):
-    """A file option's folder must exist (checked before training, not after)."""
+    """A file option must name a file in an existing folder (checked before training, not after)."""
     if path:
+        if os.path.isdir(path):
+            raise UsageError(f"{option} {path} is a directory; give a file name (e.g. {os.path.join(path, 'out')})")
         folder = os.path.dirname(os.path.abspath(path))
         if not os.path.isdir(folder):
             raise UsageError(f"{option} {path}: the folder {folder} does not exist")
@@ -270,7 +429,11 @@ def _load_model(path, device):
     except (OSError, zipfile.BadZipFile):
         checkpoint = False  # fnn.load says what is wrong
     if checkpoint:
-        return fnn.Trainer.from_checkpoint(path, device=device).model
+        model = fnn.Trainer.from_checkpoint(path, device=device).model
+        if "standardize" in model.metadata:  # inputs scaled outside the model: refused, never silently wrong
+            raise UsageError(f"{path}: a checkpoint of an older fastnn train, which scaled its inputs outside the "
+                             f"model; use the model file it saved (--out) or train again")
+        return model
     return fnn.load(path, device=device)
 
 
@@ -363,7 +526,10 @@ def cmd_tune(args):
     trials = check_int(command, "--trials", args.trials, low=1)
     if args.cv is not None:
         check_int(command, "--cv", args.cv, low=2)
-    classify, classes, (Xtr, ytr), (Xva, yva), (Xte, yte) = _load_task(args)
+    for option in ("results", "out"):
+        _check_folder(f"--{option}", getattr(args, option))
+    task = _load_task(args)
+    classify, classes, ((Xtr, ytr), (Xva, yva), (Xte, yte)) = task.classify, task.classes, task.parts
     n_out = len(classes) if classify else 1
     defaults = {"hidden": hidden, "activation": args.activation, "optimizer": args.optimizer, "lr": args.lr,
                 "epochs": args.epochs, "batch_size": args.batch_size}
@@ -383,7 +549,7 @@ def cmd_tune(args):
     n_trials = trials if args.search == "random" else int(np.prod([len(v) for v in space.values()]))
     print(_describe_data("tune", args, Xtr.shape[1], sizes, classify, n_out)
           + f"; {args.search} search, {n_trials} trials scored on {scored_on}")
-    common = dict(epochs=args.epochs, scale=True, seed=args.seed, verbose=1)
+    common = dict(epochs=args.epochs, scale=False, seed=args.seed, verbose=1)  # Standardize is in the model
     if args.cv:
         common.update(cv=args.cv)
         data = (np.concatenate([Xtr, Xva]), np.concatenate([ytr, yva]))
@@ -397,38 +563,74 @@ def cmd_tune(args):
     print(result)
     best = " ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in result.best_params.items())
     print(f"best {best} - {result.scoring} {result.best_score:.4f}")
-    scores = result.best_trainer.evaluate(result.best_scaler.transform(Xte), yte)
+    chosen = result.best_trainer
+    chosen.model.metadata = _train_metadata(chosen, task, args.seed)
+    if not classify:  # the model predicts in the target's units
+        _add_output_scaling(chosen.model)
+        yte = task.raw_y(2)
+    scores = chosen.evaluate(Xte, yte)
     print("test " + " - ".join(f"{k} {v:.4f}" for k, v in scores.items()))
     if args.results:
         result.to_csv(args.results)
         print(f"saved {args.results}")
     if args.out:
-        model = result.best_trainer.model
-        model.metadata = _train_metadata(result.best_trainer, classify, classes, result.best_scaler, args.seed)
-        model.save(args.out)
+        chosen.model.save(args.out)
         print(f"saved {args.out}")
     return 0
 
 
-def _load_with_data(args):
+def _load_with_data(args, need_target):
+    """(model, X, y or None, metadata, table) for evaluate/predict: --data's feature columns
+    encoded as in training (matched by name), y its target column when it has one."""
+    from .data import TableEncoder
+
     _check_device(args.device)
-    model = _load_model(args.model, args.device)
-    X, y = load_data(args.data, args.target)
+    model = _add_output_scaling(_load_model(args.model, args.device))
     meta = getattr(model, "metadata", {}) or {}
-    std = meta.get("standardize")
-    X = np.asarray(X, dtype=np.float64)
-    if X.ndim != 2 or X.shape[1] != model.input_dim:
-        raise UsageError(f"--data {args.data}: X has shape {X.shape}; the model {args.model} takes "
-                         f"{model.input_dim} features")
-    if std is not None:
-        X = (X - np.asarray(std["mean"])) / np.asarray(std["scale"])
-    return model, X, y, meta
+    features = meta.get("features")
+    if features is None:  # a model of an older fastnn train or of the API: columns by position
+        table, col = read_table(args.data, args.target, getattr(args, "seed", 0))
+        encoder = TableEncoder(col)
+        try:
+            X = encoder.fit(table).transform(table)
+        except ValueError as exc:
+            raise _usage(exc) from None
+        words = [c["name"] for c in encoder.columns_ if c["kind"] != "numeric"]
+        if words:  # no training categories to encode them with
+            raise UsageError(f"--data {args.data}: column {words[0]!r} is not numeric, and {args.model} records no "
+                             f"columns (not written by this fastnn train); give numbers only")
+        if X.shape[1] != model.input_dim:
+            raise UsageError(f"--data {args.data}: X has shape {X.shape}; the model {args.model} takes "
+                             f"{model.input_dim} features")
+    else:
+        try:
+            encoder = TableEncoder.from_dict(features)
+        except ValueError:
+            raise UsageError(f"{args.model}: its metadata 'features' is damaged") from None
+        col = encoder.target
+        seed = meta.get("split_seed", 0) if isinstance(meta.get("split_seed"), int) else 0
+        key = args.target or col
+        npz_target = args.data.endswith(".npz") and need_target
+        table, _ = read_table(args.data, key if npz_target else "none", seed)
+        if args.target and args.target in table.columns and args.target != col:  # the target under another name
+            table.columns[col] = table.columns.pop(args.target)
+            table.names = [col if n == args.target else n for n in table.names]
+        try:
+            X = encoder.transform(table)
+        except ValueError as exc:
+            raise _usage(exc) from None
+    if need_target and (col is None or col not in table.columns):
+        raise UsageError(f"--data {args.data} has no target column {col!r} to score against")
+    y = None
+    if col is not None and col in table.columns and need_target:
+        y = _target_values(table, col, meta.get("task") == "classify" if meta.get("task") else None)
+    return model, X, y, meta, table
 
 
 def cmd_evaluate(args):
     import fastnn as fnn
 
-    model, X, y, meta = _load_with_data(args)
+    model, X, y, meta, _ = _load_with_data(args, need_target=True)
     classify = meta.get("task", "classify" if model.n_out > 1 else "regress") == "classify"
     if classify and meta.get("classes") is not None:
         lookup = {c: i for i, c in enumerate(meta["classes"])}
@@ -436,6 +638,19 @@ def cmd_evaluate(args):
             y = np.array([lookup[v] for v in np.asarray(y).tolist()])
         except KeyError as exc:
             raise UsageError(f"--data {args.data}: label {exc.args[0]!r} was not seen in training") from None
+    rows = f"all {len(y)} rows of {args.data}"
+    if args.split != "all":
+        seed = meta.get("split_seed")
+        if not isinstance(seed, int):
+            raise UsageError(f"--split {args.split}: {args.model} records no split (not written by fastnn train)")
+        labels = np.unique(y, return_inverse=True)[1] if classify else y
+        idx = _split_indices(len(y), labels, classify, seed)[("train", "validation", "test").index(args.split)]
+        X, y = X[idx], y[idx]
+        rows = (f"the {len(y)} {args.split} rows of {args.data} (fastnn train's 70/15/15 split, seed {seed}; "
+                f"the same only for the same data)")
+    elif meta.get("split_seed") is not None:
+        rows += " (training rows included; --split test scores the held-out rows only)"
+    print(f"fastnn evaluate: scoring {rows}", file=sys.stderr)
     loss = meta.get("loss", "cross_entropy" if classify else "mse")
     trainer = fnn.Trainer(model, loss, metrics=["accuracy"] if classify else ["r2"])
     print(json.dumps(trainer.evaluate(X, y)))
@@ -443,7 +658,8 @@ def cmd_evaluate(args):
 
 
 def cmd_predict(args):
-    model, X, _, meta = _load_with_data(args)
+    _check_folder("--out", args.out)
+    model, X, _, meta, _ = _load_with_data(args, need_target=False)
     out = model.predict(X)
     if meta.get("task") == "classify" or (not meta and out.shape[1] > 1):
         idx = out.argmax(axis=1) if out.shape[1] > 1 else (out[:, 0] > 0).astype(int)
@@ -480,6 +696,7 @@ def cmd_landscape(args):
 
     # check everything before printing anything
     steps = check_int("fastnn landscape", "--steps", args.steps, low=0)
+    _check_folder("--out", args.out)
     names = [n.strip() for n in args.optimizers.split(",") if n.strip()]
     unknown = [n for n in names if n not in fnn.optim.OPTIMIZERS]
     if not names or unknown:
@@ -509,9 +726,7 @@ def cmd_landscape(args):
 def cmd_export(args):
     from .export import to_onnx
 
-    folder = os.path.dirname(os.path.abspath(args.onnx))
-    if not os.path.isdir(folder):
-        raise UsageError(f"--onnx {args.onnx}: the folder {folder} does not exist")
+    _check_folder("--onnx", args.onnx)
     try:
         proto = to_onnx(args.model, args.onnx, opset=args.opset, dtype=args.dtype)
     except FileNotFoundError:
@@ -551,23 +766,31 @@ def _add_train_options(p, out_help="save the trained model here (.fnn)"):
     """The options of ``train``, which ``tune`` takes too (as defaults of what it does not search)."""
     p.add_argument("--data", default="digits", help="iris, digits, spirals, moons, PATH.csv or PATH.npz")
     p.add_argument("--target", default=None, help="target column (CSV name or index; NPZ key), default last / 'y'")
-    p.add_argument("--task", default="auto", choices=("auto", "classify", "regress"))
+    p.add_argument("--task", default="auto", choices=("auto", "classify", "regress"),
+                   help="auto: classify when the target holds strings or few whole numbers, else regress")
     p.add_argument("--hidden", default="128", help="hidden widths, comma-separated, e.g. 128,64")
-    p.add_argument("--activation", default="relu")
-    p.add_argument("--optimizer", default="adam", choices=tuple(OPTIMIZER_LR))
+    p.add_argument("--activation", default="relu", help="activation of the hidden layers")
+    p.add_argument("--optimizer", default="adam", choices=tuple(OPTIMIZER_LR), help="the update rule")
     p.add_argument("--lr", type=float, default=None, help="learning rate (default by optimizer)")
-    p.add_argument("--epochs", type=int, default=30)
-    p.add_argument("--batch-size", type=int, default=64)
-    p.add_argument("--device", default="cpu")
+    p.add_argument("--epochs", type=int, default=30, help="passes over the training rows, >= 1")
+    p.add_argument("--batch-size", type=int, default=64, help="rows per update")
+    p.add_argument("--device", default="cpu", help="cpu, cuda or reference")
     p.add_argument("--out", default=None, help=out_help)
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=int, default=0, help="seed of the split, the initialization and the shuffling")
+    p.add_argument("--l2", type=float, default=0.0, help="L2 penalty on the weights: l2 * sum w^2 added to the loss")
+    p.add_argument("--dropout", type=float, default=0.0, help="dropout rate after each hidden layer, in [0, 1)")
+    p.add_argument("--batch-norm", action="store_true", help="batch normalization before each hidden activation")
+    p.add_argument("--early-stopping", type=int, default=0, metavar="PATIENCE",
+                   help="stop when the validation loss has not improved for PATIENCE epochs and keep the best "
+                        "weights (0: off)")
 
 
 def build_parser():
     p = _Parser(prog="fastnn", description="Fast neural-network training on CPU (and NVIDIA GPUs).")
     sub = p.add_subparsers(dest="command", parser_class=_Parser)
+    show_defaults = {"formatter_class": _DefaultsFormatter}
 
-    t = sub.add_parser("train", help="train an MLP (default: the built-in digits)")
+    t = sub.add_parser("train", help="train an MLP (default: the built-in digits)", **show_defaults)
     _add_train_options(t)
     t.add_argument("--plot", default=None, help="save the loss/metric curves here (.png; needs matplotlib)")
     t.add_argument("--checkpoint", default=None,
@@ -576,12 +799,13 @@ def build_parser():
                    help="continue a --checkpoint file up to --epochs in all (model and settings from the file)")
     t.set_defaults(func=cmd_train)
 
-    u = sub.add_parser("tune", help="grid or random search over the train options, on validation or k-fold CV")
+    u = sub.add_parser("tune", help="grid or random search over the train options, on validation or k-fold CV",
+                       **show_defaults)
     _add_train_options(u, out_help="save the best model, refitted, here (.fnn)")
     u.add_argument("--grid", nargs="+", required=True, metavar="KEY=VALUES",
                    help="values to try, e.g. lr=1e-3,1e-2 hidden=32,64+32 optimizer=adam,sgd; with --search "
                         "random also ranges lr=log:1e-4:1e-1 hidden=16:128 (keys: " + ", ".join(_TUNE_KEYS) + ")")
-    u.add_argument("--search", default="grid", choices=("grid", "random"))
+    u.add_argument("--search", default="grid", choices=("grid", "random"), help="every combination, or draws")
     u.add_argument("--trials", type=int, default=10, help="parameter sets a random search draws (default 10)")
     u.add_argument("--cv", type=int, default=None, help="score by K-fold cross-validation instead of the validation part")
     u.add_argument("--results", default=None, help="write the table of trials here (.csv)")
@@ -589,28 +813,36 @@ def build_parser():
 
     for name, func, helptext in (("evaluate", cmd_evaluate, "loss and metrics of a saved model on data"),
                                  ("predict", cmd_predict, "predictions of a saved model")):
-        c = sub.add_parser(name, help=helptext)
+        c = sub.add_parser(name, help=helptext, **show_defaults)
         c.add_argument("model", help="a .fnn model (fastnn train --out, model.save) or checkpoint (--checkpoint)")
-        c.add_argument("--data", required=True, help="iris, digits, spirals, moons, PATH.csv or PATH.npz")
-        c.add_argument("--target", default=None)
-        c.add_argument("--device", default="cpu")
+        c.add_argument("--data", required=True, help="iris, digits, spirals, moons, PATH.csv or PATH.npz; columns "
+                                                     "are matched by the names the model was trained on")
+        c.add_argument("--target", default=None,
+                       help="the target column if named otherwise than in training (CSV name; NPZ key); models of "
+                            "older versions: as in train, 'none' for a table without one")
+        c.add_argument("--device", default="cpu", help="cpu, cuda or reference")
         if name == "predict":
             c.add_argument("--out", default=None, help="write predictions to this CSV instead of stdout")
+        else:
+            c.add_argument("--split", default="all", choices=("all", "train", "validation", "test"),
+                           help="rows to score: all, or one part of fastnn train's 70/15/15 split (same data)")
         c.set_defaults(func=func)
 
     from .tools.landscapes import LANDSCAPES
 
-    s = sub.add_parser("landscape", help="optimizers' paths on a 2-D test function, drawn over its contours")
-    s.add_argument("--function", default="rosenbrock", choices=tuple(LANDSCAPES))
+    s = sub.add_parser("landscape", help="optimizers' paths on a 2-D test function, drawn over its contours",
+                       **show_defaults)
+    s.add_argument("--function", default="rosenbrock", choices=tuple(LANDSCAPES), help="the test function")
     s.add_argument("--optimizers", default="sgd,momentum,rmsprop,adam",
                    help="comma-separated names, e.g. sgd,momentum,nesterov,adagrad,rmsprop,adam")
     s.add_argument("--lr", default="1e-3", help="learning rate: one for all, or one per optimizer (commas)")
-    s.add_argument("--steps", type=int, default=500)
+    s.add_argument("--steps", type=int, default=500, help="optimizer steps")
     s.add_argument("--start", default=None, help="starting point x,y (default: the function's own)")
     s.add_argument("--out", default="landscape.png", help="the picture (.png; needs matplotlib); '' for none")
     s.set_defaults(func=cmd_landscape)
 
-    e = sub.add_parser("export", help="write a saved model as an ONNX file (needs the onnx package)")
+    e = sub.add_parser("export", help="write a saved model as an ONNX file (needs the onnx package)",
+                       **show_defaults)
     e.add_argument("model", help="a .fnn file written by fastnn train --out or model.save")
     e.add_argument("--onnx", required=True, metavar="OUT.onnx", help="the ONNX file to write")
     e.add_argument("--opset", type=int, default=17, help="ONNX opset (default 17; GELU is one operator from 20)")

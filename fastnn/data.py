@@ -23,7 +23,8 @@ from fastnn._checks import (
     check_seed,
 )
 
-__all__ = ["split", "kfold", "Standardizer", "MinMaxScaler", "one_hot", "batches"]
+__all__ = ["split", "kfold", "Standardizer", "MinMaxScaler", "one_hot", "batches", "read_csv", "read_npz", "Table",
+           "TableEncoder", "MISSING"]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -505,3 +506,308 @@ def _iter_batches(X, y, batch_size, order):
         else:
             idx = order[start:start + batch_size]
         yield X[idx] if y is None else (X[idx], y[idx])
+
+
+
+# ---------------------------------------------------------------------------------------------
+# Tables: CSV/NPZ files and column-named data (pandas optional)
+# ---------------------------------------------------------------------------------------------
+
+#: Cells read as a missing value (after stripping spaces), in CSV files and string columns.
+MISSING = frozenset({"", "NA", "N/A", "NaN", "nan", "NULL", "null", "None", "?"})
+
+
+class Table:
+    """Named columns of a table as read: ``names`` (list of str, in file order) and ``columns``
+    ({name: 1-D array}); CSV cells stay strings (see TableEncoder), NPZ arrays keep their dtype.
+    ``source`` names the file (or 'DataFrame') in messages; ``n_rows`` rows."""
+
+    def __init__(self, names, columns, source="table"):
+        self.names, self.columns, self.source = list(names), dict(columns), source
+        self.n_rows = len(next(iter(self.columns.values()))) if self.columns else 0
+
+    @classmethod
+    def from_any(cls, data, owner="Table"):
+        """A Table from a Table, a pandas DataFrame or a dict {name: 1-D values} (no pandas needed)."""
+        if isinstance(data, Table):
+            return data
+        if hasattr(data, "columns") and hasattr(data, "__getitem__") and not isinstance(data, dict):  # DataFrame
+            names = [str(c) for c in data.columns]
+            return cls(names, {str(c): np.asarray(data[c]) for c in data.columns}, "DataFrame")
+        if isinstance(data, dict):
+            cols = {str(k): np.asarray(v) for k, v in data.items()}
+            lengths = {len(v) for v in cols.values()}
+            if any(v.ndim != 1 for v in cols.values()) or len(lengths) > 1:
+                raise ValueError(f"{owner}: every column must be 1-D and of the same length; got lengths "
+                                 f"{sorted(lengths)}.")
+            return cls(list(cols), cols, "dict")
+        raise TypeError(f"{owner}: data must be a fastnn.data.Table, a pandas DataFrame or a dict of columns; "
+                        f"got {type(data).__name__}.")
+
+    def __repr__(self):
+        return f"Table({self.n_rows} rows, columns {self.names}, from {self.source})"
+
+
+def read_csv(path):
+    """Read a CSV file (UTF-8, a header row, comma-separated) into a Table of string columns.
+
+    A UTF-8 byte-order mark is dropped; blank lines are skipped. Raises ValueError with one line
+    naming the file (and the line) for text that is not UTF-8, a row with more or fewer values
+    than the header, a field over the csv module's limit, a duplicate or empty column name, or
+    no data row; FileNotFoundError for a missing file. Needs no pandas.
+    """
+    import csv
+
+    owner = "fastnn.data.read_csv"
+    path = str(path)
+    try:
+        with open(path, newline="", encoding="utf-8-sig") as f:
+            reader = csv.reader(f)
+            header, rows = None, []
+            for row in reader:
+                if not row or (len(row) == 1 and not row[0].strip()):
+                    continue
+                if header is None:
+                    header = [h.strip() for h in row]
+                    continue
+                if len(row) != len(header):
+                    raise ValueError(f"{owner}: {path}: line {reader.line_num} has {len(row)} values; the header "
+                                     f"has {len(header)} columns. Every row needs one value per column.")
+                rows.append(row)
+    except UnicodeDecodeError as exc:
+        raise ValueError(f"{owner}: {path} is not UTF-8 text (byte 0x{exc.object[exc.start]:02x} at offset "
+                         f"{exc.start}); save it as UTF-8 (e.g. iconv -f latin1 -t utf-8).") from None
+    except csv.Error as exc:
+        raise ValueError(f"{owner}: {path}: line {reader.line_num}: {exc} (fields are limited to "
+                         f"{csv.field_size_limit():,} characters).") from None
+    except IsADirectoryError:
+        raise ValueError(f"{owner}: {path} is a directory; give a .csv file.") from None
+    if header is None or not rows:
+        raise ValueError(f"{owner}: {path}: needs a header row and at least one data row.")
+    blank = [i for i, h in enumerate(header) if not h]
+    if blank:
+        raise ValueError(f"{owner}: {path}: column {blank[0] + 1} of the header has no name.")
+    dup = sorted({h for h in header if header.count(h) > 1})
+    if dup:
+        raise ValueError(f"{owner}: {path}: the header names {dup[0]!r} more than once; column names must be unique.")
+    columns = {h: np.array([r[j].strip() for r in rows], dtype=object) for j, h in enumerate(header)}
+    return Table(header, columns, path)
+
+
+def read_npz(path, keys=None):
+    """Read the arrays of an NPZ archive ({key: array}) without ever unpickling.
+
+    Raises ValueError naming the file for a file that is not an NPZ archive (text, a single
+    .npy, a damaged zip) or that holds object arrays."""
+    import zipfile
+    import zlib
+
+    owner = "fastnn.data.read_npz"
+    path = str(path)
+    try:
+        with open(path, "rb") as f:
+            magic = f.read(6)
+    except IsADirectoryError:
+        raise ValueError(f"{owner}: {path} is a directory; give a .npz file.") from None
+    if magic.startswith(b"\x93NUMPY"):
+        raise ValueError(f"{owner}: {path} is a single .npy array, not an NPZ archive; save X and y with "
+                         f"numpy.savez(path, X=X, y=y).")
+    if not magic.startswith(b"PK"):
+        raise ValueError(f"{owner}: {path} is not an NPZ archive (it does not start with a zip signature); "
+                         f"save X and y with numpy.savez(path, X=X, y=y).")
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            names = list(z.keys())
+            return {k: np.asarray(z[k]) for k in (names if keys is None else [k for k in keys if k in names])}
+    except ValueError as exc:
+        if "pickle" in str(exc):
+            raise ValueError(f"{owner}: {path} holds object arrays, which fastnn never unpickles; save numeric "
+                             f"(or fixed-width string) arrays.") from None
+        raise ValueError(f"{owner}: {path} is a damaged NPZ archive ({exc}).") from None
+    except (zipfile.BadZipFile, zlib.error, OSError, EOFError, KeyError, NotImplementedError,
+            RuntimeError) as exc:
+        raise ValueError(f"{owner}: {path} is a damaged NPZ archive ({type(exc).__name__}: {exc}).") from None
+
+
+def _is_missing(values):
+    """Boolean mask of missing cells of a 1-D array (strings in MISSING, None, or float NaN)."""
+    if values.dtype.kind in "fc":
+        return np.isnan(values)
+    if values.dtype.kind in "biu":
+        return np.zeros(len(values), bool)
+    return np.array([v is None or (isinstance(v, float) and np.isnan(v)) or str(v).strip() in MISSING
+                     for v in values.tolist()], dtype=bool)
+
+
+def _as_numbers(values):
+    """float64 array of a column, NaN where missing; None when a present cell is not a number."""
+    if values.dtype.kind in "biuf":
+        return values.astype(np.float64)
+    try:  # fast path: every cell a number (or NaN), converted in C
+        return values.astype(np.float64)
+    except (TypeError, ValueError):
+        pass
+    missing = _is_missing(values)
+    out = np.full(len(values), np.nan)
+    try:
+        out[~missing] = [float(v) for v in values[~missing].tolist()]
+    except (TypeError, ValueError):
+        return None
+    return out
+
+
+class TableEncoder:
+    """Turn named table columns into the float matrix a model takes, the same way at training
+    and at prediction time: columns matched by name, numeric columns as they are, categorical
+    (non-numeric) columns one-hot encoded from the training categories, missing cells imputed.
+
+    Behaviour, decided at ``fit`` and kept in ``to_dict()`` (the CLI stores it in the model):
+
+    - Columns are matched by name, in any order. A feature column missing from the data raises
+      ValueError naming it; so does an extra column, unless it is ``target`` or listed in
+      ``ignore`` of transform.
+    - A column is numeric when every present cell is a number, else categorical. A categorical
+      column becomes one 0/1 column per training category (sorted); a category not seen in
+      training raises ValueError naming the column, the value and the row.
+    - Missing cells (see MISSING; NaN) of a numeric column are imputed with the training mean
+      of that column; of a categorical column they encode as all zeros. A numeric column with
+      no value at all in training raises ValueError.
+
+    Parameters
+    ----------
+    target : str, optional
+        The target column's name: excluded from the features.
+
+    >>> enc = TableEncoder(target="y").fit({"a": ["1", "", "3"], "c": ["x", "y", "x"], "y": [0, 1, 0]})
+    >>> enc.feature_names_, enc.transform({"c": ["y"], "a": ["5"]}).tolist()
+    (['a', 'c=x', 'c=y'], [[5.0, 0.0, 1.0]])
+    """
+
+    def __init__(self, target=None):
+        if target is not None and not isinstance(target, str):
+            raise TypeError(f"TableEncoder: target must be a column name (str) or None; got {target!r}.")
+        self.target = target
+
+    def fit(self, data, categories_from=None):
+        """Learn the columns, their kinds, categories and imputation values from training rows.
+
+        ``categories_from`` (a table with the same columns, e.g. all rows of the file the
+        training rows come from) supplies the categories instead, so that a category present
+        only in the validation rows is not an error; the imputation means stay the training
+        rows'."""
+        owner = "TableEncoder.fit"
+        table = Table.from_any(data, owner)
+        source = table if categories_from is None else Table.from_any(categories_from, owner)
+        self.columns_ = []
+        for name in table.names:
+            if name == self.target:
+                continue
+            values = table.columns[name]
+            numbers_ = _as_numbers(values) if source is table or _as_numbers(source.columns[name]) is not None \
+                else None
+            if numbers_ is not None:
+                present = numbers_[~np.isnan(numbers_)]
+                if present.size == 0:
+                    raise ValueError(f"{owner}: {table.source}: column {name!r} has no value in the training rows; "
+                                     f"drop it.")
+                if not np.isfinite(present).all():
+                    raise ValueError(f"{owner}: {table.source}: column {name!r} holds inf.")
+                self.columns_.append({"name": name, "kind": "numeric", "fill": float(present.mean())})
+            else:
+                values = source.columns[name]
+                cats = sorted({str(v).strip() for v, m in zip(values.tolist(), _is_missing(values)) if not m})
+                self.columns_.append({"name": name, "kind": "categorical", "categories": cats})
+        if not self.columns_:
+            raise ValueError(f"{owner}: {table.source}: no feature column besides the target {self.target!r}.")
+        return self
+
+    @property
+    def feature_names_(self):
+        """Names of the output columns: a numeric column's name, 'name=category' per category."""
+        return [c["name"] if c["kind"] == "numeric" else f"{c['name']}={k}"
+                for c in self.columns_ for k in ([None] if c["kind"] == "numeric" else c["categories"])]
+
+    @property
+    def input_names_(self):
+        """Names of the feature columns the data must have."""
+        return [c["name"] for c in self.columns_]
+
+    def transform(self, data, ignore=()):
+        """The float64 matrix (n_rows, len(feature_names_)) of ``data`` (Table, DataFrame, dict)."""
+        owner = "TableEncoder.transform"
+        if not hasattr(self, "columns_"):
+            raise RuntimeError(f"{owner}: this TableEncoder is not fitted yet; call fit first.")
+        table = Table.from_any(data, owner)
+        need = self.input_names_
+        missing = [n for n in need if n not in table.columns]
+        if missing:
+            raise ValueError(f"{owner}: {table.source} has no column {missing[0]!r}, which the model was trained "
+                             f"on; its columns: {', '.join(table.names)}.")
+        extra = [n for n in table.names if n not in need and n != self.target and n not in ignore]
+        if extra:
+            raise ValueError(f"{owner}: {table.source} has a column {extra[0]!r} the model was not trained on; "
+                             f"drop it (the model takes {', '.join(need)}).")
+        parts = []
+        for col in self.columns_:
+            name, values = col["name"], table.columns[col["name"]]
+            if col["kind"] == "numeric":
+                nums = _as_numbers(values)
+                if nums is None:
+                    absent = _is_missing(values)
+                    bad = next(i for i, v in enumerate(values.tolist())
+                               if not absent[i] and not _is_number(v))
+                    raise ValueError(f"{owner}: {table.source}: row {bad + 1}, column {name!r}: "
+                                     f"{str(values[bad])!r} is not a number (the column was numeric in training).")
+                if np.isinf(nums).any():
+                    bad = int(np.flatnonzero(np.isinf(nums))[0])
+                    raise ValueError(f"{owner}: {table.source}: row {bad + 1}, column {name!r} is inf.")
+                parts.append(np.where(np.isnan(nums), col["fill"], nums)[:, None])
+            else:
+                absent = _is_missing(values)
+                index = {c: i for i, c in enumerate(col["categories"])}
+                block = np.zeros((len(values), len(index)))
+                for i, (v, m) in enumerate(zip(values.tolist(), absent)):
+                    if m:
+                        continue
+                    j = index.get(str(v).strip())
+                    if j is None:
+                        raise ValueError(f"{owner}: {table.source}: row {i + 1}, column {name!r}: category {v!r} was "
+                                         f"not seen in training (known: {', '.join(col['categories'][:10])}).")
+                    block[i, j] = 1.0
+                parts.append(block)
+        return np.concatenate(parts, axis=1) if parts else np.zeros((table.n_rows, 0))
+
+    def fit_transform(self, data):
+        """``fit(data)`` then ``transform(data)``."""
+        return self.fit(data).transform(data)
+
+    def to_dict(self):
+        """JSON-able description (model metadata); ``from_dict`` rebuilds the encoder."""
+        return {"target": self.target, "columns": self.columns_}
+
+    @classmethod
+    def from_dict(cls, d):
+        """The encoder ``to_dict`` described; ValueError for anything else."""
+        owner = "TableEncoder.from_dict"
+        try:
+            enc = cls(d.get("target"))
+            cols = d["columns"]
+            ok = isinstance(cols, list) and all(
+                isinstance(c, dict) and isinstance(c.get("name"), str) and
+                ((c.get("kind") == "numeric" and isinstance(c.get("fill"), (int, float))) or
+                 (c.get("kind") == "categorical" and isinstance(c.get("categories"), list) and
+                  all(isinstance(k, str) for k in c["categories"]))) for c in cols) and cols
+        except (AttributeError, KeyError, TypeError):
+            ok = False
+        if not ok:
+            raise ValueError(f"{owner}: not a TableEncoder description; got {str(d)[:80]!r}.")
+        enc.columns_ = cols
+        return enc
+
+
+def _is_number(v):
+    try:
+        float(v)
+    except (TypeError, ValueError):
+        return False
+    return True

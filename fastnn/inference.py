@@ -12,6 +12,8 @@ Folding, done once in float64 at load time:
   affine map y = x s + t. After a Dense layer without activation it is folded into its
   weights (W' = W s, b' = b s + t); otherwise into the next Dense layer (W' = diag(s) W,
   b' = t W + b) when nothing nonlinear comes between; otherwise it stays an elementwise step.
+- Standardize and MinMaxScale (fastnn.preprocessing) are per-feature affine maps too, folded
+  the same way: a Standardize first layer disappears into the first Dense layer's weights.
 - Dropout is the identity in evaluation and disappears, as do identity activations.
 - An Activation layer after a Dense layer without activation becomes that layer's activation.
 
@@ -125,12 +127,16 @@ def _fold(specs, weights, dtype):
             name = cfg["activation"]
             steps.append(Step("dense", spec.n_in, spec.n_out, name, cfg.get("alpha", DEFAULT_ALPHA.get(name, 0.0)),
                               w, b))
-        elif spec.kind == "BatchNorm":
-            gamma, beta, mean, var = arrays
-            if (var < 0).any():
-                raise ValueError(f"layer {i} (BatchNorm) has a negative running variance {float(var.min())!r}")
-            s = gamma / np.sqrt(var + cfg["eps"])
-            t = beta - mean * s
+        elif spec.kind in ("BatchNorm", "Standardize", "MinMaxScale"):
+            if spec.kind == "BatchNorm":
+                gamma, beta, mean, var = arrays
+                if (var < 0).any():
+                    raise ValueError(f"layer {i} (BatchNorm) has a negative running variance {float(var.min())!r}")
+                s = gamma / np.sqrt(var + cfg["eps"])
+                t = beta - mean * s
+            else:  # y = (x - center) * factor + offset
+                center, s, offset = arrays
+                t = offset - center * s
             if pending is not None:
                 pending = (pending[0] * s, pending[1] * s + t)
             elif steps and foldable(steps[-1]):
@@ -265,7 +271,7 @@ class InferenceModel:
     dtype : numpy.dtype
         float32 or float64: the dtype of the computation and of the predictions.
     metadata : dict
-        The model's free-form metadata (the CLI keeps its scaler and class names there).
+        The model's free-form metadata (the CLI keeps its columns and class names there).
     layers : tuple of dict
         The architecture as stored: ``{"type", "config", "n_in", "n_out"}`` per layer.
     steps : tuple of Step

@@ -12,7 +12,7 @@ Layout of ``model.json``::
      "model": {"input_dim": 64, "dtype": "float32", "seed": 0,
                "layers": [{"type": "Dense", "config": {...}}, ...]},
      "arrays": [{"name": "arrays/0.w.npy", "layer": 0, "param": "w", "shape": [64, 128]}, ...],
-     "metadata": {...}}   # model.metadata: free-form JSON (the CLI keeps its scaler there)
+     "metadata": {...}}   # model.metadata: free-form JSON (the CLI's columns, classes)
 """
 
 from __future__ import annotations
@@ -158,6 +158,7 @@ def describe_layer(kind, config, n_in, dtype):
 
 def layer_describers():
     """{type name: describe function} for every layer type of fastnn.layers."""
+    from . import preprocessing  # noqa: F401  (registers Standardize and MinMaxScale in LAYER_TYPES)
     from .layers import LAYER_TYPES
 
     return dict.fromkeys(LAYER_TYPES, describe_layer)
@@ -295,7 +296,12 @@ def read_model_file(path, owner="fastnn.load", describers=None, extra=None, stre
                 _fail(path, "metadata is not a JSON object", owner)
     except (zipfile.BadZipFile, zipfile.LargeZipFile, zlib.error, EOFError, NotImplementedError) as exc:
         _fail(path, f"the zip archive is damaged or not a zip archive ({exc})", owner)
-    return ModelFile(dtype, input_dim, seed, specs, weights, metadata, extra_value)
+    content = ModelFile(dtype, input_dim, seed, specs, weights, metadata, extra_value)
+    if extra is None:  # a model file of an older fastnn train: its input scaling becomes a layer
+        from .preprocessing import upgrade_legacy
+
+        content = upgrade_legacy(content, path, owner)
+    return content
 
 
 def load(path, device="cpu"):

@@ -70,7 +70,7 @@ class Sequential:
         self.params = self.grads = None
         self.param_info = []
         self.version = 0  # bumped whenever the flat buffers are re-made (optimizers re-bind)
-        self.metadata = {}  # JSON-able notes saved with the model (e.g. the CLI's scaler and classes)
+        self.metadata = {}  # JSON-able notes saved with the model (e.g. the CLI's columns and classes)
         self._chains = {}  # (rows, logits) -> (stamp, compiled Dense chain or None, layer attributes)
         self._chain = None  # the chain whose forward ran last (its backward follows)
         self._chain_attrs = None
@@ -290,6 +290,32 @@ class Sequential:
             xb = self.backend.asarray(X[start:start + chunk])
             out[start:start + chunk] = self.backend.to_numpy(self._forward(xb))
         return out
+
+    def predict_proba(self, X, batch_size=None):
+        """Class probabilities of a classifier, (n_samples, n_classes), rows summing to 1,
+        whether the model ends in logits or in softmax/sigmoid.
+
+        Several outputs: softmax of the logits (or the softmax output as it is). One output:
+        binary, columns [P(class 0), P(class 1)] from the sigmoid of the logit (or the sigmoid
+        output). A model whose last layer is an inverse Standardize is a regressor: ValueError.
+        """
+        owner = "Sequential.predict_proba"
+        if self.layers and getattr(self.layers[-1], "inverse", False):
+            raise ValueError(f"{owner}: the model ends in Standardize(inverse=True), a regressor; use predict.")
+        out = np.asarray(self.predict(X, batch_size), np.float64)
+        act = self.output_activation
+        if out.shape[1] == 1:
+            p = out[:, 0] if act == "sigmoid" else 0.5 * (1.0 + np.tanh(0.5 * out[:, 0]))  # stable sigmoid
+            return np.stack([1.0 - p, p], axis=1).astype(self.dtype)
+        if act != "softmax":
+            out = np.exp(out - out.max(axis=1, keepdims=True))
+            out /= out.sum(axis=1, keepdims=True)
+        return out.astype(self.dtype)
+
+    def predict_classes(self, X, batch_size=None):
+        """Predicted class indices (n_samples,) of a classifier: the argmax of predict_proba
+        (for one output, 1 where P(class 1) > 0.5)."""
+        return self.predict_proba(X, batch_size).argmax(axis=1)
 
     # ------------------------------------------------------------ weights
     def get_weights(self):

@@ -277,6 +277,9 @@ class Trainer:
                             low=0, high=2)
         X, y, w = self._prepare(owner, X, y, sample_weight, class_weight)
         X, y, w, val = self._split_validation(owner, X, y, w, validation, validation_split)
+        from .preprocessing import adapt_unfitted  # Standardize/MinMaxScale never adapted: training rows only
+
+        adapt_unfitted(self.model, X)
         callbacks = self._callbacks(owner, callbacks, verbose)
 
         model, backend = self.model, self.model.backend

@@ -84,7 +84,7 @@ def test_train_iris_prints_one_line_per_epoch_and_a_test_line(capsys, device):
     assert code == 0
     assert err == []
     assert out[0].startswith("fastnn train: iris: 105 train / 23 validation / 22 test samples, 4 features, "
-                             "3 classes; 131 parameters on " + device)
+                             "3 classes; 143 parameters on " + device)
     check_epoch_lines(out, 5, "accuracy")
     assert len(out) == 1 + 5 + 1
     s = scores(out[-1])
@@ -98,7 +98,7 @@ def test_train_is_reproducible_with_a_seed(capsys):
     _, second, _ = run(capsys, *args)
     strip = [line.rsplit(" - ", 1)[0] for line in first]  # the last field is the epoch time
     assert strip == [line.rsplit(" - ", 1)[0] for line in second]
-    assert "123 parameters" in first[0]  # 2*8+8 + 8*8+8 + 8*3+3
+    assert "129 parameters" in first[0]  # Standardize 3*2, 2*8+8 + 8*8+8 + 8*3+3
 
 
 def test_train_as_a_subprocess(tmp_path):
@@ -111,7 +111,7 @@ def test_train_as_a_subprocess(tmp_path):
     lines = without_report(proc.stdout.splitlines())
     check_epoch_lines(lines, 3, "accuracy")
     assert lines[-2].startswith("test loss ") and lines[-1] == "saved m.fnn"
-    assert fnn.load(tmp_path / "m.fnn", device="reference").n_params == 4 * 8 + 8 + 8 * 3 + 3
+    assert fnn.load(tmp_path / "m.fnn", device="reference").n_params == 3 * 4 + 4 * 8 + 8 + 8 * 3 + 3
 
     bad = subprocess.run([sys.executable, "-m", "fastnn.cli", "train", "--data", "nosuch", "--device", DEVICE],
                          cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120)
@@ -157,13 +157,15 @@ def test_digits_train_save_evaluate_predict(capsys, tmp_path, monkeypatch):
 
     model = fnn.load("m.fnn", device="reference")
     assert model.input_dim == 64 and model.n_out == 10
-    assert [layer.units for layer in model.layers] == [128, 10]
+    assert type(model.layers[0]).__name__ == "Standardize" and model.layers[0].mean_.shape == (64,)
+    assert [layer.units for layer in model.layers[1:]] == [128, 10]
     assert model.metadata["task"] == "classify" and model.metadata["loss"] == "cross_entropy"
     assert model.metadata["classes"] == list(range(10))
-    assert len(model.metadata["standardize"]["mean"]) == 64
+    assert "standardize" not in model.metadata  # the scaling is a layer of the model now
 
     code, out, err = run(capsys, "evaluate", "m.fnn", "--data", "digits", "--device", DEVICE)
-    assert code == 0 and err == []
+    assert code == 0 and err == ["fastnn evaluate: scoring all 1797 rows of digits (training rows included; "
+                                 "--split test scores the held-out rows only)"]
     assert len(out) == 1
     result = json.loads(out[0])
     assert set(result) == {"loss", "accuracy"}
@@ -191,8 +193,7 @@ def test_saved_model_predicts_like_the_api(capsys, tmp_path, monkeypatch):
                "--device", DEVICE)[0] == 0
     model = fnn.load("m.fnn", device="reference")
     X, _ = fnn.datasets.load_iris()
-    std = model.metadata["standardize"]
-    expected = model.predict((X - np.array(std["mean"])) / np.array(std["scale"])).argmax(axis=1)
+    expected = model.predict(X).argmax(axis=1)  # raw features: the model standardizes them itself
     code, out, _ = run(capsys, "predict", "m.fnn", "--data", "iris", "--device", "reference")
     assert code == 0
     assert [int(v) for v in out] == expected.tolist()
@@ -433,9 +434,8 @@ BAD_ARGS = [
                                     r"existing \.csv/\.npz file"),
     (["train", "--data", "missing.csv"], r"--data 'missing.csv' is neither one of iris"),
     (["train", "--data", "data.txt"], r"--data 'data.txt': use a \.csv or \.npz file"),
-    (["train", "--data", "text.csv"], r"text.csv: every value must be a number \(could not convert string to "
-                                      r"float: 'x'\)"),
-    (["train", "--data", "ragged.csv"], r"ragged.csv: every value must be a number|every row must have 3 values"),
+    (["train", "--data", "text.csv"], r"split: every part must get at least one sample"),
+    (["train", "--data", "ragged.csv"], r"ragged.csv: line 2 has 2 values; the header has 3 columns"),
     (["train", "--data", "header_only.csv"], r"header_only.csv: needs a header row and at least one data row"),
     (["train", "--data", "one_class.csv"], r"the target has a single class"),
     (["train", "--data", "text.csv", "--target", "zzz"], r"--target 'zzz' is not a column of text.csv; "
@@ -443,7 +443,11 @@ BAD_ARGS = [
     (["train", "--data", "text.csv", "--target", "3"], r"--target '3' is not a column of text.csv"),
     (["train", "--data", "text.csv", "--target", "-4"], r"--target '-4' is not a column of text.csv"),
     (["train", "--data", "nox.npz"], r"nox.npz: needs arrays 'X' and 'y'; it has features, y"),
-    (["train", "--data", "iris", "--epochs", "-1"], r"--epochs must be >= 0; got -1"),
+    (["train", "--data", "iris", "--epochs", "-1"], r"--epochs must be >= 1; got -1"),
+    (["train", "--data", "iris", "--epochs", "0"], r"--epochs must be >= 1; got 0"),
+    (["train", "--data", "iris", "--l2", "-1"], r"--l2 must be >= 0.0; got -1.0"),
+    (["train", "--data", "iris", "--dropout", "1"], r"--dropout must be < 1.0; got 1.0"),
+    (["train", "--data", "iris", "--early-stopping", "-2"], r"--early-stopping must be >= 0; got -2"),
     (["train", "--data", "iris", "--epochs", "x"], r"argument --epochs: invalid int value: 'x'"),
     (["train", "--data", "iris", "--batch-size", "0"], r"--batch-size must be >= 1; got 0"),
     (["train", "--data", "iris", "--batch-size", "-5"], r"--batch-size must be >= 1; got -5"),

@@ -83,7 +83,7 @@ def test_regression_scores_r2(capsys):
     (["--grid", "hidden=log:4:8", "--search", "random"], "log ranges are for lr"),
     (["--grid", "lr=1e-3", "--cv", 1], "--cv must be >= 2"),
     (["--grid", "lr=1e-3", "--trials", 0], "--trials must be >= 1"),
-    (["--grid", "lr=1e-3", "--epochs", -1], "--epochs must be >= 0"),
+    (["--grid", "lr=1e-3", "--epochs", -1], "--epochs must be >= 1"),
     (["--grid", "lr=1e-3", "--epochs", 0], "--epochs must be >= 1"),
     (["--grid", "lr=1e-3", "--hidden", "a"], "--hidden 'a': give integer widths"),
     (["--grid", "lr=1e-3", "--search", "bayes"], "invalid choice: 'bayes'"),
