@@ -1,11 +1,16 @@
-"""Optimizers: the fused update equals the published rule step by step, state included;
-per-layer options, frozen layers, weight decay on weights only."""
+"""Optimizers: the fused update equals the published rule step by step, state included, and
+torch.optim's trajectories (recorded in tests/golden, so without torch too; live where torch is
+installed); per-layer options, frozen layers, weight decay on weights only."""
+
+import functools
+import pathlib
 
 import numpy as np
 import pytest
 
 import fastnn as fnn
 from _helpers import DEVICE, DEVICES
+from golden.optim_db import GAMMA, GOLDEN_FILE, N_PARAMS, OPTIM_DB, STEPS
 
 SGD_CASES = [
     dict(),
@@ -50,27 +55,6 @@ def test_sgd_matches_the_published_rule_step_by_step(backend, kwargs, dtype, tol
             buf = backend.to_numpy(opt.state_dict()["state"]["momentum_buffer"])[:35].reshape(5, 7)
             np.testing.assert_allclose(buf, buf_exp, rtol=tol, atol=tol)
     assert opt.step_count == 20
-
-
-def test_sgd_matches_pytorch_when_installed():
-    torch = pytest.importorskip("torch")
-    rng = np.random.default_rng(1)
-    for kwargs in SGD_CASES:
-        w = rng.standard_normal((4, 3))
-        model = fnn.Sequential([fnn.layers.Dense(3, use_bias=False)], input_dim=4, device="reference",
-                               dtype="float64")
-        model.set_weights([w])
-        opt = fnn.optim.SGD(lr=0.1, **kwargs)
-        opt.bind(model)
-        tw = torch.tensor(w, requires_grad=True)
-        topt = torch.optim.SGD([tw], lr=0.1, **kwargs)
-        for _ in range(10):
-            g = rng.standard_normal((4, 3))
-            model.layers[0].grads["w"][...] = g
-            opt.step()
-            tw.grad = torch.tensor(g)
-            topt.step()
-        np.testing.assert_allclose(model.get_weights()[0], tw.detach().numpy(), rtol=1e-12)
 
 
 def test_weight_decay_skips_biases_and_layer_options_apply():
@@ -135,73 +119,140 @@ def test_optimizer_rebinds_after_the_model_changes():
     assert trainer.optimizer.state["momentum_buffer"].shape == model.params.shape
 
 
-# ------------------------------------------------------------------ every optimizer
-#: (optimizer class name, options): every variant of every rule; the class names are torch.optim's
-VARIANTS = [("SGD", case) for case in SGD_CASES] + [
-    ("Adagrad", dict()),
-    ("Adagrad", dict(lr_decay=0.05, weight_decay=0.1, initial_accumulator_value=0.3, eps=1e-6)),
-    ("Adadelta", dict()),
-    ("Adadelta", dict(rho=0.7, eps=1e-5, weight_decay=0.1)),
-    ("RMSprop", dict()),
-    ("RMSprop", dict(alpha=0.9, weight_decay=0.1)),
-    ("RMSprop", dict(momentum=0.9)),
-    ("RMSprop", dict(centered=True)),
-    ("RMSprop", dict(momentum=0.5, centered=True, weight_decay=0.05, eps=1e-6)),
-    ("Adam", dict()),
-    ("Adam", dict(betas=(0.8, 0.99), weight_decay=0.1)),
-    ("Adam", dict(amsgrad=True)),
-    ("Adam", dict(amsgrad=True, weight_decay=0.1, eps=1e-6)),
-    ("AdamW", dict()),
-    ("AdamW", dict(weight_decay=0.3, amsgrad=True)),
-    ("Adamax", dict()),
-    ("Adamax", dict(betas=(0.5, 0.9), weight_decay=0.1)),
-    ("NAdam", dict()),
-    ("NAdam", dict(weight_decay=0.1, momentum_decay=0.05, betas=(0.8, 0.99))),
-]
-LR = {"SGD": 0.05, "Adagrad": 0.1, "Adadelta": 1.0, "RMSprop": 0.01, "Adam": 0.05, "AdamW": 0.05, "Adamax": 0.05,
-      "NAdam": 0.05}
+# ------------------------------------------------------------------ every optimizer, against torch
+# OPTIM_DB (tests/golden/optim_db.py) lists every configuration of every rule, each with its fastnn and
+# torch.optim constructors; golden/optim_torch.npz holds torch's trajectory for each (golden/record_torch.py
+# records it), so that the step-by-step agreement runs without torch; where torch is installed the same
+# table also runs against it live.
+GOLDEN_DIR = pathlib.Path(__file__).parent / "golden"
+#: every optimizer class of fastnn, once
+OPTIMIZER_NAMES = list(dict.fromkeys(case.name for case in OPTIM_DB))
 
 
-def _variant_id(v):
-    return v[0] + "".join(f"-{k}={val}" for k, val in v[1].items())
+@functools.cache
+def _golden_file():
+    with np.load(GOLDEN_DIR / GOLDEN_FILE) as data:
+        return {k: data[k] for k in data.files}
+
+
+def _golden(case):
+    """torch's recorded trajectory of ``case``: {'lr', 'params', 'state.{name}', 'scalar.{name}'}."""
+    data = _golden_file()
+    remedy = "run `python tests/golden/record_torch.py` where torch is installed and commit the .npz"
+    if f"{case.key}.config" not in data:
+        pytest.fail(f"{GOLDEN_FILE} has no trajectory for {case.key!r}; {remedy}.")
+    if str(data[f"{case.key}.config"]) != case.torch_config():
+        pytest.fail(f"{GOLDEN_FILE}: {case.key!r} was recorded as {data[f'{case.key}.config']}, the table now says "
+                    f"{case.torch_config()}; {remedy}.")
+    prefix = case.key + "."
+    return {k[len(prefix):]: v for k, v in data.items() if k.startswith(prefix) and k != prefix + "config"}
+
+
+def _fastnn_trajectory(case, device, holder):
+    """Run ``case``'s fastnn optimizer from the golden start on the golden gradients, float64;
+    yields (lr given, params, {state name: buffer}, optimizer) after each step. ``holder``:
+    'parameters' (a free vector) or 'model' (the kernel of a Dense(3) layer on 4 inputs)."""
+    start, grads = _golden_file()["start"], _golden_file()["grads"]
+    schedule = fnn.schedules.Exponential(case.lr, gamma=GAMMA)
+    opt = case.make_fastnn(fnn, schedule)
+    if holder == "parameters":
+        x = fnn.optim.Parameters(start, device=device)
+        backend = x.backend
+
+        def write(g):
+            x.grads[:] = backend.asarray(g)
+
+        def read():
+            return backend.to_numpy(x.params)
+    else:
+        x = fnn.Sequential([fnn.layers.Dense(3, use_bias=False)], input_dim=4, seed=0, device=device,
+                           dtype="float64")
+        x.set_weights([start.reshape(4, 3)])
+        backend = x.layers[0].backend
+
+        def write(g):
+            x.layers[0].grads["w"][...] = backend.asarray(g.reshape(4, 3))
+
+        def read():
+            return x.get_weights()[0].ravel()
+    opt.bind(x)
+    for t, g in enumerate(grads):
+        write(g)
+        opt.step()
+        # the model's flat buffers may be padded past the kernel's 12 values
+        state = {name: backend.to_numpy(buf)[:N_PARAMS] for name, buf in opt.state.items()}
+        yield schedule(t), read(), state, opt
+
+
+def _assert_follows(case, device, holder, want):
+    """fastnn's trajectory equals ``want`` (torch's) at every step: parameters, every state
+    buffer (the same names as torch's) and the scalar state."""
+    states = sorted(k[len("state."):] for k in want if k.startswith("state."))
+    steps = 0
+    for t, (lr, params, state, opt) in enumerate(_fastnn_trajectory(case, device, holder)):
+        where = f"{case.key} ({holder}, {device}), step {t + 1}"
+        assert lr == pytest.approx(want["lr"][t], rel=1e-14), f"{where}: lr"
+        np.testing.assert_allclose(params, want["params"][t], rtol=1e-10, atol=1e-12, err_msg=f"{where}: params")
+        assert sorted(state) == states, f"{where}: state buffers"
+        for name in states:
+            np.testing.assert_allclose(state[name], want[f"state.{name}"][t], rtol=1e-10, atol=1e-12,
+                                       err_msg=f"{where}: state {name!r}")
+        for key in (k for k in want if k.startswith("scalar.")):
+            assert getattr(opt, key[len("scalar."):]) == pytest.approx(want[key][t], rel=1e-12), f"{where}: {key}"
+        steps += 1
+    assert steps == STEPS == len(want["params"])
+
+
+@pytest.mark.parametrize("holder", ["parameters", "model"])
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("case", OPTIM_DB, ids=lambda case: case.key)
+def test_matches_the_recorded_torch_trajectory_step_by_step(case, device, holder):
+    """fastnn and torch.optim (recorded) from the same start and gradients, float64, with a
+    decaying lr (the schedule's value at each step was given to torch as its group lr)."""
+    _assert_follows(case, device, holder, _golden(case))
 
 
 @pytest.mark.parametrize("device", DEVICES)
-@pytest.mark.parametrize("variant", VARIANTS, ids=_variant_id)
-def test_matches_pytorch_step_by_step_when_installed(variant, device):
-    """fastnn and torch.optim from the same start and gradients, float64, with a decaying lr
-    (the schedule's value at each step is given to torch as its group lr)."""
-    torch = pytest.importorskip("torch")
-    dtype = torch.get_default_dtype()
-    torch.set_default_dtype(torch.float64)  # else torch keeps scalar state (NAdam's mu_product) in float32
-    try:
-        _compare_with_torch(torch, *variant, device)
-    finally:
-        torch.set_default_dtype(dtype)
+@pytest.mark.parametrize("case", OPTIM_DB, ids=lambda case: case.key)
+def test_matches_pytorch_step_by_step_when_installed(case, device):
+    """The same comparison against the installed torch, run now."""
+    pytest.importorskip("torch")
+    record_torch = _record_torch()
+    with record_torch.float64_default():
+        want = record_torch.record_case(case, _golden_file()["start"], _golden_file()["grads"])
+    _assert_follows(case, device, "parameters", want)
 
 
-def _compare_with_torch(torch, name, kwargs, device):
-    rng = np.random.default_rng(2)
-    w = rng.standard_normal(12)
-    x = fnn.optim.Parameters(w, device=device)
-    schedule = fnn.schedules.Exponential(LR[name], gamma=0.95)
-    opt = getattr(fnn.optim, name)(lr=schedule, **kwargs)
-    opt.bind(x)
-    tw = torch.tensor(w, requires_grad=True)
-    topt = getattr(torch.optim, name)([tw], lr=LR[name], **kwargs)
-    for t in range(30):
-        g = rng.standard_normal(12)
-        x.grads[:] = g
-        opt.step()
-        topt.param_groups[0]["lr"] = schedule(t)
-        tw.grad = torch.tensor(g)
-        topt.step()
-        np.testing.assert_allclose(x.params, tw.detach().numpy(), rtol=1e-10, atol=1e-12, err_msg=f"step {t + 1}")
-    tstate = topt.state[tw]
-    for key, buf in opt.state.items():
-        np.testing.assert_allclose(buf, tstate[key].numpy(), rtol=1e-10, atol=1e-12, err_msg=key)
-    if name == "NAdam":
-        assert opt.mu_product == pytest.approx(float(tstate["mu_product"]), rel=1e-12)
+def test_golden_files_match_the_installed_torch():
+    """The committed trajectories and layer outputs are what the installed torch computes."""
+    pytest.importorskip("torch")
+    record_torch = _record_torch()
+    with record_torch.float64_default():
+        files = {GOLDEN_FILE: record_torch.record_optim(), record_torch.LAYERS_FILE: record_torch.record_layers()}
+    for name, arrays in files.items():
+        assert record_torch.compare(GOLDEN_DIR / name, arrays) == [], f"{name}: re-record with this torch?"
+
+
+def _record_torch():
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("record_torch", GOLDEN_DIR / "record_torch.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_the_table_covers_every_optimizer_and_the_golden_file_every_entry():
+    """A new optimizer in fastnn.optim.OPTIMIZERS needs an OptimCase (then a recording); an
+    entry renamed or removed must be re-recorded too."""
+    registered = {getattr(cls, "func", cls).__name__ for cls in fnn.optim.OPTIMIZERS.values()}
+    assert registered <= set(OPTIMIZER_NAMES), f"no OptimCase in tests/golden/optim_db.py for " \
+                                               f"{sorted(registered - set(OPTIMIZER_NAMES))}"
+    keys = [case.key for case in OPTIM_DB]
+    assert len(keys) == len(set(keys)) and all(k.replace("-", "").isalnum() for k in keys)
+    recorded = {k[:-len(".config")] for k in _golden_file() if k.endswith(".config")}
+    assert recorded == set(keys), "re-record: python tests/golden/record_torch.py"
+    assert _golden_file()["grads"].shape == (STEPS, N_PARAMS)
 
 
 def _two_steps(opt, device, g1=0.5, g2=-0.01, p0=1.0):
@@ -342,13 +393,10 @@ def test_converges_on_the_toy_problems(name, problem):
 
 
 # ------------------------------------------------------------------ options, state, errors
-ALL = [(name, dict(weight_decay=0.1)) for name in ("SGD", "Adagrad", "Adadelta", "RMSprop", "Adam", "AdamW", "Adamax",
-                                                    "NAdam")]
-
-
 @pytest.mark.parametrize("device", DEVICES)
-@pytest.mark.parametrize("name, kwargs", ALL, ids=[a[0] for a in ALL])
-def test_every_optimizer_decays_weights_only_and_honours_layer_options(name, kwargs, device):
+@pytest.mark.parametrize("name", OPTIMIZER_NAMES)
+def test_every_optimizer_decays_weights_only_and_honours_layer_options(name, device):
+    kwargs = dict(weight_decay=0.1)
     model = fnn.Sequential([fnn.layers.Dense(3), fnn.layers.Dense(2), fnn.layers.Dense(2)], input_dim=2, seed=0,
                            device=device, dtype="float64")
     before = model.get_weights()
@@ -383,14 +431,14 @@ def test_frozen_layers_keep_their_weights_and_zero_state(name):
         assert not buf[frozen].any()
 
 
-@pytest.mark.parametrize("name, kwargs", VARIANTS, ids=[_variant_id(v) for v in VARIANTS])
-def test_state_dict_round_trip_continues_identically(name, kwargs):
+@pytest.mark.parametrize("case", OPTIM_DB, ids=lambda case: case.key)
+def test_state_dict_round_trip_continues_identically(case):
     rng = np.random.default_rng(3)
     grads = rng.standard_normal((8, 6))
     holders, opts = [], []
     for _ in range(2):
         holders.append(fnn.optim.Parameters(np.linspace(-1, 1, 6), device=DEVICE))
-        opts.append(getattr(fnn.optim, name)(lr=fnn.schedules.Exponential(0.05, 0.9), **kwargs))
+        opts.append(case.make_fastnn(fnn, fnn.schedules.Exponential(0.05, 0.9)))
         opts[-1].bind(holders[-1])
     a, b = opts
     for g in grads[:4]:
