@@ -2,6 +2,7 @@
 torch.optim's trajectories (recorded in tests/golden, so without torch too; live where torch is
 installed); per-layer options, frozen layers, weight decay on weights only."""
 
+import dataclasses
 import functools
 import pathlib
 
@@ -253,6 +254,17 @@ def test_the_table_covers_every_optimizer_and_the_golden_file_every_entry():
     recorded = {k[:-len(".config")] for k in _golden_file() if k.endswith(".config")}
     assert recorded == set(keys), "re-record: python tests/golden/record_torch.py"
     assert _golden_file()["grads"].shape == (STEPS, N_PARAMS)
+
+
+def test_an_entry_without_a_current_recording_fails_and_says_how_to_record():
+    """A new or changed OptimCase cannot pass silently on a missing or stale trajectory."""
+    new = dataclasses.replace(OPTIM_DB[0], key="radam", name="RAdam")
+    with pytest.raises(pytest.fail.Exception, match=r"has no trajectory for 'radam'; run `python tests/golden/rec"):
+        _golden(new)
+    changed = dataclasses.replace(OPTIM_DB[1], kwargs=dict(momentum=0.5))
+    with pytest.raises(pytest.fail.Exception, match=r"'sgd-momentum' was recorded as .*\"momentum\": 0\.9.*"
+                                                    r"\"momentum\": 0\.5.*record_torch\.py"):
+        _golden(changed)
 
 
 def _two_steps(opt, device, g1=0.5, g2=-0.01, p0=1.0):
