@@ -130,6 +130,13 @@ GOLDEN_DIR = pathlib.Path(__file__).parent / "golden"
 OPTIMIZER_NAMES = list(dict.fromkeys(case.name for case in OPTIM_DB))
 
 
+def _needs(name):
+    """Skip when fastnn.optim has no class ``name``: an entry may be recorded before its optimizer
+    lands (every optimizer fastnn registers must have an entry: see the coverage test below)."""
+    if not hasattr(fnn.optim, name):
+        pytest.skip(f"fastnn.optim has no {name} (yet)")
+
+
 @functools.cache
 def _golden_file():
     with np.load(GOLDEN_DIR / GOLDEN_FILE) as data:
@@ -188,6 +195,7 @@ def _fastnn_trajectory(case, device, holder):
 def _assert_follows(case, device, holder, want):
     """fastnn's trajectory equals ``want`` (torch's) at every step: parameters, every state
     buffer (the same names as torch's) and the scalar state."""
+    _needs(case.name)
     states = sorted(k[len("state."):] for k in want if k.startswith("state."))
     steps = 0
     for t, (lr, params, state, opt) in enumerate(_fastnn_trajectory(case, device, holder)):
@@ -258,8 +266,8 @@ def test_the_table_covers_every_optimizer_and_the_golden_file_every_entry():
 
 def test_an_entry_without_a_current_recording_fails_and_says_how_to_record():
     """A new or changed OptimCase cannot pass silently on a missing or stale trajectory."""
-    new = dataclasses.replace(OPTIM_DB[0], key="radam", name="RAdam")
-    with pytest.raises(pytest.fail.Exception, match=r"has no trajectory for 'radam'; run `python tests/golden/rec"):
+    new = dataclasses.replace(OPTIM_DB[0], key="lion", name="Lion")
+    with pytest.raises(pytest.fail.Exception, match=r"has no trajectory for 'lion'; run `python tests/golden/rec"):
         _golden(new)
     changed = dataclasses.replace(OPTIM_DB[1], kwargs=dict(momentum=0.5))
     with pytest.raises(pytest.fail.Exception, match=r"'sgd-momentum' was recorded as .*\"momentum\": 0\.9.*"
@@ -408,6 +416,7 @@ def test_converges_on_the_toy_problems(name, problem):
 @pytest.mark.parametrize("device", DEVICES)
 @pytest.mark.parametrize("name", OPTIMIZER_NAMES)
 def test_every_optimizer_decays_weights_only_and_honours_layer_options(name, device):
+    _needs(name)
     kwargs = dict(weight_decay=0.1)
     model = fnn.Sequential([fnn.layers.Dense(3), fnn.layers.Dense(2), fnn.layers.Dense(2)], input_dim=2, seed=0,
                            device=device, dtype="float64")
@@ -445,6 +454,7 @@ def test_frozen_layers_keep_their_weights_and_zero_state(name):
 
 @pytest.mark.parametrize("case", OPTIM_DB, ids=lambda case: case.key)
 def test_state_dict_round_trip_continues_identically(case):
+    _needs(case.name)
     rng = np.random.default_rng(3)
     grads = rng.standard_normal((8, 6))
     holders, opts = [], []
