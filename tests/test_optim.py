@@ -316,9 +316,9 @@ HAND = {
                                    1 - 0.1 * 0.5 / (0.5 + 1e-8)
                                    - 0.1 * (0.044 / 0.19) / ((0.00024985 / 0.001999) ** 0.5 + 1e-8)]),
     # v2 < v1, so the max keeps v1 = 0.00025
-    "adam-amsgrad": (fnn.optim.Adam(0.1, amsgrad=True), [1 - 0.1 * 0.5 / (0.5 + 1e-8),
-                                                         1 - 0.1 * 0.5 / (0.5 + 1e-8)
-                                                         - 0.1 * (0.044 / 0.19) / ((0.00025 / 0.001999) ** 0.5 + 1e-8)]),
+    "adam-amsgrad": (fnn.optim.Adam(0.1, amsgrad=True),
+                     [1 - 0.1 * 0.5 / (0.5 + 1e-8),
+                      1 - 0.1 * 0.5 / (0.5 + 1e-8) - 0.1 * (0.044 / 0.19) / ((0.00025 / 0.001999) ** 0.5 + 1e-8)]),
     # decoupled: p shrinks by 1 - lr wd = 0.99 first, the moments see the raw gradient
     "adamw": (fnn.optim.AdamW(0.1, weight_decay=0.1), [0.99 - 0.1 * 0.5 / (0.5 + 1e-8),
                                                        (0.99 - 0.1 * 0.5 / (0.5 + 1e-8)) * 0.99
