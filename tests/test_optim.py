@@ -156,30 +156,30 @@ def _golden(case):
     return {k[len(prefix):]: v for k, v in data.items() if k.startswith(prefix) and k != prefix + "config"}
 
 
-def _fastnn_trajectory(case, device, holder):
-    """Run ``case``'s fastnn optimizer from the golden start on the golden gradients, float64;
+def _fastnn_trajectory(case, device, holder, dtype):
+    """Run ``case``'s fastnn optimizer from the golden start on the golden gradients in ``dtype``;
     yields (lr given, params, {state name: buffer}, optimizer) after each step. ``holder``:
     'parameters' (a free vector) or 'model' (the kernel of a Dense(3) layer on 4 inputs)."""
     start, grads = _golden_file()["start"], _golden_file()["grads"]
     schedule = fnn.schedules.Exponential(case.lr, gamma=GAMMA)
     opt = case.make_fastnn(fnn, schedule)
     if holder == "parameters":
-        x = fnn.optim.Parameters(start, device=device)
+        x = fnn.optim.Parameters(start, device=device, dtype=dtype)
         backend = x.backend
 
         def write(g):
-            x.grads[:] = backend.asarray(g)
+            x.grads[:] = backend.asarray(g.astype(dtype))
 
         def read():
             return backend.to_numpy(x.params)
     else:
         x = fnn.Sequential([fnn.layers.Dense(3, use_bias=False)], input_dim=4, seed=0, device=device,
-                           dtype="float64")
+                           dtype=dtype)
         x.set_weights([start.reshape(4, 3)])
         backend = x.layers[0].backend
 
         def write(g):
-            x.layers[0].grads["w"][...] = backend.asarray(g.reshape(4, 3))
+            x.layers[0].grads["w"][...] = backend.asarray(g.reshape(4, 3).astype(dtype))
 
         def read():
             return x.get_weights()[0].ravel()
@@ -192,20 +192,29 @@ def _fastnn_trajectory(case, device, holder):
         yield schedule(t), read(), state, opt
 
 
-def _assert_follows(case, device, holder, want):
-    """fastnn's trajectory equals ``want`` (torch's) at every step: parameters, every state
-    buffer (the same names as torch's) and the scalar state."""
+def _assert_follows(case, device, holder, want, dtype="float64"):
+    """fastnn's trajectory equals ``want`` (torch's, float64) at every step: parameters, every
+    state buffer (the same names as torch's) and the scalar state. In float32, to float32's
+    accuracy: 1e-5 relative (and of the buffer's largest value)."""
     _needs(case.name)
+
+    def close(got, expected, what):
+        if dtype == "float64":
+            np.testing.assert_allclose(got, expected, rtol=1e-10, atol=1e-12, err_msg=what)
+        else:
+            assert got.dtype == np.float32, what
+            scale = np.abs(expected).max()  # where terms cancel, relative to the buffer's largest value
+            np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-5 * scale, err_msg=what)
+
     states = sorted(k[len("state."):] for k in want if k.startswith("state."))
     steps = 0
-    for t, (lr, params, state, opt) in enumerate(_fastnn_trajectory(case, device, holder)):
-        where = f"{case.key} ({holder}, {device}), step {t + 1}"
+    for t, (lr, params, state, opt) in enumerate(_fastnn_trajectory(case, device, holder, dtype)):
+        where = f"{case.key} ({holder}, {device}, {dtype}), step {t + 1}"
         assert lr == pytest.approx(want["lr"][t], rel=1e-14), f"{where}: lr"
-        np.testing.assert_allclose(params, want["params"][t], rtol=1e-10, atol=1e-12, err_msg=f"{where}: params")
+        close(params, want["params"][t], f"{where}: params")
         assert sorted(state) == states, f"{where}: state buffers"
         for name in states:
-            np.testing.assert_allclose(state[name], want[f"state.{name}"][t], rtol=1e-10, atol=1e-12,
-                                       err_msg=f"{where}: state {name!r}")
+            close(state[name], want[f"state.{name}"][t], f"{where}: state {name!r}")
         for key in (k for k in want if k.startswith("scalar.")):
             assert getattr(opt, key[len("scalar."):]) == pytest.approx(want[key][t], rel=1e-12), f"{where}: {key}"
         steps += 1
@@ -219,6 +228,13 @@ def test_matches_the_recorded_torch_trajectory_step_by_step(case, device, holder
     """fastnn and torch.optim (recorded) from the same start and gradients, float64, with a
     decaying lr (the schedule's value at each step was given to torch as its group lr)."""
     _assert_follows(case, device, holder, _golden(case))
+
+
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("case", OPTIM_DB, ids=lambda case: case.key)
+def test_float32_follows_the_recorded_torch_trajectory(case, device):
+    """The float32 kernels (compiled on cpu) along the same float64 trajectory."""
+    _assert_follows(case, device, "parameters", _golden(case), dtype="float32")
 
 
 @pytest.mark.parametrize("device", DEVICES)
