@@ -400,32 +400,25 @@ def _spirals(opt, steps):
 #: problem: (function -> error, updates, error tolerance)
 PROBLEMS = {"quadratic": (_quadratic, 300, 1e-6), "logistic": (_logistic, 200, 0.01),
             "spirals": (_spirals, 1000, 0.03)}
-#: optimizer: options per problem (quadratic, logistic, spirals); a 4th entry overrides
-#: (updates, tolerance) for one problem where the rule is slow
-CONVERGENCE = {
-    "sgd": (dict(lr=0.3), dict(lr=1.0), dict(lr=0.1)),
-    "momentum": (dict(lr=0.1), dict(lr=0.1), dict(lr=0.01)),
-    "nesterov": (dict(lr=0.1), dict(lr=0.1), dict(lr=0.01)),
-    "adagrad": (dict(lr=1.0), dict(lr=1.0), dict(lr=0.03)),
-    # Adadelta's steps grow from sqrt(eps) (no lr in the paper): slow on the quadratic
-    "adadelta": (dict(eps=1e-4), dict(eps=1e-3), dict(), {"quadratic": (500, 0.02)}),
-    "rmsprop": (dict(lr=0.1), dict(lr=0.1), dict(lr=0.003)),
-    "adam": (dict(lr=0.1), dict(lr=1.0), dict(lr=0.01)),
-    "adamw": (dict(lr=0.1), dict(lr=1.0), dict(lr=0.01)),
-    "adamax": (dict(lr=0.3), dict(lr=1.0), dict(lr=0.01)),
-    "nadam": (dict(lr=0.1), dict(lr=1.0), dict(lr=0.01)),
-}
+#: the entries of OPTIM_DB with convergence options (see OptimCase.converge)
+CONVERGENCE = [case for case in OPTIM_DB if case.converge is not None]
 
 
 @pytest.mark.parametrize("problem", list(PROBLEMS))
-@pytest.mark.parametrize("name", list(CONVERGENCE))
-def test_converges_on_the_toy_problems(name, problem):
+@pytest.mark.parametrize("case", CONVERGENCE, ids=lambda case: case.key)
+def test_converges_on_the_toy_problems(case, problem):
+    _needs(case.name)
     func, steps, tol = PROBLEMS[problem]
-    entry = CONVERGENCE[name]
-    steps, tol = entry[3].get(problem, (steps, tol)) if len(entry) > 3 else (steps, tol)
-    opt = fnn.optim.OPTIMIZERS[name](**entry[list(PROBLEMS).index(problem)])
+    steps, tol = case.converge[3].get(problem, (steps, tol)) if len(case.converge) > 3 else (steps, tol)
+    opt = getattr(fnn.optim, case.name)(**{**case.kwargs, **case.converge[list(PROBLEMS).index(problem)]})
     error = func(opt, steps)
-    assert error < tol, f"{name} on {problem}: {error:.3g} after {steps} updates (tolerance {tol})"
+    assert error < tol, f"{case.key} on {problem}: {error:.3g} after {steps} updates (tolerance {tol})"
+
+
+def test_every_optimizer_has_convergence_options():
+    missing = [name for name in OPTIMIZER_NAMES if hasattr(fnn.optim, name)
+               and not any(case.name == name for case in CONVERGENCE)]
+    assert not missing, f"give one OptimCase of {missing} its converge options (tests/golden/optim_db.py)"
 
 
 # ------------------------------------------------------------------ options, state, errors
