@@ -245,3 +245,36 @@ def test_dense_matches_torch_forward_and_backward(activation, device, dtype, fac
             assert_close(value, want, dtype, factor)
         except AssertionError as e:
             raise AssertionError(f"Dense({activation!r}) {name} on {device}, {dtype}") from e
+
+
+@pytest.mark.parametrize("dtype, factor", [("float64", 1.0), ("float32", 10.0)])
+@pytest.mark.parametrize("device", DEVICES)
+def test_batchnorm_matches_torch_batchnorm1d(device, dtype, factor):
+    """BatchNorm = torch.nn.BatchNorm1d (recorded, float64) over training steps: the output,
+    dx, dgamma, dbeta and the running statistics (PyTorch's momentum and unbiased running
+    variance); then, frozen, the evaluation output and dx (normalized by the running statistics)."""
+    data = _golden_layers()
+    g = {k[len("batchnorm."):]: v for k, v in data.items() if k.startswith("batchnorm.")}
+    n_features = g["gamma"].size
+    layer = fnn.layers.BatchNorm(momentum=float(g["momentum"]), eps=float(g["eps"]))
+    model = fnn.Sequential([layer], input_dim=n_features, seed=0, device=device, dtype=dtype)
+    model.set_weights([g["gamma"], g["beta"], np.zeros(n_features), np.ones(n_features)])
+    be = layer.backend
+    steps = len(g["x"]) - 1
+    for t in range(steps + 1):
+        if t == steps:  # the last step evaluates: torch's eval(), fastnn's frozen layer
+            layer.trainable = False
+            y_eval = be.to_numpy(layer.forward(be.asarray(g["x"][t].astype(dtype)), training=False)).copy()
+            assert_close(y_eval, g["y"][t], dtype, factor)
+        model.grads[...] = 0.0
+        y = be.to_numpy(layer.forward(be.asarray(g["x"][t].astype(dtype)), training=True)).copy()
+        dx = be.to_numpy(layer.backward(be.asarray(g["dy"][t].astype(dtype))))  # may overwrite dy
+        got = {"y": y, "dx": dx, "running_mean": be.to_numpy(layer.params["running_mean"]),
+               "running_var": be.to_numpy(layer.params["running_var"])}
+        if t < steps:
+            got.update(dgamma=be.to_numpy(layer.grads["gamma"]), dbeta=be.to_numpy(layer.grads["beta"]))
+        for name, value in got.items():
+            try:
+                assert_close(value, g[name][t], dtype, factor)
+            except AssertionError as e:
+                raise AssertionError(f"BatchNorm {name} at step {t + 1} on {device}, {dtype}") from e

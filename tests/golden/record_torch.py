@@ -18,8 +18,9 @@ optim_torch.npz holds, for every OptimCase ``key``:
 and, shared by all: ``start`` (N_PARAMS,) and ``grads`` (STEPS, N_PARAMS), ``torch_version``.
 
 layers_torch.npz holds torch.nn.init.calculate_gain for a few activations, the standard
-deviation of a kaiming_normal_ draw, and one Dense pass per activation: x @ w + b, then the
-activation, forward and backward (torch.nn.functional, autograd).
+deviation of a kaiming_normal_ draw, one Dense pass per activation: x @ w + b, then the
+activation, forward and backward (torch.nn.functional, autograd), and BatchNorm1d over a few
+training steps (outputs, gradients, running statistics) and one evaluation step.
 """
 
 from __future__ import annotations
@@ -60,6 +61,8 @@ GAINS = [("identity", 0.0, "linear", None), ("sigmoid", 0.0, "sigmoid", None), (
 KAIMING_SHAPE, KAIMING_SEED = (300, 600), 0
 #: Dense pass: n_samples, n_in, n_out
 DENSE_SHAPE = (6, 4, 5)
+#: BatchNorm1d: training steps, rows per batch, features, momentum, eps
+BATCHNORM = dict(steps=3, rows=8, features=5, momentum=0.3, eps=1e-3)
 
 
 def inputs():
@@ -126,6 +129,37 @@ def record_layers():
         out[f"dense.{activation}.alpha"] = np.array(alpha)
         for name, value in (("y", y), ("dx", tx.grad), ("dw", tw.grad), ("db", tb.grad)):
             out[f"dense.{activation}.{name}"] = value.detach().numpy().copy()
+    out.update(record_batchnorm())
+    return out
+
+
+def record_batchnorm():
+    """torch.nn.BatchNorm1d (float64, gamma and beta random): BATCHNORM['steps'] training steps
+    (each a forward and a backward of a random dy: y, dx, dgamma, dbeta, then the running
+    statistics), then one step in evaluation mode, under ``batchnorm.*`` keys."""
+    cfg = BATCHNORM
+    rng = np.random.default_rng(7)
+    n, k = cfg["rows"], cfg["features"]
+    gamma, beta = rng.uniform(0.5, 2.0, k), rng.standard_normal(k)
+    x = rng.normal(3.0, 2.0, (cfg["steps"] + 1, n, k))  # far from zero mean and unit variance
+    dy = rng.standard_normal((cfg["steps"] + 1, n, k))
+    bn = torch.nn.BatchNorm1d(k, eps=cfg["eps"], momentum=cfg["momentum"], dtype=torch.float64)
+    with torch.no_grad():
+        bn.weight.copy_(torch.tensor(gamma))
+        bn.bias.copy_(torch.tensor(beta))
+    out = {"batchnorm.momentum": np.array(cfg["momentum"]), "batchnorm.eps": np.array(cfg["eps"]),
+           "batchnorm.gamma": gamma, "batchnorm.beta": beta, "batchnorm.x": x, "batchnorm.dy": dy}
+    rows = {name: [] for name in ("y", "dx", "dgamma", "dbeta", "running_mean", "running_var")}
+    for t in range(cfg["steps"] + 1):
+        bn.train(t < cfg["steps"])  # the last step evaluates
+        bn.zero_grad()
+        tx = torch.tensor(x[t], requires_grad=True)
+        y = bn(tx)
+        y.backward(torch.tensor(dy[t]))
+        for name, value in (("y", y), ("dx", tx.grad), ("dgamma", bn.weight.grad), ("dbeta", bn.bias.grad),
+                            ("running_mean", bn.running_mean), ("running_var", bn.running_var)):
+            rows[name].append(value.detach().numpy().copy())
+    out.update({f"batchnorm.{name}": np.array(values) for name, values in rows.items()})
     return out
 
 
