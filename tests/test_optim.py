@@ -13,15 +13,8 @@ import fastnn as fnn
 from _helpers import DEVICE, DEVICES
 from golden.optim_db import GAMMA, GOLDEN_FILE, N_PARAMS, OPTIM_DB, STEPS
 
-SGD_CASES = [
-    dict(),
-    dict(momentum=0.9),
-    dict(momentum=0.9, dampening=0.5),
-    dict(momentum=0.8, nesterov=True),
-    dict(momentum=0.9, weight_decay=0.1),
-    dict(momentum=0.9, nesterov=True, weight_decay=0.05),
-    dict(weight_decay=0.3),
-]
+#: the options of every SGD configuration of the optimizer table
+SGD_CASES = [case.kwargs for case in OPTIM_DB if case.name == "SGD"]
 
 
 def sgd_rule(p, grads, lr, momentum=0.0, dampening=0.0, nesterov=False, weight_decay=0.0):
@@ -278,6 +271,7 @@ def test_the_table_covers_every_optimizer_and_the_golden_file_every_entry():
     recorded = {k[:-len(".config")] for k in _golden_file() if k.endswith(".config")}
     assert recorded == set(keys), "re-record: python tests/golden/record_torch.py"
     assert _golden_file()["grads"].shape == (STEPS, N_PARAMS)
+    assert sum(path.stat().st_size for path in GOLDEN_DIR.glob("*.npz")) < 1_000_000, "keep the golden files small"
 
 
 def test_an_entry_without_a_current_recording_fails_and_says_how_to_record():
