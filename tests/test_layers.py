@@ -2,6 +2,8 @@
 and the init gains against torch (recorded in tests/golden)."""
 
 import functools
+import importlib.util
+import os
 import pathlib
 
 import numpy as np
@@ -188,6 +190,9 @@ def test_init_std_follows_its_formula_for_every_activation(init, activation, sha
 # tests/golden/layers_torch.npz holds torch's values (tests/golden/record_torch.py records them), so that
 # these comparisons run without torch; where torch is installed, the gains are also checked live.
 GOLDEN_LAYERS = pathlib.Path(__file__).parent / "golden" / "layers_torch.npz"
+#: devices of the layer comparisons; in the CUDA run (NUMBA_ENABLE_CUDASIM set, as for tests/cuda) cuda too
+TORCH_DEVICES = DEVICES + (["cuda"] if "NUMBA_ENABLE_CUDASIM" in os.environ and importlib.util.find_spec("numba")
+                           else [])
 #: fastnn activation, its alpha, torch.nn.init.calculate_gain's name and parameter
 TORCH_GAINS = [("identity", 0.0, "linear", None), ("sigmoid", 0.0, "sigmoid", None), ("tanh", 0.0, "tanh", None),
                ("relu", 0.0, "relu", None), ("leaky_relu", 0.01, "leaky_relu", 0.01),
@@ -222,7 +227,7 @@ def test_he_normal_matches_torch_kaiming_normal():
 
 
 @pytest.mark.parametrize("dtype, factor", [("float64", 1.0), ("float32", 10.0)])
-@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("device", TORCH_DEVICES)
 @pytest.mark.parametrize("activation", ACTIVATIONS)
 def test_dense_matches_torch_forward_and_backward(activation, device, dtype, factor):
     """Dense(activation) = torch.nn.functional's activation of x @ w + b (recorded, float64):
@@ -248,7 +253,7 @@ def test_dense_matches_torch_forward_and_backward(activation, device, dtype, fac
 
 
 @pytest.mark.parametrize("dtype, factor", [("float64", 1.0), ("float32", 10.0)])
-@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("device", TORCH_DEVICES)
 def test_batchnorm_matches_torch_batchnorm1d(device, dtype, factor):
     """BatchNorm = torch.nn.BatchNorm1d (recorded, float64) over training steps: the output,
     dx, dgamma, dbeta and the running statistics (PyTorch's momentum and unbiased running

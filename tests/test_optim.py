@@ -4,6 +4,8 @@ installed); per-layer options, frozen layers, weight decay on weights only."""
 
 import dataclasses
 import functools
+import importlib.util
+import os
 import pathlib
 
 import numpy as np
@@ -119,6 +121,10 @@ def test_optimizer_rebinds_after_the_model_changes():
 # records it), so that the step-by-step agreement runs without torch; where torch is installed the same
 # table also runs against it live.
 GOLDEN_DIR = pathlib.Path(__file__).parent / "golden"
+#: devices of the comparisons with torch; in the CUDA run (NUMBA_ENABLE_CUDASIM set: 1 the simulator,
+#: 0 a GPU, as for tests/cuda) the CUDA kernels too
+TORCH_DEVICES = DEVICES + (["cuda"] if "NUMBA_ENABLE_CUDASIM" in os.environ and importlib.util.find_spec("numba")
+                           else [])
 #: every optimizer class of fastnn, once
 OPTIMIZER_NAMES = list(dict.fromkeys(case.name for case in OPTIM_DB))
 
@@ -215,7 +221,7 @@ def _assert_follows(case, device, holder, want, dtype="float64"):
 
 
 @pytest.mark.parametrize("holder", ["parameters", "model"])
-@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("device", TORCH_DEVICES)
 @pytest.mark.parametrize("case", OPTIM_DB, ids=lambda case: case.key)
 def test_matches_the_recorded_torch_trajectory_step_by_step(case, device, holder):
     """fastnn and torch.optim (recorded) from the same start and gradients, float64, with a
@@ -223,7 +229,7 @@ def test_matches_the_recorded_torch_trajectory_step_by_step(case, device, holder
     _assert_follows(case, device, holder, _golden(case))
 
 
-@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("device", TORCH_DEVICES)
 @pytest.mark.parametrize("case", OPTIM_DB, ids=lambda case: case.key)
 def test_float32_follows_the_recorded_torch_trajectory(case, device):
     """The float32 kernels (compiled on cpu) along the same float64 trajectory."""
@@ -252,8 +258,6 @@ def test_golden_files_match_the_installed_torch():
 
 
 def _record_torch():
-    import importlib.util
-
     spec = importlib.util.spec_from_file_location("record_torch", GOLDEN_DIR / "record_torch.py")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
