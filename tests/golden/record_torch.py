@@ -34,9 +34,12 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+try:  # run as a script: this folder is on sys.path
+    from optim_db import GAMMA, GOLDEN_FILE, N_PARAMS, OPTIM_DB, STEPS
+except ImportError:  # loaded by tests/test_optim.py, with tests/ on sys.path
+    from golden.optim_db import GAMMA, GOLDEN_FILE, N_PARAMS, OPTIM_DB, STEPS
+
 HERE = os.path.dirname(os.path.abspath(__file__))
-sys.path.insert(0, HERE)
-from optim_db import GAMMA, GOLDEN_FILE, N_PARAMS, OPTIM_DB, STEPS
 
 LAYERS_FILE = "layers_torch.npz"
 
