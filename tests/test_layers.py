@@ -1,9 +1,17 @@
-"""Sequential and layers: flat buffers, building, add/pop, weights, devices, initialization."""
+"""Sequential and layers: flat buffers, building, add/pop, weights, devices, initialization; Dense
+and the init gains against torch (recorded in tests/golden)."""
+
+import functools
+import importlib.util
+import os
+import pathlib
 
 import numpy as np
 import pytest
 
 import fastnn as fnn
+from _helpers import DEVICES, assert_close
+from fastnn.backends.base import ACTIVATIONS, DEFAULT_ALPHA
 from fastnn.initializers import INITS, default_init, gain
 
 
@@ -178,19 +186,100 @@ def test_init_std_follows_its_formula_for_every_activation(init, activation, sha
         assert limit * 0.99 < np.abs(w).max() <= limit
 
 
-def test_gains_match_torch_calculate_gain():
+# ------------------------------------------------------------------ against torch
+# tests/golden/layers_torch.npz holds torch's values (tests/golden/record_torch.py records them), so that
+# these comparisons run without torch; where torch is installed, the gains are also checked live.
+GOLDEN_LAYERS = pathlib.Path(__file__).parent / "golden" / "layers_torch.npz"
+#: devices of the layer comparisons; in the CUDA run (NUMBA_ENABLE_CUDASIM set, as for tests/cuda) cuda too
+TORCH_DEVICES = DEVICES + (["cuda"] if "NUMBA_ENABLE_CUDASIM" in os.environ and importlib.util.find_spec("numba")
+                           else [])
+#: fastnn activation, its alpha, torch.nn.init.calculate_gain's name and parameter
+TORCH_GAINS = [("identity", 0.0, "linear", None), ("sigmoid", 0.0, "sigmoid", None), ("tanh", 0.0, "tanh", None),
+               ("relu", 0.0, "relu", None), ("leaky_relu", 0.01, "leaky_relu", 0.01),
+               ("leaky_relu", 0.2, "leaky_relu", 0.2)]
+
+
+@functools.cache
+def _golden_layers():
+    with np.load(GOLDEN_LAYERS) as data:
+        return {k: data[k] for k in data.files}
+
+
+@pytest.mark.parametrize("activation, alpha, name, param", TORCH_GAINS, ids=[f"{g[0]}-{g[1]}" for g in TORCH_GAINS])
+def test_gains_match_torch_calculate_gain(activation, alpha, name, param):
+    want = float(_golden_layers()[f"gain.{activation}.{alpha}"])
+    assert gain(activation, alpha) == pytest.approx(want, rel=1e-12)
+
+
+def test_gains_match_the_installed_torch_calculate_gain():
     torch = pytest.importorskip("torch")
-    for activation, name, param in [("identity", "linear", None), ("sigmoid", "sigmoid", None),
-                                    ("tanh", "tanh", None), ("relu", "relu", None),
-                                    ("leaky_relu", "leaky_relu", 0.01), ("leaky_relu", "leaky_relu", 0.2)]:
-        alpha = 0.0 if param is None else param
+    for activation, alpha, name, param in TORCH_GAINS:
         assert gain(activation, alpha) == pytest.approx(torch.nn.init.calculate_gain(name, param), rel=1e-12)
 
 
 def test_he_normal_matches_torch_kaiming_normal():
-    torch = pytest.importorskip("torch")
-    w = torch.empty(300, 600)  # torch's Linear weight is (out, in): fan_in = 600
-    torch.nn.init.kaiming_normal_(w, nonlinearity="relu", generator=torch.Generator().manual_seed(0))
-    model = fnn.Sequential([fnn.layers.Dense(300, activation="relu", init="he_normal")], input_dim=600, seed=0,
+    """Same fan-in rule: the std of fastnn's he_normal draw is within 3% of torch's kaiming_normal_
+    draw (recorded) for a (600 in, 300 out) kernel; torch's Linear weight is (out, in)."""
+    n_out, n_in = (int(v) for v in _golden_layers()["kaiming_normal.shape"])
+    model = fnn.Sequential([fnn.layers.Dense(n_out, activation="relu", init="he_normal")], input_dim=n_in, seed=0,
                            device="reference", dtype="float64")
-    assert model.get_weights()[0].std() == pytest.approx(float(w.std()), rel=0.03)
+    assert model.get_weights()[0].std() == pytest.approx(float(_golden_layers()["kaiming_normal.std"]), rel=0.03)
+
+
+@pytest.mark.parametrize("dtype, factor", [("float64", 1.0), ("float32", 10.0)])
+@pytest.mark.parametrize("device", TORCH_DEVICES)
+@pytest.mark.parametrize("activation", ACTIVATIONS)
+def test_dense_matches_torch_forward_and_backward(activation, device, dtype, factor):
+    """Dense(activation) = torch.nn.functional's activation of x @ w + b (recorded, float64):
+    the output and, for an upstream gradient dy, autograd's dx, dw and db."""
+    data = _golden_layers()
+    x, w, b, dy = (data[f"dense.{k}"] for k in ("x", "w", "b", "dy"))
+    alpha = float(data[f"dense.{activation}.alpha"])
+    layer = fnn.layers.Dense(w.shape[1], activation=activation, alpha=alpha if activation in DEFAULT_ALPHA else None)
+    model = fnn.Sequential([layer], input_dim=w.shape[0], seed=0, device=device, dtype=dtype)
+    model.set_weights([w, b])
+    be = layer.backend
+    y = be.to_numpy(layer.forward(be.asarray(x.astype(dtype)), training=True)).copy()
+    model.grads[...] = 0.0
+    dx = be.to_numpy(layer.backward(be.asarray(dy.astype(dtype))))  # the layer may overwrite dy
+    got = {"y": y, "dx": dx, "dw": be.to_numpy(layer.grads["w"]), "db": be.to_numpy(layer.grads["b"])}
+    for name, value in got.items():
+        want = data[f"dense.{activation}.{name}"]
+        assert value.dtype == np.dtype(dtype), name
+        try:
+            assert_close(value, want, dtype, factor)
+        except AssertionError as e:
+            raise AssertionError(f"Dense({activation!r}) {name} on {device}, {dtype}") from e
+
+
+@pytest.mark.parametrize("dtype, factor", [("float64", 1.0), ("float32", 10.0)])
+@pytest.mark.parametrize("device", TORCH_DEVICES)
+def test_batchnorm_matches_torch_batchnorm1d(device, dtype, factor):
+    """BatchNorm = torch.nn.BatchNorm1d (recorded, float64) over training steps: the output,
+    dx, dgamma, dbeta and the running statistics (PyTorch's momentum and unbiased running
+    variance); then, frozen, the evaluation output and dx (normalized by the running statistics)."""
+    data = _golden_layers()
+    g = {k[len("batchnorm."):]: v for k, v in data.items() if k.startswith("batchnorm.")}
+    n_features = g["gamma"].size
+    layer = fnn.layers.BatchNorm(momentum=float(g["momentum"]), eps=float(g["eps"]))
+    model = fnn.Sequential([layer], input_dim=n_features, seed=0, device=device, dtype=dtype)
+    model.set_weights([g["gamma"], g["beta"], np.zeros(n_features), np.ones(n_features)])
+    be = layer.backend
+    steps = len(g["x"]) - 1
+    for t in range(steps + 1):
+        if t == steps:  # the last step evaluates: torch's eval(), fastnn's frozen layer
+            layer.trainable = False
+            y_eval = be.to_numpy(layer.forward(be.asarray(g["x"][t].astype(dtype)), training=False)).copy()
+            assert_close(y_eval, g["y"][t], dtype, factor)
+        model.grads[...] = 0.0
+        y = be.to_numpy(layer.forward(be.asarray(g["x"][t].astype(dtype)), training=True)).copy()
+        dx = be.to_numpy(layer.backward(be.asarray(g["dy"][t].astype(dtype))))  # may overwrite dy
+        got = {"y": y, "dx": dx, "running_mean": be.to_numpy(layer.params["running_mean"]),
+               "running_var": be.to_numpy(layer.params["running_var"])}
+        if t < steps:
+            got.update(dgamma=be.to_numpy(layer.grads["gamma"]), dbeta=be.to_numpy(layer.grads["beta"]))
+        for name, value in got.items():
+            try:
+                assert_close(value, g[name][t], dtype, factor)
+            except AssertionError as e:
+                raise AssertionError(f"BatchNorm {name} at step {t + 1} on {device}, {dtype}") from e

@@ -1,21 +1,22 @@
-"""Optimizers: the fused update equals the published rule step by step, state included;
-per-layer options, frozen layers, weight decay on weights only."""
+"""Optimizers: the fused update equals the published rule step by step, state included, and
+torch.optim's trajectories (recorded in tests/golden, so without torch too; live where torch is
+installed); per-layer options, frozen layers, weight decay on weights only."""
+
+import dataclasses
+import functools
+import importlib.util
+import os
+import pathlib
 
 import numpy as np
 import pytest
 
 import fastnn as fnn
 from _helpers import DEVICE, DEVICES
+from golden.optim_db import GAMMA, GOLDEN_FILE, N_PARAMS, OPTIM_DB, STEPS
 
-SGD_CASES = [
-    dict(),
-    dict(momentum=0.9),
-    dict(momentum=0.9, dampening=0.5),
-    dict(momentum=0.8, nesterov=True),
-    dict(momentum=0.9, weight_decay=0.1),
-    dict(momentum=0.9, nesterov=True, weight_decay=0.05),
-    dict(weight_decay=0.3),
-]
+#: the options of every SGD configuration of the optimizer table
+SGD_CASES = [case.kwargs for case in OPTIM_DB if case.name == "SGD"]
 
 
 def sgd_rule(p, grads, lr, momentum=0.0, dampening=0.0, nesterov=False, weight_decay=0.0):
@@ -50,27 +51,6 @@ def test_sgd_matches_the_published_rule_step_by_step(backend, kwargs, dtype, tol
             buf = backend.to_numpy(opt.state_dict()["state"]["momentum_buffer"])[:35].reshape(5, 7)
             np.testing.assert_allclose(buf, buf_exp, rtol=tol, atol=tol)
     assert opt.step_count == 20
-
-
-def test_sgd_matches_pytorch_when_installed():
-    torch = pytest.importorskip("torch")
-    rng = np.random.default_rng(1)
-    for kwargs in SGD_CASES:
-        w = rng.standard_normal((4, 3))
-        model = fnn.Sequential([fnn.layers.Dense(3, use_bias=False)], input_dim=4, device="reference",
-                               dtype="float64")
-        model.set_weights([w])
-        opt = fnn.optim.SGD(lr=0.1, **kwargs)
-        opt.bind(model)
-        tw = torch.tensor(w, requires_grad=True)
-        topt = torch.optim.SGD([tw], lr=0.1, **kwargs)
-        for _ in range(10):
-            g = rng.standard_normal((4, 3))
-            model.layers[0].grads["w"][...] = g
-            opt.step()
-            tw.grad = torch.tensor(g)
-            topt.step()
-        np.testing.assert_allclose(model.get_weights()[0], tw.detach().numpy(), rtol=1e-12)
 
 
 def test_weight_decay_skips_biases_and_layer_options_apply():
@@ -135,73 +115,178 @@ def test_optimizer_rebinds_after_the_model_changes():
     assert trainer.optimizer.state["momentum_buffer"].shape == model.params.shape
 
 
-# ------------------------------------------------------------------ every optimizer
-#: (optimizer class name, options): every variant of every rule; the class names are torch.optim's
-VARIANTS = [("SGD", case) for case in SGD_CASES] + [
-    ("Adagrad", dict()),
-    ("Adagrad", dict(lr_decay=0.05, weight_decay=0.1, initial_accumulator_value=0.3, eps=1e-6)),
-    ("Adadelta", dict()),
-    ("Adadelta", dict(rho=0.7, eps=1e-5, weight_decay=0.1)),
-    ("RMSprop", dict()),
-    ("RMSprop", dict(alpha=0.9, weight_decay=0.1)),
-    ("RMSprop", dict(momentum=0.9)),
-    ("RMSprop", dict(centered=True)),
-    ("RMSprop", dict(momentum=0.5, centered=True, weight_decay=0.05, eps=1e-6)),
-    ("Adam", dict()),
-    ("Adam", dict(betas=(0.8, 0.99), weight_decay=0.1)),
-    ("Adam", dict(amsgrad=True)),
-    ("Adam", dict(amsgrad=True, weight_decay=0.1, eps=1e-6)),
-    ("AdamW", dict()),
-    ("AdamW", dict(weight_decay=0.3, amsgrad=True)),
-    ("Adamax", dict()),
-    ("Adamax", dict(betas=(0.5, 0.9), weight_decay=0.1)),
-    ("NAdam", dict()),
-    ("NAdam", dict(weight_decay=0.1, momentum_decay=0.05, betas=(0.8, 0.99))),
-]
-LR = {"SGD": 0.05, "Adagrad": 0.1, "Adadelta": 1.0, "RMSprop": 0.01, "Adam": 0.05, "AdamW": 0.05, "Adamax": 0.05,
-      "NAdam": 0.05}
+# ------------------------------------------------------------------ every optimizer, against torch
+# OPTIM_DB (tests/golden/optim_db.py) lists every configuration of every rule, each with its fastnn and
+# torch.optim constructors; golden/optim_torch.npz holds torch's trajectory for each (golden/record_torch.py
+# records it), so that the step-by-step agreement runs without torch; where torch is installed the same
+# table also runs against it live.
+GOLDEN_DIR = pathlib.Path(__file__).parent / "golden"
+#: devices of the comparisons with torch; in the CUDA run (NUMBA_ENABLE_CUDASIM set: 1 the simulator,
+#: 0 a GPU, as for tests/cuda) the CUDA kernels too
+TORCH_DEVICES = DEVICES + (["cuda"] if "NUMBA_ENABLE_CUDASIM" in os.environ and importlib.util.find_spec("numba")
+                           else [])
+#: every optimizer class of fastnn, once
+OPTIMIZER_NAMES = list(dict.fromkeys(case.name for case in OPTIM_DB))
 
 
-def _variant_id(v):
-    return v[0] + "".join(f"-{k}={val}" for k, val in v[1].items())
+def _needs(name):
+    """Skip when fastnn.optim has no class ``name``: an entry may be recorded before its optimizer
+    lands (every optimizer fastnn registers must have an entry: see the coverage test below)."""
+    if not hasattr(fnn.optim, name):
+        pytest.skip(f"fastnn.optim has no {name} (yet)")
+
+
+@functools.cache
+def _golden_file():
+    with np.load(GOLDEN_DIR / GOLDEN_FILE) as data:
+        return {k: data[k] for k in data.files}
+
+
+def _golden(case):
+    """torch's recorded trajectory of ``case``: {'lr', 'params', 'state.{name}', 'scalar.{name}'}."""
+    data = _golden_file()
+    remedy = "run `python tests/golden/record_torch.py` where torch is installed and commit the .npz"
+    if f"{case.key}.config" not in data:
+        pytest.fail(f"{GOLDEN_FILE} has no trajectory for {case.key!r}; {remedy}.")
+    if str(data[f"{case.key}.config"]) != case.torch_config():
+        pytest.fail(f"{GOLDEN_FILE}: {case.key!r} was recorded as {data[f'{case.key}.config']}, the table now says "
+                    f"{case.torch_config()}; {remedy}.")
+    prefix = case.key + "."
+    return {k[len(prefix):]: v for k, v in data.items() if k.startswith(prefix) and k != prefix + "config"}
+
+
+def _fastnn_trajectory(case, device, holder, dtype):
+    """Run ``case``'s fastnn optimizer from the golden start on the golden gradients in ``dtype``;
+    yields (lr given, params, {state name: buffer}, optimizer) after each step. ``holder``:
+    'parameters' (a free vector) or 'model' (the kernel of a Dense(3) layer on 4 inputs)."""
+    start, grads = _golden_file()["start"], _golden_file()["grads"]
+    schedule = fnn.schedules.Exponential(case.lr, gamma=GAMMA)
+    opt = case.make_fastnn(fnn, schedule)
+    if holder == "parameters":
+        x = fnn.optim.Parameters(start, device=device, dtype=dtype)
+        backend = x.backend
+
+        def write(g):
+            x.grads[:] = backend.asarray(g.astype(dtype))
+
+        def read():
+            return backend.to_numpy(x.params)
+    else:
+        x = fnn.Sequential([fnn.layers.Dense(3, use_bias=False)], input_dim=4, seed=0, device=device,
+                           dtype=dtype)
+        x.set_weights([start.reshape(4, 3)])
+        backend = x.layers[0].backend
+
+        def write(g):
+            x.layers[0].grads["w"][...] = backend.asarray(g.reshape(4, 3).astype(dtype))
+
+        def read():
+            return x.get_weights()[0].ravel()
+    opt.bind(x)
+    for t, g in enumerate(grads):
+        write(g)
+        opt.step()
+        # the model's flat buffers may be padded past the kernel's 12 values
+        state = {name: backend.to_numpy(buf)[:N_PARAMS] for name, buf in opt.state.items()}
+        yield schedule(t), read(), state, opt
+
+
+def _assert_follows(case, device, holder, want, dtype="float64"):
+    """fastnn's trajectory equals ``want`` (torch's, float64) at every step: parameters, every
+    state buffer (the same names as torch's) and the scalar state. In float32, to float32's
+    accuracy: 1e-5 relative (and of the buffer's largest value)."""
+    _needs(case.name)
+
+    def close(got, expected, what):
+        if dtype == "float64":
+            np.testing.assert_allclose(got, expected, rtol=1e-10, atol=1e-12, err_msg=what)
+        else:
+            assert got.dtype == np.float32, what
+            scale = np.abs(expected).max()  # where terms cancel, relative to the buffer's largest value
+            np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-5 * scale, err_msg=what)
+
+    states = sorted(k[len("state."):] for k in want if k.startswith("state."))
+    steps = 0
+    for t, (lr, params, state, opt) in enumerate(_fastnn_trajectory(case, device, holder, dtype)):
+        where = f"{case.key} ({holder}, {device}, {dtype}), step {t + 1}"
+        assert lr == pytest.approx(want["lr"][t], rel=1e-14), f"{where}: lr"
+        close(params, want["params"][t], f"{where}: params")
+        assert sorted(state) == states, f"{where}: state buffers"
+        for name in states:
+            close(state[name], want[f"state.{name}"][t], f"{where}: state {name!r}")
+        for key in (k for k in want if k.startswith("scalar.")):
+            assert getattr(opt, key[len("scalar."):]) == pytest.approx(want[key][t], rel=1e-12), f"{where}: {key}"
+        steps += 1
+    assert steps == STEPS == len(want["params"])
+
+
+@pytest.mark.parametrize("holder", ["parameters", "model"])
+@pytest.mark.parametrize("device", TORCH_DEVICES)
+@pytest.mark.parametrize("case", OPTIM_DB, ids=lambda case: case.key)
+def test_matches_the_recorded_torch_trajectory_step_by_step(case, device, holder):
+    """fastnn and torch.optim (recorded) from the same start and gradients, float64, with a
+    decaying lr (the schedule's value at each step was given to torch as its group lr)."""
+    _assert_follows(case, device, holder, _golden(case))
+
+
+@pytest.mark.parametrize("device", TORCH_DEVICES)
+@pytest.mark.parametrize("case", OPTIM_DB, ids=lambda case: case.key)
+def test_float32_follows_the_recorded_torch_trajectory(case, device):
+    """The float32 kernels (compiled on cpu) along the same float64 trajectory."""
+    _assert_follows(case, device, "parameters", _golden(case), dtype="float32")
 
 
 @pytest.mark.parametrize("device", DEVICES)
-@pytest.mark.parametrize("variant", VARIANTS, ids=_variant_id)
-def test_matches_pytorch_step_by_step_when_installed(variant, device):
-    """fastnn and torch.optim from the same start and gradients, float64, with a decaying lr
-    (the schedule's value at each step is given to torch as its group lr)."""
-    torch = pytest.importorskip("torch")
-    dtype = torch.get_default_dtype()
-    torch.set_default_dtype(torch.float64)  # else torch keeps scalar state (NAdam's mu_product) in float32
-    try:
-        _compare_with_torch(torch, *variant, device)
-    finally:
-        torch.set_default_dtype(dtype)
+@pytest.mark.parametrize("case", OPTIM_DB, ids=lambda case: case.key)
+def test_matches_pytorch_step_by_step_when_installed(case, device):
+    """The same comparison against the installed torch, run now."""
+    pytest.importorskip("torch")
+    record_torch = _record_torch()
+    with record_torch.float64_default():
+        want = record_torch.record_case(case, _golden_file()["start"], _golden_file()["grads"])
+    _assert_follows(case, device, "parameters", want)
 
 
-def _compare_with_torch(torch, name, kwargs, device):
-    rng = np.random.default_rng(2)
-    w = rng.standard_normal(12)
-    x = fnn.optim.Parameters(w, device=device)
-    schedule = fnn.schedules.Exponential(LR[name], gamma=0.95)
-    opt = getattr(fnn.optim, name)(lr=schedule, **kwargs)
-    opt.bind(x)
-    tw = torch.tensor(w, requires_grad=True)
-    topt = getattr(torch.optim, name)([tw], lr=LR[name], **kwargs)
-    for t in range(30):
-        g = rng.standard_normal(12)
-        x.grads[:] = g
-        opt.step()
-        topt.param_groups[0]["lr"] = schedule(t)
-        tw.grad = torch.tensor(g)
-        topt.step()
-        np.testing.assert_allclose(x.params, tw.detach().numpy(), rtol=1e-10, atol=1e-12, err_msg=f"step {t + 1}")
-    tstate = topt.state[tw]
-    for key, buf in opt.state.items():
-        np.testing.assert_allclose(buf, tstate[key].numpy(), rtol=1e-10, atol=1e-12, err_msg=key)
-    if name == "NAdam":
-        assert opt.mu_product == pytest.approx(float(tstate["mu_product"]), rel=1e-12)
+def test_golden_files_match_the_installed_torch():
+    """The committed trajectories and layer outputs are what the installed torch computes."""
+    pytest.importorskip("torch")
+    record_torch = _record_torch()
+    with record_torch.float64_default():
+        files = {GOLDEN_FILE: record_torch.record_optim(), record_torch.LAYERS_FILE: record_torch.record_layers()}
+    for name, arrays in files.items():
+        assert record_torch.compare(GOLDEN_DIR / name, arrays) == [], f"{name}: re-record with this torch?"
+
+
+def _record_torch():
+    spec = importlib.util.spec_from_file_location("record_torch", GOLDEN_DIR / "record_torch.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_the_table_covers_every_optimizer_and_the_golden_file_every_entry():
+    """A new optimizer in fastnn.optim.OPTIMIZERS needs an OptimCase (then a recording); an
+    entry renamed or removed must be re-recorded too."""
+    registered = {getattr(cls, "func", cls).__name__ for cls in fnn.optim.OPTIMIZERS.values()}
+    assert registered <= set(OPTIMIZER_NAMES), f"no OptimCase in tests/golden/optim_db.py for " \
+                                               f"{sorted(registered - set(OPTIMIZER_NAMES))}"
+    keys = [case.key for case in OPTIM_DB]
+    assert len(keys) == len(set(keys)) and all(k.replace("-", "").isalnum() for k in keys)
+    recorded = {k[:-len(".config")] for k in _golden_file() if k.endswith(".config")}
+    assert recorded == set(keys), "re-record: python tests/golden/record_torch.py"
+    assert _golden_file()["grads"].shape == (STEPS, N_PARAMS)
+    assert sum(path.stat().st_size for path in GOLDEN_DIR.glob("*.npz")) < 1_000_000, "keep the golden files small"
+
+
+def test_an_entry_without_a_current_recording_fails_and_says_how_to_record():
+    """A new or changed OptimCase cannot pass silently on a missing or stale trajectory."""
+    new = dataclasses.replace(OPTIM_DB[0], key="lion", name="Lion")
+    with pytest.raises(pytest.fail.Exception, match=r"has no trajectory for 'lion'; run `python tests/golden/rec"):
+        _golden(new)
+    changed = dataclasses.replace(OPTIM_DB[1], kwargs=dict(momentum=0.5))
+    with pytest.raises(pytest.fail.Exception, match=r"'sgd-momentum' was recorded as .*\"momentum\": 0\.9.*"
+                                                    r"\"momentum\": 0\.5.*record_torch\.py"):
+        _golden(changed)
 
 
 def _two_steps(opt, device, g1=0.5, g2=-0.01, p0=1.0):
@@ -245,9 +330,9 @@ HAND = {
                                    1 - 0.1 * 0.5 / (0.5 + 1e-8)
                                    - 0.1 * (0.044 / 0.19) / ((0.00024985 / 0.001999) ** 0.5 + 1e-8)]),
     # v2 < v1, so the max keeps v1 = 0.00025
-    "adam-amsgrad": (fnn.optim.Adam(0.1, amsgrad=True), [1 - 0.1 * 0.5 / (0.5 + 1e-8),
-                                                         1 - 0.1 * 0.5 / (0.5 + 1e-8)
-                                                         - 0.1 * (0.044 / 0.19) / ((0.00025 / 0.001999) ** 0.5 + 1e-8)]),
+    "adam-amsgrad": (fnn.optim.Adam(0.1, amsgrad=True),
+                     [1 - 0.1 * 0.5 / (0.5 + 1e-8),
+                      1 - 0.1 * 0.5 / (0.5 + 1e-8) - 0.1 * (0.044 / 0.19) / ((0.00025 / 0.001999) ** 0.5 + 1e-8)]),
     # decoupled: p shrinks by 1 - lr wd = 0.99 first, the moments see the raw gradient
     "adamw": (fnn.optim.AdamW(0.1, weight_decay=0.1), [0.99 - 0.1 * 0.5 / (0.5 + 1e-8),
                                                        (0.99 - 0.1 * 0.5 / (0.5 + 1e-8)) * 0.99
@@ -313,42 +398,33 @@ def _spirals(opt, steps):
 #: problem: (function -> error, updates, error tolerance)
 PROBLEMS = {"quadratic": (_quadratic, 300, 1e-6), "logistic": (_logistic, 200, 0.01),
             "spirals": (_spirals, 1000, 0.03)}
-#: optimizer: options per problem (quadratic, logistic, spirals); a 4th entry overrides
-#: (updates, tolerance) for one problem where the rule is slow
-CONVERGENCE = {
-    "sgd": (dict(lr=0.3), dict(lr=1.0), dict(lr=0.1)),
-    "momentum": (dict(lr=0.1), dict(lr=0.1), dict(lr=0.01)),
-    "nesterov": (dict(lr=0.1), dict(lr=0.1), dict(lr=0.01)),
-    "adagrad": (dict(lr=1.0), dict(lr=1.0), dict(lr=0.03)),
-    # Adadelta's steps grow from sqrt(eps) (no lr in the paper): slow on the quadratic
-    "adadelta": (dict(eps=1e-4), dict(eps=1e-3), dict(), {"quadratic": (500, 0.02)}),
-    "rmsprop": (dict(lr=0.1), dict(lr=0.1), dict(lr=0.003)),
-    "adam": (dict(lr=0.1), dict(lr=1.0), dict(lr=0.01)),
-    "adamw": (dict(lr=0.1), dict(lr=1.0), dict(lr=0.01)),
-    "adamax": (dict(lr=0.3), dict(lr=1.0), dict(lr=0.01)),
-    "nadam": (dict(lr=0.1), dict(lr=1.0), dict(lr=0.01)),
-}
+#: the entries of OPTIM_DB with convergence options (see OptimCase.converge)
+CONVERGENCE = [case for case in OPTIM_DB if case.converge is not None]
 
 
 @pytest.mark.parametrize("problem", list(PROBLEMS))
-@pytest.mark.parametrize("name", list(CONVERGENCE))
-def test_converges_on_the_toy_problems(name, problem):
+@pytest.mark.parametrize("case", CONVERGENCE, ids=lambda case: case.key)
+def test_converges_on_the_toy_problems(case, problem):
+    _needs(case.name)
     func, steps, tol = PROBLEMS[problem]
-    entry = CONVERGENCE[name]
-    steps, tol = entry[3].get(problem, (steps, tol)) if len(entry) > 3 else (steps, tol)
-    opt = fnn.optim.OPTIMIZERS[name](**entry[list(PROBLEMS).index(problem)])
+    steps, tol = case.converge[3].get(problem, (steps, tol)) if len(case.converge) > 3 else (steps, tol)
+    opt = getattr(fnn.optim, case.name)(**{**case.kwargs, **case.converge[list(PROBLEMS).index(problem)]})
     error = func(opt, steps)
-    assert error < tol, f"{name} on {problem}: {error:.3g} after {steps} updates (tolerance {tol})"
+    assert error < tol, f"{case.key} on {problem}: {error:.3g} after {steps} updates (tolerance {tol})"
+
+
+def test_every_optimizer_has_convergence_options():
+    missing = [name for name in OPTIMIZER_NAMES if hasattr(fnn.optim, name)
+               and not any(case.name == name for case in CONVERGENCE)]
+    assert not missing, f"give one OptimCase of {missing} its converge options (tests/golden/optim_db.py)"
 
 
 # ------------------------------------------------------------------ options, state, errors
-ALL = [(name, dict(weight_decay=0.1)) for name in ("SGD", "Adagrad", "Adadelta", "RMSprop", "Adam", "AdamW", "Adamax",
-                                                    "NAdam")]
-
-
 @pytest.mark.parametrize("device", DEVICES)
-@pytest.mark.parametrize("name, kwargs", ALL, ids=[a[0] for a in ALL])
-def test_every_optimizer_decays_weights_only_and_honours_layer_options(name, kwargs, device):
+@pytest.mark.parametrize("name", OPTIMIZER_NAMES)
+def test_every_optimizer_decays_weights_only_and_honours_layer_options(name, device):
+    _needs(name)
+    kwargs = dict(weight_decay=0.1)
     model = fnn.Sequential([fnn.layers.Dense(3), fnn.layers.Dense(2), fnn.layers.Dense(2)], input_dim=2, seed=0,
                            device=device, dtype="float64")
     before = model.get_weights()
@@ -383,14 +459,15 @@ def test_frozen_layers_keep_their_weights_and_zero_state(name):
         assert not buf[frozen].any()
 
 
-@pytest.mark.parametrize("name, kwargs", VARIANTS, ids=[_variant_id(v) for v in VARIANTS])
-def test_state_dict_round_trip_continues_identically(name, kwargs):
+@pytest.mark.parametrize("case", OPTIM_DB, ids=lambda case: case.key)
+def test_state_dict_round_trip_continues_identically(case):
+    _needs(case.name)
     rng = np.random.default_rng(3)
     grads = rng.standard_normal((8, 6))
     holders, opts = [], []
     for _ in range(2):
         holders.append(fnn.optim.Parameters(np.linspace(-1, 1, 6), device=DEVICE))
-        opts.append(getattr(fnn.optim, name)(lr=fnn.schedules.Exponential(0.05, 0.9), **kwargs))
+        opts.append(case.make_fastnn(fnn, fnn.schedules.Exponential(0.05, 0.9)))
         opts[-1].bind(holders[-1])
     a, b = opts
     for g in grads[:4]:
