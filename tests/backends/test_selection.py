@@ -31,7 +31,7 @@ def _backend(node):
 
 
 def test_no_conformance_case_compares_the_reference_with_itself():
-    ids = _collected("test_kernels.py", "test_norm_kernels.py")
+    ids = _collected("test_kernels.py", "test_norm_kernels.py", os.path.join(os.pardir, "test_gradcheck.py"))
     comparisons = [node for node in ids if "reference" in _name(node)]
     assert comparisons, "no comparison with the reference was collected"
     assert {_backend(node) for node in comparisons} >= {"cpu"}
