@@ -75,7 +75,7 @@ def info():
 
 
 __all__ = [
-    "Ensemble", "ModelFormatError", "Sequential", "Trainer", "TrainingDiverged", "augment", "callbacks", "data", "datasets",
-    "export", "get_num_threads", "inference", "info", "landscapes", "layers", "load", "losses", "metrics", "optim",
-    "preprocessing", "schedules", "set_num_threads", "tuning", "__version__",
+    "Ensemble", "ModelFormatError", "Sequential", "Trainer", "TrainingDiverged", "augment", "callbacks", "data",
+    "datasets", "export", "get_num_threads", "inference", "info", "landscapes", "layers", "load", "losses", "metrics",
+    "optim", "preprocessing", "schedules", "set_num_threads", "tuning", "__version__",
 ]

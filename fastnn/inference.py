@@ -95,8 +95,8 @@ class Step(NamedTuple):
     n_out: int
     activation: str = "identity"
     alpha: float = 0.0
-    weight: np.ndarray = None
-    bias: np.ndarray = None
+    weight: np.ndarray | None = None
+    bias: np.ndarray | None = None
 
 
 def _fold(specs, weights, dtype):

@@ -14,10 +14,9 @@ import pytest
 import fastnn as fnn
 from fastnn.cli import OPTIMIZER_LR, main
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(fnn.__file__)))
-
-
 from _helpers import CPU_BUILT, DEVICE, DEVICES, needs_cpu  # noqa: F401
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(fnn.__file__)))
 
 
 def run(capsys, *argv):

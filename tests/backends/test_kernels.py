@@ -316,9 +316,8 @@ def _loss_pair(backend, method, pred, target, weight, dtype, with_grad, **kw):
     for be in (backend, REFERENCE):
         loss_out = be.asarray(np.full(1, 0.5))
         grad = be.zeros(pred.shape, dtype) if with_grad else None
-        as_arr = (lambda a: None if a is None else be.asarray(a))
-        ret = getattr(be, method)(as_arr(pred), as_arr(target), weight=as_arr(weight), scale=scale,
-                                  loss_out=loss_out, grad=grad, **kw)
+        pred_b, target_b, weight_b = (None if a is None else be.asarray(a) for a in (pred, target, weight))
+        ret = getattr(be, method)(pred_b, target_b, weight=weight_b, scale=scale, loss_out=loss_out, grad=grad, **kw)
         assert ret is loss_out
         results.append((be.to_numpy(loss_out)[0], None if grad is None else be.to_numpy(grad)))
     return results
@@ -879,7 +878,8 @@ def test_adaptive_thread_choice_measures_both_and_restores_the_pool(dtype, threa
     finally:
         cpu.set_num_threads(before)
         cpu.set_thread_policy(policy)
-    with pytest.raises(ValueError, match=r"set_thread_policy: unknown policy 'spin'; choose one of 'adaptive', 'fixed'\."):
+    with pytest.raises(ValueError,
+                       match=r"set_thread_policy: unknown policy 'spin'; choose one of 'adaptive', 'fixed'\."):
         cpu.set_thread_policy("spin")
 
 
@@ -960,5 +960,6 @@ def test_fastnn_blas_env_forces_the_numpy_route():
 def test_unknown_blas_choice_is_a_value_error():
     from fastnn.backends.cpu import CpuBackend
 
-    with pytest.raises(ValueError, match=r"CpuBackend: unknown blas 'mkl'; choose one of 'auto', 'openblas', 'numpy'\."):
+    with pytest.raises(ValueError,
+                       match=r"CpuBackend: unknown blas 'mkl'; choose one of 'auto', 'openblas', 'numpy'\."):
         CpuBackend(blas="mkl")
