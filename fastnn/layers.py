@@ -172,7 +172,10 @@ class Dense(Layer):
     init : str or callable, default by activation
         One of 'zeros', 'normal', 'uniform', 'xavier_uniform', 'xavier_normal', 'he_uniform',
         'he_normal', 'lecun_normal', 'orthogonal'; default 'he_normal' for relu/leaky_relu/elu
-        and 'xavier_uniform' otherwise. A callable ``init(shape, rng) -> array`` is used as is.
+        and 'xavier_uniform' otherwise (gain 5/3 for tanh). A name given explicitly means its
+        paper's formula whatever the activation (he_normal: std sqrt(2 / fan_in), with
+        (1 + alpha^2) in the denominator for leaky_relu; see fastnn.initializers). A callable
+        ``init(shape, rng) -> array`` is used as is.
     use_bias : bool, default True
     alpha : float, optional
         Slope of leaky_relu (default 0.01, >= 0) or scale of elu (default 1.0, > 0).
@@ -189,6 +192,7 @@ class Dense(Layer):
         super().__init__()
         self.units = check_int("Dense", "units", units, low=1)
         self.activation, self.alpha = _check_activation("Dense", activation, alpha)
+        self._init_by_activation = init is None  # the default: Xavier keeps the tanh gain
         if init is None:
             init = default_init(self.activation)
         elif not callable(init):
@@ -223,7 +227,8 @@ class Dense(Layer):
                     f"Dense: the init callable must return finite values of shape {shape}; got shape {w.shape}."
                 )
         else:
-            w = initialize(self.init, shape, rng, activation=self.activation, alpha=self.alpha)
+            w = initialize(self.init, shape, rng, activation=self.activation, alpha=self.alpha,
+                           by_activation=self._init_by_activation)
         self.backend.copy(self.backend.asarray(w.astype(self.dtype)), self.params["w"])
         if self.use_bias:
             self.backend.fill(self.params["b"], 0.0)
@@ -259,8 +264,8 @@ class Dense(Layer):
         cfg = {"units": self.units, "activation": self.activation}
         if self.activation in DEFAULT_ALPHA:
             cfg["alpha"] = self.alpha
-        if isinstance(self.init, str):
-            cfg["init"] = self.init
+        if isinstance(self.init, str) and not self._init_by_activation:
+            cfg["init"] = self.init  # a default init is re-chosen by activation when loaded
         cfg["use_bias"] = self.use_bias
         cfg["trainable"] = self.trainable
         return cfg
