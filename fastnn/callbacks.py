@@ -36,6 +36,7 @@ import numpy as np
 from ._checks import check_choice, check_float, check_int
 from ._files import atomic_write
 from .errors import TrainingDiverged
+from .metrics import greater_is_better
 
 
 class Callback:
@@ -163,14 +164,10 @@ class History(Callback):
         save_figure(fig, path, dpi=100)
 
 
-#: metric names where larger is better (mode='auto' maximises them, with or without 'val_')
-_HIGHER_IS_BETTER = ("accuracy", "top_k_accuracy", "precision", "recall", "f1", "r2")
-
-
 class _Monitor:
     """The improvement test shared by the callbacks that watch a logged quantity: ``monitor``
-    ('val_loss', 'accuracy', ...), ``mode`` ('min', 'max', or 'auto': 'max' for the metrics in
-    _HIGHER_IS_BETTER, else 'min') and ``min_delta`` (an absolute margin, as in Keras)."""
+    ('val_loss', 'accuracy', ...), ``mode`` ('min', 'max', or 'auto': 'max' for a metric whose
+    ``greater_is_better`` is True (the Trainer's instance, else fastnn.metrics.METRICS), else 'min') and ``min_delta`` (an absolute margin, as in Keras)."""
 
     def __init__(self, owner, monitor, mode, min_delta, fallback=False):
         if not isinstance(monitor, str) or not monitor:
@@ -178,15 +175,17 @@ class _Monitor:
                             f"got {monitor!r}.")
         self.owner, self.requested = owner, monitor
         mode = check_choice(owner, "mode", mode, ("auto", "min", "max"))
-        if mode == "auto":
-            name = monitor[4:] if monitor.startswith("val_") else monitor
-            mode = "max" if name in _HIGHER_IS_BETTER else "min"
-        self.mode = mode
+        self.auto = mode == "auto"
+        self.mode = ("max" if greater_is_better(monitor) else "min") if self.auto else mode
         self.min_delta = check_float(owner, "min_delta", min_delta, low=0.0)
         self.fallback = fallback
         self.reset()
 
-    def reset(self):
+    def reset(self, trainer=None):
+        """Start watching afresh; with 'auto', the direction comes from the trainer's metric of
+        that name (a custom Metric says its own greater_is_better)."""
+        if self.auto and trainer is not None:
+            self.mode = "max" if greater_is_better(self.requested, getattr(trainer, "metrics", ())) else "min"
         self.monitor = self.requested
         self.best = math.inf if self.mode == "min" else -math.inf
 
@@ -239,7 +238,8 @@ class ReduceLROnPlateau(Callback):
         epochs have passed (Keras' rule: the last of them already counts).
     min_lr : float, default 0, >= 0
     mode : {'auto', 'min', 'max'}, default 'auto'
-        'auto' maximises accuracy, top_k_accuracy, precision, recall, f1 and r2, and
+        'auto' maximises a metric whose greater_is_better is True (accuracy, top_k_accuracy,
+        precision, recall, f1, r2, or a custom Metric saying so), and
         minimises everything else.
     verbose : int, default 0
         1 prints a line at each reduction.
@@ -267,7 +267,7 @@ class ReduceLROnPlateau(Callback):
         self.cooldown_counter = 0
 
     def on_train_begin(self, logs=None):
-        self._monitor.reset()
+        self._monitor.reset(self.trainer)
         self.wait = 0
         self.cooldown_counter = 0
 
@@ -316,7 +316,8 @@ class EarlyStopping(Callback):
         back to the training '<name>' with a UserWarning (early stopping on the training loss
         still ends a stalled run).
     mode : {'auto', 'min', 'max'}, default 'auto'
-        'auto' maximises accuracy, top_k_accuracy, precision, recall, f1 and r2, and minimises
+        'auto' maximises a metric whose greater_is_better is True (accuracy, top_k_accuracy,
+        precision, recall, f1, r2, or a custom Metric saying so), and minimises
         everything else.
     patience : int, default 5, >= 0
         Epochs without improvement before stopping (0: stop at the first one).
@@ -359,7 +360,7 @@ class EarlyStopping(Callback):
         return self._monitor.best
 
     def on_train_begin(self, logs=None):
-        self._monitor.reset()
+        self._monitor.reset(self.trainer)
         self.wait = 0
         self.best_epoch = self.stopped_epoch = None
         self._best_params = None
@@ -426,9 +427,10 @@ class ModelCheckpoint(Callback):
         self.last_path = None
 
     def on_train_begin(self, logs=None):
-        best = self._monitor.best
-        self._monitor.reset()
-        self._monitor.best = best  # the best file so far stays the one to beat
+        best, mode = self._monitor.best, self._monitor.mode
+        self._monitor.reset(self.trainer)
+        if self._monitor.mode == mode:
+            self._monitor.best = best  # the best file so far stays the one to beat
 
     def on_epoch_end(self, epoch, logs=None):
         if self.save_best_only and not self._monitor.improved(self._monitor.value(logs)):

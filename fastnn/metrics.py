@@ -44,6 +44,12 @@ class Metric:
         """The constructor's arguments (checkpoints rebuild the metric from them)."""
         return {}
 
+    def clone(self):
+        """A fresh metric of the same type and configuration (``type(self)(**get_config())``):
+        TopKAccuracy(k=1).clone() keeps k=1. A subclass whose constructor takes arguments
+        returns them from get_config."""
+        return type(self)(**self.get_config())
+
 
 class Accuracy(Metric):
     """Fraction of samples whose predicted class equals the label (weighted by sample weight).
@@ -254,6 +260,18 @@ METRICS = {"accuracy": Accuracy, "top_k_accuracy": TopKAccuracy, "precision": Pr
            "f1": F1, "mse": MeanSquaredError, "mae": MeanAbsoluteError, "r2": R2}
 
 
+def greater_is_better(name, metrics=()):
+    """True when larger values of the logged metric ``name`` (with or without 'val_') are better:
+    the ``greater_is_better`` of the instance in ``metrics`` with that name, else of the class
+    registered under it in METRICS; False for anything else (the loss, the lr, ...)."""
+    name = name[4:] if name.startswith("val_") else name
+    for m in metrics:
+        if m.name == name:
+            return bool(m.greater_is_better)
+    cls = METRICS.get(name)
+    return bool(cls.greater_is_better) if cls is not None else False
+
+
 def get_metric(metric, owner="Trainer"):
     """A fresh Metric from a name (with its default options: top_k_accuracy k=5; precision,
     recall, f1 average='macro') or an instance (returned as is)."""
@@ -264,4 +282,4 @@ def get_metric(metric, owner="Trainer"):
 
 
 __all__ = ["Accuracy", "F1", "METRICS", "MeanAbsoluteError", "MeanSquaredError", "Metric", "Precision", "R2", "Recall",
-           "TopKAccuracy", "get_metric"]
+           "TopKAccuracy", "get_metric", "greater_is_better"]

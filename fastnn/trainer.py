@@ -494,7 +494,7 @@ class Trainer:
         model, backend = self.model, self.model.backend
         fused = self._fused
         acc = backend.zeros((1,), np.float64)
-        metrics = [type(m)() for m in self.metrics]
+        metrics = [m.clone() for m in self.metrics]  # fresh state, same configuration (TopKAccuracy's k)
         chunk = max(self.batch_size or len(X), 1024)
         for start in range(0, len(X), chunk):
             stop = min(start + chunk, len(X))

@@ -318,3 +318,27 @@ def test_no_warning_with_validation():
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         trainer.fit(X, y, epochs=1, validation_split=0.2, callbacks=[EarlyStopping()], verbose=0)
+
+
+def test_auto_mode_reads_greater_is_better_from_the_trainers_metric():
+    # 'auto' takes the direction from the metric itself, not from a list of names in callbacks.py
+    class Misses(fnn.metrics.Metric):
+        name = "misses"
+        greater_is_better = False
+
+        def update(self, pred, target, weight=None, logits=False):
+            self._num += float((pred.argmax(axis=1) != target).sum())
+            self._den += len(target)
+
+    class Hits(Misses):
+        greater_is_better = True
+
+    X, y = fnn.datasets.load_iris()
+    for metric, mode in ((Misses(), "min"), (Hits(), "max")):
+        model = fnn.Sequential([fnn.layers.Dense(3)], seed=0)
+        stop = EarlyStopping(monitor="misses", patience=50)
+        fnn.Trainer(model, "cross_entropy", metrics=[metric], seed=0).fit(X, y, epochs=1, callbacks=[stop],
+                                                                           verbose=0)
+        assert stop._monitor.mode == mode
+    assert EarlyStopping(monitor="val_accuracy")._monitor.mode == "max"
+    assert EarlyStopping(monitor="val_loss")._monitor.mode == "min"
