@@ -7,6 +7,8 @@ are allocated once for the largest batch seen and reused, so a training step all
 
 from __future__ import annotations
 
+import threading
+
 import numpy as np
 
 from ._checks import check_choice, check_float, check_int
@@ -30,30 +32,51 @@ def _check_activation(owner, name, alpha):
 
 
 class _Workspace:
-    """Named (rows, width) buffers of one layer, grown to the largest batch seen.
+    """Named (rows, width) buffers of one layer, grown to the largest batch seen, one set per
+    thread.
 
     ``widths`` maps a name to a width (the layer's dtype) or to (width, dtype). ``get(n)``
-    returns a dict of C-contiguous row views ``buffer[:n]``, cached per n so that the steady
-    state creates no arrays at all.
+    returns a dict of C-contiguous row views ``buffer[:n]`` of the calling thread's buffers,
+    cached per n so that the steady state creates no arrays at all. Buffers live in a
+    ``threading.local``, so several threads predicting with one model never write into each
+    other's outputs (issue 17); a thread's buffers go when the thread ends. At most
+    ``MAX_SIZES`` row counts keep their views (the oldest is dropped first), so predicting
+    with 20,000 distinct sizes keeps 16 small dicts, not 20,000.
     """
 
-    def __init__(self):
-        self.widths = {}
-        self.capacity = 0
-        self._full = {}
-        self._views = {}
+    MAX_SIZES = 16
+
+    def __init__(self, widths=None):
+        self.widths = dict(widths or {})
+        self._local = threading.local()
 
     def get(self, backend, dtype, n):
-        if n > self.capacity:
-            self.capacity = n
-            self._full = {k: backend.empty((n, w), dtype) if isinstance(w, int) else backend.empty((n, w[0]), w[1])
-                          for k, w in self.widths.items()}
-            self._views = {}
-        views = self._views.get(n)
+        local = self._local
+        try:
+            views = local.views.get(n)
+        except AttributeError:  # this thread's first call
+            local.capacity, local.full, local.views = 0, {}, {}
+            views = None
         if views is None:
-            views = {k: buf[:n] for k, buf in self._full.items()}
-            self._views[n] = views
+            if n > local.capacity:
+                local.capacity = n
+                local.full = {k: backend.empty((n, w), dtype) if isinstance(w, int)
+                              else backend.empty((n, w[0]), w[1]) for k, w in self.widths.items()}
+                local.views = {}
+            elif len(local.views) >= self.MAX_SIZES:
+                del local.views[next(iter(local.views))]  # the oldest size first
+            views = local.views[n] = {k: buf[:n] for k, buf in local.full.items()}
         return views
+
+    def __len__(self):
+        """Row counts whose views the calling thread keeps (bounded by MAX_SIZES)."""
+        return len(getattr(self._local, "views", ()))
+
+    def __getstate__(self):  # copies and pickles carry the widths, not the buffers
+        return {"widths": self.widths}
+
+    def __setstate__(self, state):
+        self.__init__(state["widths"])
 
 
 class Layer:

@@ -264,7 +264,7 @@ def greater_is_better(name, metrics=()):
     """True when larger values of the logged metric ``name`` (with or without 'val_') are better:
     the ``greater_is_better`` of the instance in ``metrics`` with that name, else of the class
     registered under it in METRICS; False for anything else (the loss, the lr, ...)."""
-    name = name[4:] if name.startswith("val_") else name
+    name = name.removeprefix("val_")
     for m in metrics:
         if m.name == name:
             return bool(m.greater_is_better)

@@ -523,7 +523,10 @@ class Trainer:
 
     def evaluate(self, X, y, sample_weight=None):
         """{'loss': ..., <metric>: ...} on (X, y) in evaluation mode (no update);
-        ``trainer.timing['evaluate']`` records its wall time (see _record_time)."""
+        ``trainer.timing['evaluate']`` records its wall time (see _record_time).
+
+        Thread-safe like Sequential.predict (per-thread workspaces, a fresh clone of each metric
+        per call), but not while fit runs."""
         t0 = time.perf_counter()
         X, y, w = self._prepare("Trainer.evaluate", X, y, sample_weight)
         result = self._evaluate_arrays(X, y, w)
@@ -531,8 +534,8 @@ class Trainer:
         return result
 
     def predict(self, X, batch_size=None):
-        """The model's output for X (see Sequential.predict); ``trainer.timing['predict']``
-        records its wall time."""
+        """The model's output for X (see Sequential.predict, thread-safe with per-thread
+        workspaces); ``trainer.timing['predict']`` records its wall time."""
         t0 = time.perf_counter()
         out = self.model.predict(X, batch_size=batch_size)
         self._record_time("predict", t0, len(out))
