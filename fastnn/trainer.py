@@ -173,6 +173,9 @@ class Trainer:
         self._augment_buffers = []
         self._buffer_key = None
         self._loss_acc = None
+        self._fit_data = None
+        #: TerminateOnNaN's finite-divergence state ({'start', 'best', 'strikes'}), kept across fit calls
+        self._divergence = None
 
     # ---------------------------------------------------------------- helpers
     @property
@@ -263,8 +266,9 @@ class Trainer:
         verbose : 0 silent; 1 a ProgressBar (a bar within each epoch on a terminal, and one line
         per epoch); 2 one line per epoch only.
 
-        A non-finite loss stops training with TrainingDiverged and finite weights
-        (fastnn.callbacks.TerminateOnNaN). Ctrl-C (KeyboardInterrupt) ends fit after the batch
+        A non-finite loss, or a finite one that runs away (10^4 times the initial loss for two
+        epochs by default), stops training with TrainingDiverged and weights that predict finite
+        values (fastnn.callbacks.TerminateOnNaN; pass one to configure it). Ctrl-C (KeyboardInterrupt) ends fit after the batch
         being trained: the model holds the weights after that batch, the unfinished epoch is
         not recorded (nor counted), a line is printed and the History so far is returned.
         ``trainer.timing['fit']`` records {'seconds': wall time of the call (validation
@@ -299,6 +303,12 @@ class Trainer:
 
         self.stop_training = False
         initial_epoch, samples = self.epoch, 0
+        self._fit_data = Xd  # TerminateOnNaN checks that the weights it leaves predict finite values on it
+        if nan_guard.max_loss_ratio is not None and (self._divergence is None or self._divergence["start"] is None):
+            # the divergence test's reference: the loss of the initial weights, once per Trainer
+            rows = min(len(X), 256)
+            nan_guard.first_loss(self._evaluate_arrays(X[:rows], y[:rows], None if w is None else w[:rows],
+                                                       metrics=False)["loss"])
         for cb in callbacks:
             cb.on_train_begin({"epochs": epochs, "initial_epoch": initial_epoch, "batches": n_batches, "samples": n})
         # only the callbacks that define a batch hook (and want it) cost anything per batch
@@ -394,6 +404,7 @@ class Trainer:
                 interrupted = (self.epoch, None)
             if sigint.caught and interrupted is None:  # during an epoch's end: that epoch is recorded
                 interrupted = (self.epoch, None)
+        self._fit_data = None
         self._record_time("fit", t_start, samples)
         self.timing["fit"]["epochs"] = self.epoch - initial_epoch
         if interrupted is not None:
@@ -489,12 +500,13 @@ class Trainer:
         return self._buffers, self._augment_buffers
 
     # -------------------------------------------------------------- evaluation
-    def _evaluate_arrays(self, X, y, w):
-        """Loss (with the penalty) and metrics on validated arrays, in evaluation mode."""
+    def _evaluate_arrays(self, X, y, w, metrics=True):
+        """Loss (with the penalty) and metrics (unless ``metrics`` is False) on validated arrays,
+        in evaluation mode."""
         model, backend = self.model, self.model.backend
         fused = self._fused
         acc = backend.zeros((1,), np.float64)
-        metrics = [m.clone() for m in self.metrics]  # fresh state, same configuration (TopKAccuracy's k)
+        metrics = [m.clone() for m in self.metrics] if metrics else []  # fresh state, same configuration (TopKAccuracy's k)
         chunk = max(self.batch_size or len(X), 1024)
         for start in range(0, len(X), chunk):
             stop = min(start + chunk, len(X))
