@@ -167,7 +167,8 @@ class History(Callback):
 class _Monitor:
     """The improvement test shared by the callbacks that watch a logged quantity: ``monitor``
     ('val_loss', 'accuracy', ...), ``mode`` ('min', 'max', or 'auto': 'max' for a metric whose
-    ``greater_is_better`` is True (the Trainer's instance, else fastnn.metrics.METRICS), else 'min') and ``min_delta`` (an absolute margin, as in Keras)."""
+    ``greater_is_better`` is True (the Trainer's instance, else fastnn.metrics.METRICS), else
+    'min') and ``min_delta`` (an absolute margin, as in Keras)."""
 
     def __init__(self, owner, monitor, mode, min_delta, fallback=False):
         if not isinstance(monitor, str) or not monitor:

@@ -268,8 +268,8 @@ class Trainer:
 
         A non-finite loss, or a finite one that runs away (10^4 times the initial loss for two
         epochs by default), stops training with TrainingDiverged and weights that predict finite
-        values (fastnn.callbacks.TerminateOnNaN; pass one to configure it). Ctrl-C (KeyboardInterrupt) ends fit after the batch
-        being trained: the model holds the weights after that batch, the unfinished epoch is
+        values (fastnn.callbacks.TerminateOnNaN; pass one to configure it).
+        Ctrl-C (KeyboardInterrupt) ends fit after the batch being trained: the model holds the weights after that batch, the unfinished epoch is
         not recorded (nor counted), a line is printed and the History so far is returned.
         ``trainer.timing['fit']`` records {'seconds': wall time of the call (validation
         included), 'samples': training rows processed, 'samples_per_s', 'epochs'}.
@@ -506,7 +506,8 @@ class Trainer:
         model, backend = self.model, self.model.backend
         fused = self._fused
         acc = backend.zeros((1,), np.float64)
-        metrics = [m.clone() for m in self.metrics] if metrics else []  # fresh state, same configuration (TopKAccuracy's k)
+        # fresh state, same configuration (TopKAccuracy's k)
+        metrics = [m.clone() for m in self.metrics] if metrics else []
         chunk = max(self.batch_size or len(X), 1024)
         for start in range(0, len(X), chunk):
             stop = min(start + chunk, len(X))
