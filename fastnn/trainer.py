@@ -269,8 +269,9 @@ class Trainer:
         A non-finite loss, or a finite one that runs away (10^4 times the initial loss for two
         epochs by default), stops training with TrainingDiverged and weights that predict finite
         values (fastnn.callbacks.TerminateOnNaN; pass one to configure it).
-        Ctrl-C (KeyboardInterrupt) ends fit after the batch being trained: the model holds the weights after that batch, the unfinished epoch is
-        not recorded (nor counted), a line is printed and the History so far is returned.
+        Ctrl-C (KeyboardInterrupt) ends fit after the batch being trained: the model holds the
+        weights after that batch, the unfinished epoch is not recorded (nor counted), a line is
+        printed and the History so far is returned.
         ``trainer.timing['fit']`` records {'seconds': wall time of the call (validation
         included), 'samples': training rows processed, 'samples_per_s', 'epochs'}.
         """
