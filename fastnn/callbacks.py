@@ -481,11 +481,12 @@ class TerminateOnNaN(Callback):
 
     It stops at the first non-finite loss, at non-finite parameters at an epoch's end, and at a
     divergence whose loss stays finite: an epoch's training loss above ``max_loss_ratio`` times
-    the loss of the initial weights (measured by the Trainer once, in evaluation mode on the
-    first 256 training rows, before its first update) for ``patience`` epochs in a row. The
-    reference and the count are kept on the Trainer, so they carry over fit calls (the
-    estimators train one epoch per call). The test costs that one small forward pass and a
-    comparison per epoch; it is skipped when the initial loss is 0.
+    the loss of the initial weights (measured by the Trainer in evaluation mode on the first 256
+    training rows, before its first update on those data) for ``patience`` epochs in a row. The
+    reference and the count are kept on the Trainer, so they carry over fit calls on the same
+    data (the estimators train one epoch per call); data whose first rows differ (a checksum)
+    get a new reference. The test costs that one small forward pass and a comparison per
+    epoch; it is skipped when the initial loss is 0.
 
     Parameters
     ----------
@@ -551,16 +552,15 @@ class TerminateOnNaN(Callback):
         backend.copy(params, snap)
         return True
 
-    def first_loss(self, value):
-        """The Trainer hands the loss of its initial weights (the divergence test's reference)."""
-        state = self._state()
-        if state["start"] is None and math.isfinite(value):
-            state["start"] = value
+    def first_loss(self, value, key=None):
+        """The Trainer hands the loss of the weights before training on a data set (the divergence
+        test's reference) and the data's fingerprint ``key``: new data, a new reference."""
+        self.trainer._divergence = {"start": value if math.isfinite(value) else None, "strikes": 0, "key": key}
 
     def _state(self):
         state = getattr(self.trainer, "_divergence", None)
         if state is None:
-            state = self.trainer._divergence = {"start": None, "strikes": 0}
+            state = self.trainer._divergence = {"start": None, "strikes": 0, "key": None}
         return state
 
     def on_epoch_end(self, epoch, logs=None):

@@ -305,11 +305,14 @@ class Trainer:
         self.stop_training = False
         initial_epoch, samples = self.epoch, 0
         self._fit_data = Xd  # TerminateOnNaN checks that the weights it leaves predict finite values on it
-        if nan_guard.max_loss_ratio is not None and (self._divergence is None or self._divergence["start"] is None):
-            # the divergence test's reference: the loss of the initial weights, once per Trainer
+        if nan_guard.max_loss_ratio is not None:
+            # the divergence test's reference: the loss of the weights before training on these
+            # data (their first rows, fingerprinted), measured once and kept over fit calls
             rows = min(len(X), 256)
-            nan_guard.first_loss(self._evaluate_arrays(X[:rows], y[:rows], None if w is None else w[:rows],
-                                                       metrics=False)["loss"])
+            key = (X.shape[1], float(X[:rows].sum(dtype=np.float64)), float(y[:rows].sum(dtype=np.float64)))
+            if self._divergence is None or self._divergence["key"] != key:
+                nan_guard.first_loss(self._evaluate_arrays(X[:rows], y[:rows], None if w is None else w[:rows],
+                                                           metrics=False)["loss"], key)
         for cb in callbacks:
             cb.on_train_begin({"epochs": epochs, "initial_epoch": initial_epoch, "batches": n_batches, "samples": n})
         # only the callbacks that define a batch hook (and want it) cost anything per batch

@@ -441,3 +441,16 @@ def test_terminate_on_nan_options_are_checked():
         TerminateOnNaN(patience=0)
     with pytest.raises(TypeError, match=r"TerminateOnNaN: max_loss_ratio must be a real number; got 'big'"):
         TerminateOnNaN(max_loss_ratio="big")
+
+
+def test_issue17_new_data_get_a_new_divergence_reference():
+    # fine-tuning on data of another scale is not a runaway: the reference is re-measured
+    rng = np.random.default_rng(0)
+    X = rng.standard_normal((100, 3))
+    w = rng.standard_normal(3)
+    model = fnn.Sequential([fnn.layers.Dense(1)], seed=0, dtype="float64")
+    trainer = fnn.Trainer(model, "mse", fnn.optim.SGD(0.05), batch_size=10, seed=0)
+    trainer.fit(X, X @ w, epochs=20, verbose=0)
+    small = trainer._divergence["start"]
+    history = trainer.fit(X, X @ w * 1e4 + 1e4, epochs=5, verbose=0)  # a loss ~1e8 times the first start
+    assert len(history["loss"]) == 25 and trainer._divergence["start"] > 1e6 * small
