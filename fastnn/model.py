@@ -291,9 +291,10 @@ class Sequential:
         trained or changed). Each thread computes in its own workspaces (a threading.local, freed
         with the thread) rather than under a lock: no waiting, and large predictions overlap in
         BLAS, for the price of one workspace set (at most ``batch_size`` rows, default 4096) per
-        thread; measured on 2 cores, one row costs the same either way (~20-30 us) and two threads
-        of 10,000 rows finish ~1.5x sooner than locked. Workspace views are kept for at most 16 row
-        counts per layer and thread, so any number of distinct sizes uses bounded memory.
+        thread. Measured (64-128-64-10 MLP, 2 shared cores, one BLAS thread): one row 18.4 us
+        per-thread vs 19.2 us locked; 4 threads x 5 calls x 10,000 rows 0.13 s vs 0.14 s locked.
+        Workspace views are kept for at most 16 row counts per layer and thread, so any number
+        of distinct sizes uses bounded memory.
         """
         X = as_float_array("Sequential.predict", "X", X, self.dtype)
         if not self.layers:
