@@ -220,7 +220,8 @@ class Trainer:
                 raise TypeError(f"{owner}: class_weight must be a dict or 'balanced'; got {class_weight!r}.")
             cw = table[labels]
             w = cw if w is None else w * cw
-        return None if w is None else np.ascontiguousarray(w, dtype=self.model.dtype)
+        # in the model's dtype, refusing weights beyond its range rather than turning them into inf
+        return None if w is None else as_float_array(owner, "sample_weight", w, self.model.dtype, ndim=1)
 
     def _class_labels(self, owner, y):
         if y.ndim == 1:

@@ -425,3 +425,10 @@ def test_issue17_huge_unsigned_label_is_reported_as_its_value():
     y = np.array([0, 2 ** 64 - 1], np.uint64)
     with pytest.raises(ValueError, match=r"got the label 18446744073709551615 at index 1"):
         fnn.Trainer(model(), "cross_entropy").fit(np.zeros((2, 5)), y, verbose=0)
+
+
+def test_issue17_sample_weight_beyond_float32_range_is_refused():
+    w = np.ones(4)
+    w[3] = 1e39
+    with pytest.raises(ValueError, match=r"Trainer.fit: sample_weight holds 1e\+39 at index \[3\], beyond float32"):
+        fnn.Trainer(model(), "cross_entropy").fit(np.zeros((4, 5)), [0, 1, 2, 0], sample_weight=w, verbose=0)
