@@ -110,6 +110,7 @@ def test_issue17_trainer_predict_and_evaluate_from_threads(device, switch_often)
     assert run_threads(work) == [0] * N_THREADS
 
 
+@pytest.mark.filterwarnings("ignore:Stochastic Optimizer")
 def test_issue17_estimator_predict_from_threads(switch_often):
     pytest.importorskip("sklearn")
     from fastnn.sklearn import MLPClassifier, MLPRegressor
