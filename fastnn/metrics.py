@@ -48,7 +48,12 @@ class Metric:
         """A fresh metric of the same type and configuration (``type(self)(**get_config())``):
         TopKAccuracy(k=1).clone() keeps k=1. A subclass whose constructor takes arguments
         returns them from get_config."""
-        return type(self)(**self.get_config())
+        config = self.get_config()
+        try:
+            return type(self)(**config)
+        except TypeError as exc:
+            raise TypeError(f"{type(self).__name__}.clone: the metric cannot be rebuilt from get_config() = "
+                            f"{config!r} ({exc}); return the constructor's arguments from get_config().") from None
 
 
 class Accuracy(Metric):

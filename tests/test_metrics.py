@@ -160,3 +160,24 @@ def test_greater_is_better_lives_in_the_metric():
     assert greater_is_better("val_accuracy") and greater_is_better("r2") and not greater_is_better("mse")
     assert not greater_is_better("loss") and not greater_is_better("errors")
     assert greater_is_better("val_errors", [type("Hits", (Errors,), {"greater_is_better": True})()])
+
+
+def test_a_custom_metric_without_its_config_says_how_to_fix_it():
+    class AtLeast(fnn.metrics.Metric):
+        name = "at_least"
+
+        def __init__(self, threshold):
+            self.threshold = threshold
+            super().__init__()
+
+        def update(self, pred, target, weight=None, logits=False):
+            self._num += float((pred.max(axis=1) >= self.threshold).sum())
+            self._den += len(pred)
+
+    X, y = fnn.datasets.load_iris()
+    trainer = fnn.Trainer(fnn.Sequential([fnn.layers.Dense(3)], seed=0), "cross_entropy", metrics=[AtLeast(0.5)])
+    with pytest.raises(TypeError, match=r"AtLeast.clone: the metric cannot be rebuilt from get_config\(\) = \{\} "
+                                        r"\(.*threshold.*\); return the constructor's arguments from get_config"):
+        trainer.evaluate(X, y)
+    AtLeast.get_config = lambda self: {"threshold": self.threshold}
+    assert 0.0 <= trainer.evaluate(X, y)["at_least"] <= 1.0
