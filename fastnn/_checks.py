@@ -151,8 +151,29 @@ def as_float_array(owner, name, value, dtype=np.float32, *, ndim=2, allow_empty=
         raise ValueError(f"{owner}: {name} is empty (shape {arr.shape}); pass at least one sample.")
     if finite:
         check_finite(owner, name, arr)
-    out = np.array(arr, dtype=dtype, order="C", copy=True) if copy else np.ascontiguousarray(arr, dtype=dtype)
-    return out
+    narrowing = arr.dtype.kind == "f" and arr.dtype.itemsize > np.dtype(dtype).itemsize
+    if narrowing:  # float64 -> float32: values beyond float32's range become inf (checked below)
+        with np.errstate(over="ignore"):
+            out = np.array(arr, dtype=dtype, order="C", copy=True) if copy else np.ascontiguousarray(arr, dtype=dtype)
+        if finite and out.size:
+            check_range(owner, name, arr, out)
+        return out
+    return np.array(arr, dtype=dtype, order="C", copy=True) if copy else np.ascontiguousarray(arr, dtype=dtype)
+
+
+def check_range(owner, name, arr, out):
+    """Raise when finite values of ``arr`` became inf in its narrower cast ``out`` (float64
+    beyond float32's range), naming the first such index: the cast would hand inf to the model."""
+    if probably_finite(out):
+        return
+    bad = np.argwhere(~np.isfinite(out))
+    where = ", ".join(str(int(i)) for i in bad[0])
+    limit = float(np.finfo(out.dtype).max)
+    raise ValueError(
+        f"{owner}: {name} holds {_short(arr[tuple(bad[0])])} at index [{where}], beyond {out.dtype}'s range "
+        f"(|x| <= {limit:.4g}), which the model computes in; scale the inputs (e.g. fnn.data.Standardizer) "
+        f"or build the model with dtype='float64'."
+    )
 
 
 def as_label_array(owner, name, value, n_classes=None):
@@ -168,6 +189,18 @@ def as_label_array(owner, name, value, n_classes=None):
                 f"{owner}: {name} must hold integer class labels; got the non-integer value {_short(first)}; "
                 f"for soft or one-hot targets pass a 2-D array."
             )
+    if arr.size and arr.dtype.kind in "fu":  # 1e30 or 2**64 - 1 would wrap in int64: check before the cast
+        top = n_classes if n_classes is not None else 2.0 ** 63
+        outside = (arr < 0) | (arr >= top)
+        if outside.any():
+            index = int(np.argmax(outside))
+            bad = arr[index]
+            within = (f"[0, {n_classes}) for a model with {n_classes} outputs" if n_classes is not None
+                      else "non-negative integers below 2**63")
+            remedy = (f"map labels to 0..{n_classes - 1} or widen the last layer" if n_classes is not None
+                      else "map labels to 0..n_classes - 1")
+            raise ValueError(f"{owner}: {name} must be in {within}; got the label {_short(bad)} at index "
+                             f"{index}; {remedy}.")
     labels = arr.astype(np.int64)
     if n_classes is not None and labels.size:
         lo, hi = int(labels.min()), int(labels.max())

@@ -36,6 +36,7 @@ import numpy as np
 from ._checks import check_choice, check_float, check_int
 from ._files import atomic_write
 from .errors import TrainingDiverged
+from .metrics import greater_is_better
 
 
 class Callback:
@@ -163,14 +164,11 @@ class History(Callback):
         save_figure(fig, path, dpi=100)
 
 
-#: metric names where larger is better (mode='auto' maximises them, with or without 'val_')
-_HIGHER_IS_BETTER = ("accuracy", "top_k_accuracy", "precision", "recall", "f1", "r2")
-
-
 class _Monitor:
     """The improvement test shared by the callbacks that watch a logged quantity: ``monitor``
-    ('val_loss', 'accuracy', ...), ``mode`` ('min', 'max', or 'auto': 'max' for the metrics in
-    _HIGHER_IS_BETTER, else 'min') and ``min_delta`` (an absolute margin, as in Keras)."""
+    ('val_loss', 'accuracy', ...), ``mode`` ('min', 'max', or 'auto': 'max' for a metric whose
+    ``greater_is_better`` is True (the Trainer's instance, else fastnn.metrics.METRICS), else
+    'min') and ``min_delta`` (an absolute margin, as in Keras)."""
 
     def __init__(self, owner, monitor, mode, min_delta, fallback=False):
         if not isinstance(monitor, str) or not monitor:
@@ -178,15 +176,17 @@ class _Monitor:
                             f"got {monitor!r}.")
         self.owner, self.requested = owner, monitor
         mode = check_choice(owner, "mode", mode, ("auto", "min", "max"))
-        if mode == "auto":
-            name = monitor[4:] if monitor.startswith("val_") else monitor
-            mode = "max" if name in _HIGHER_IS_BETTER else "min"
-        self.mode = mode
+        self.auto = mode == "auto"
+        self.mode = ("max" if greater_is_better(monitor) else "min") if self.auto else mode
         self.min_delta = check_float(owner, "min_delta", min_delta, low=0.0)
         self.fallback = fallback
         self.reset()
 
-    def reset(self):
+    def reset(self, trainer=None):
+        """Start watching afresh; with 'auto', the direction comes from the trainer's metric of
+        that name (a custom Metric says its own greater_is_better)."""
+        if self.auto and trainer is not None:
+            self.mode = "max" if greater_is_better(self.requested, getattr(trainer, "metrics", ())) else "min"
         self.monitor = self.requested
         self.best = math.inf if self.mode == "min" else -math.inf
 
@@ -239,7 +239,8 @@ class ReduceLROnPlateau(Callback):
         epochs have passed (Keras' rule: the last of them already counts).
     min_lr : float, default 0, >= 0
     mode : {'auto', 'min', 'max'}, default 'auto'
-        'auto' maximises accuracy, top_k_accuracy, precision, recall, f1 and r2, and
+        'auto' maximises a metric whose greater_is_better is True (accuracy, top_k_accuracy,
+        precision, recall, f1, r2, or a custom Metric saying so), and
         minimises everything else.
     verbose : int, default 0
         1 prints a line at each reduction.
@@ -267,7 +268,7 @@ class ReduceLROnPlateau(Callback):
         self.cooldown_counter = 0
 
     def on_train_begin(self, logs=None):
-        self._monitor.reset()
+        self._monitor.reset(self.trainer)
         self.wait = 0
         self.cooldown_counter = 0
 
@@ -316,7 +317,8 @@ class EarlyStopping(Callback):
         back to the training '<name>' with a UserWarning (early stopping on the training loss
         still ends a stalled run).
     mode : {'auto', 'min', 'max'}, default 'auto'
-        'auto' maximises accuracy, top_k_accuracy, precision, recall, f1 and r2, and minimises
+        'auto' maximises a metric whose greater_is_better is True (accuracy, top_k_accuracy,
+        precision, recall, f1, r2, or a custom Metric saying so), and minimises
         everything else.
     patience : int, default 5, >= 0
         Epochs without improvement before stopping (0: stop at the first one).
@@ -359,7 +361,7 @@ class EarlyStopping(Callback):
         return self._monitor.best
 
     def on_train_begin(self, logs=None):
-        self._monitor.reset()
+        self._monitor.reset(self.trainer)
         self.wait = 0
         self.best_epoch = self.stopped_epoch = None
         self._best_params = None
@@ -426,9 +428,10 @@ class ModelCheckpoint(Callback):
         self.last_path = None
 
     def on_train_begin(self, logs=None):
-        best = self._monitor.best
-        self._monitor.reset()
-        self._monitor.best = best  # the best file so far stays the one to beat
+        best, mode = self._monitor.best, self._monitor.mode
+        self._monitor.reset(self.trainer)
+        if self._monitor.mode == mode:
+            self._monitor.best = best  # the best file so far stays the one to beat
 
     def on_epoch_end(self, epoch, logs=None):
         if self.save_best_only and not self._monitor.improved(self._monitor.value(logs)):
@@ -461,32 +464,87 @@ class CSVLogger(Callback):
         self.trainer.history.to_csv(self.path)
 
 
+def _predicts_finite(model, X, chunk=4096):
+    """True when the model's evaluation-mode output on the backend array X is all finite."""
+    backend = model.backend
+    with np.errstate(all="ignore"):
+        for start in range(0, X.shape[0], chunk):
+            out = model._forward(X[start:start + chunk], training=False)
+            if not np.isfinite(backend.to_numpy(out)).all():
+                return False
+    return True
+
+
 class TerminateOnNaN(Callback):
-    """Stop at the first non-finite loss (or non-finite parameters at an epoch's end), leave
-    finite weights, and raise ``fastnn.TrainingDiverged`` naming the epoch and batch.
+    """Stop training that diverges, leave weights that predict finite values, and raise
+    ``fastnn.TrainingDiverged`` naming the epoch and batch.
+
+    It stops at the first non-finite loss, at non-finite parameters at an epoch's end, and at a
+    divergence whose loss stays finite: an epoch's training loss above ``max_loss_ratio`` times
+    the loss of the initial weights (measured by the Trainer in evaluation mode on the first 256
+    training rows, before its first update on those data) for ``patience`` epochs in a row. The
+    reference and the count are kept on the Trainer, so they carry over fit calls on the same
+    data (the estimators train one epoch per call); data whose first rows differ (a checksum)
+    get a new reference. The test costs that one small forward pass and a comparison per
+    epoch; it is skipped when the initial loss is 0.
+
+    Parameters
+    ----------
+    max_loss_ratio : float or None, default 1e4, > 1
+        None switches the finite-loss test off. A healthy run does not end epoch after epoch
+        ten thousand times worse than its untrained start; runs at lr=1e3 do (losses of 1e8
+        to 1e116 with weights of 1e58 were seen, finishing without a word before).
+    patience : int, default 2, >= 1
+        Consecutive epochs above the ratio before stopping.
 
     fit always runs one (this one when passed in ``callbacks``). The Trainer checks the loss of
-    every batch before its update and calls ``diverged``. The weights left are the last finite
-    ones known: those before the failing batch's update when they are finite; otherwise (an
-    earlier update overflowed, or a forward pass wrote NaN into BatchNorm's running
-    statistics) those at the end of the last epoch whose parameters were all finite, or at the
-    start of fit.
+    every batch before its update and calls ``diverged``. The weights left are the first of
+    these that predict finite values on the training data (checked only when stopping): those
+    before the failing batch's update (not for a finite-loss divergence); those at the end of
+    the last epoch whose parameters were finite and whose loss was within the ratio; those at
+    the start of fit. A finite-loss divergence never keeps the current weights.
+
+    >>> import fastnn as fnn
+    >>> X, y = fnn.datasets.load_iris()
+    >>> model = fnn.Sequential([fnn.layers.Dense(3)], seed=0)
+    >>> guard = fnn.callbacks.TerminateOnNaN(max_loss_ratio=1e3, patience=3)
+    >>> _ = fnn.Trainer(model, "cross_entropy", "adam", seed=0).fit(X, y, epochs=2, callbacks=[guard], verbose=0)
     """
 
     wants_batches = False
 
+    def __init__(self, max_loss_ratio=1e4, patience=2):
+        owner = "TerminateOnNaN"
+        self.max_loss_ratio = None if max_loss_ratio is None else check_float(
+            owner, "max_loss_ratio", max_loss_ratio, low=1.0, low_open=True)
+        self.patience = check_int(owner, "patience", patience, low=1)
+        self._snapshot = self._initial = self._data = None
+
     def on_train_begin(self, logs=None):
         self._snapshot = None
         self._keep_if_finite()
+        model = self.trainer.model
+        self._initial = model.backend.empty(model.params.shape, model.params.dtype)
+        model.backend.copy(model.params, self._initial)
+        self._data = getattr(self.trainer, "_fit_data", None)
+
+    def on_train_end(self, logs=None):
+        self._snapshot = self._initial = self._data = None
+
+    def _params_finite(self):
+        """True when every parameter is finite: the compiled sum of squares first, NumPy only
+        to confirm an overflow."""
+        model = self.trainer.model
+        backend, params = model.backend, model.params
+        return math.isfinite(backend.sum_squares(params)) or bool(np.isfinite(backend.to_numpy(params)).all())
 
     def _keep_if_finite(self):
         """Copy the parameters into the snapshot when they are all finite; False otherwise.
-        Once per epoch: the compiled sum of squares first, NumPy only to confirm an overflow.
         The snapshot is an array of the model's backend (on a GPU it never leaves the device)."""
+        if not self._params_finite():
+            return False
         model = self.trainer.model
         backend, params = model.backend, model.params
-        if not math.isfinite(backend.sum_squares(params)) and not np.isfinite(backend.to_numpy(params)).all():
-            return False
         snap = self._snapshot
         if snap is None or snap.shape != params.shape or snap.dtype != params.dtype or \
                 type(snap) is not type(params):
@@ -494,24 +552,58 @@ class TerminateOnNaN(Callback):
         backend.copy(params, snap)
         return True
 
-    def on_epoch_end(self, epoch, logs=None):
-        if not self._keep_if_finite():
-            self.diverged(epoch, None, "the parameters became non-finite")
+    def first_loss(self, value, key=None):
+        """The Trainer hands the loss of the weights before training on a data set (the divergence
+        test's reference) and the data's fingerprint ``key``: new data, a new reference."""
+        self.trainer._divergence = {"start": value if math.isfinite(value) else None, "strikes": 0, "key": key}
 
-    def diverged(self, epoch, batch, what, where=None):
-        """Leave finite weights and raise TrainingDiverged. ``what`` says what went wrong
-        ('loss became nan'); ``batch`` None: found at the epoch's end (``where`` says how)."""
+    def _state(self):
+        state = getattr(self.trainer, "_divergence", None)
+        if state is None:
+            state = self.trainer._divergence = {"start": None, "strikes": 0, "key": None}
+        return state
+
+    def on_epoch_end(self, epoch, logs=None):
+        if not self._params_finite():
+            self.diverged(epoch, None, "the parameters became non-finite")
+        loss = (logs or {}).get("loss", math.nan)
+        start = self._state()["start"] if self.max_loss_ratio is not None else None
+        if start is None or start <= 0 or not math.isfinite(loss) or loss <= self.max_loss_ratio * start:
+            if start is not None:
+                self._state()["strikes"] = 0
+            self._keep_if_finite()  # a sound epoch: its weights are the ones to fall back on
+            return
+        state = self._state()
+        state["strikes"] += 1
+        if state["strikes"] >= self.patience:
+            self.diverged(epoch, None, f"the loss ran away ({loss:.4g}, over {self.max_loss_ratio:.4g} times the "
+                                       f"{start:.4g} of the initial weights, for {self.patience} epochs)",
+                          where="found at the epoch's end", keep_current=False)
+
+    def diverged(self, epoch, batch, what, where=None, keep_current=True):
+        """Leave weights that predict finite values and raise TrainingDiverged. ``what`` says
+        what went wrong ('loss became nan'); ``batch`` None: found at the epoch's end (``where``
+        says how); ``keep_current`` False: the current weights are not a candidate."""
         model = self.trainer.model
-        if np.isfinite(model.backend.to_numpy(model.params)).all():
-            kept = "the weights are those before that batch's update"
-        elif self._snapshot is not None:
-            model.backend.copy(self._snapshot, model.params)
-            kept = "the weights were restored to the last finite ones (the end of an earlier epoch or the start of fit)"
-        else:
-            kept = "the weights were not finite when fit started"
+        backend = model.backend
+        data = self._data
+        candidates = [("current", "the weights are those before that batch's update")] if keep_current else []
+        candidates += [(self._snapshot, "the weights were restored to the last finite ones (the end of an earlier "
+                                        "epoch or the start of fit)"),
+                       (self._initial, "the weights were restored to those at the start of fit")]
+        kept = "no weights known predict finite values on the training data (not even those at the start of fit)"
+        for snap, text in candidates:
+            if snap is None:
+                continue
+            if not isinstance(snap, str):  # "current": the weights as they are
+                backend.copy(snap, model.params)
+            if np.isfinite(backend.to_numpy(model.params)).all() and (data is None or _predicts_finite(model, data)):
+                kept = text
+                break
         if where is None:
             where = f"batch {batch + 1}" if batch is not None else "an update of that epoch (the loss stayed finite)"
         self.trainer.stop_training = True
+        self._data = self.trainer._fit_data = None  # fit ends here: hold no reference to its data
         raise TrainingDiverged(f"{what} at epoch {epoch + 1}, {where}; {kept}; lower lr, clip gradients "
                                f"(clip_norm=) or scale the inputs.")
 

@@ -1,10 +1,13 @@
 """Weight initialization schemes: ``init(shape, fan_in, fan_out, rng, activation) -> float64 array``.
 
 Fans are those of a Dense weight of shape (n_in, n_out): fan_in = n_in, fan_out = n_out.
-The He and Xavier variants use the gain of the layer's activation, as PyTorch's
-``calculate_gain`` defines it (ReLU sqrt(2), leaky ReLU sqrt(2 / (1 + alpha^2)), tanh 5/3,
-others 1); Xavier keeps gain 1 except for tanh, so that both match the papers' intent:
-Glorot & Bengio (2010), He et al. (2015), LeCun et al. (1998).
+A scheme named explicitly means its paper's formula, whatever the layer's activation:
+xavier_* std sqrt(2 / (fan_in + fan_out)) (Glorot & Bengio, 2010); he_* std
+sqrt(2 / ((1 + a^2) fan_in)) with a the leaky_relu slope, else 0, i.e. sqrt(2 / fan_in) as Keras'
+``he_normal`` and PyTorch's ``kaiming_normal_`` (He et al., 2015); lecun_normal std sqrt(1 / fan_in)
+(LeCun et al., 1998); orthogonal scaled by the activation's gain (Saxe et al., 2014). The gains are
+PyTorch's ``calculate_gain`` (ReLU sqrt(2), leaky ReLU sqrt(2 / (1 + alpha^2)), tanh 5/3, others 1).
+A layer's default (no init given) picks by activation and keeps the tanh gain 5/3 on Xavier.
 """
 
 from __future__ import annotations
@@ -36,8 +39,11 @@ def default_init(activation):
     return "he_normal" if activation in RELU_FAMILY else "xavier_uniform"
 
 
-def initialize(name, shape, rng, *, activation="identity", alpha=0.0, std=0.01, limit=0.05):
-    """Draw a weight array of ``shape`` (n_in, n_out) for the scheme ``name`` (float64)."""
+def initialize(name, shape, rng, *, activation="identity", alpha=0.0, std=0.01, limit=0.05, by_activation=False):
+    """Draw a weight array of ``shape`` (n_in, n_out) for the scheme ``name`` (float64).
+
+    ``by_activation`` (a layer's default init): Xavier takes the tanh gain 5/3; otherwise every
+    scheme is its paper's formula (see the module docstring)."""
     fan_in, fan_out = shape[0], shape[-1]
     if name == "zeros":
         return np.zeros(shape)
@@ -47,12 +53,13 @@ def initialize(name, shape, rng, *, activation="identity", alpha=0.0, std=0.01, 
         return rng.uniform(-limit, limit, size=shape)
     g = gain(activation, alpha)
     if name in ("xavier_uniform", "xavier_normal"):
-        g = g if activation == "tanh" else 1.0
+        g = g if by_activation and activation == "tanh" else 1.0
         s = g * math.sqrt(2.0 / (fan_in + fan_out))
         return rng.uniform(-s * math.sqrt(3.0), s * math.sqrt(3.0), size=shape) if name == "xavier_uniform" \
             else rng.normal(0.0, s, size=shape)
     if name in ("he_uniform", "he_normal"):
-        s = g / math.sqrt(fan_in)
+        a = alpha if activation == "leaky_relu" else 0.0  # He's formula; a = 0 but for a leaky slope
+        s = math.sqrt(2.0 / ((1.0 + a * a) * fan_in))
         return rng.uniform(-s * math.sqrt(3.0), s * math.sqrt(3.0), size=shape) if name == "he_uniform" \
             else rng.normal(0.0, s, size=shape)
     if name == "lecun_normal":

@@ -7,6 +7,8 @@ are allocated once for the largest batch seen and reused, so a training step all
 
 from __future__ import annotations
 
+import threading
+
 import numpy as np
 
 from ._checks import check_choice, check_float, check_int
@@ -30,30 +32,51 @@ def _check_activation(owner, name, alpha):
 
 
 class _Workspace:
-    """Named (rows, width) buffers of one layer, grown to the largest batch seen.
+    """Named (rows, width) buffers of one layer, grown to the largest batch seen, one set per
+    thread.
 
     ``widths`` maps a name to a width (the layer's dtype) or to (width, dtype). ``get(n)``
-    returns a dict of C-contiguous row views ``buffer[:n]``, cached per n so that the steady
-    state creates no arrays at all.
+    returns a dict of C-contiguous row views ``buffer[:n]`` of the calling thread's buffers,
+    cached per n so that the steady state creates no arrays at all. Buffers live in a
+    ``threading.local``, so several threads predicting with one model never write into each
+    other's outputs (issue 17); a thread's buffers go when the thread ends. At most
+    ``MAX_SIZES`` row counts keep their views (the oldest is dropped first), so predicting
+    with 20,000 distinct sizes keeps 16 small dicts, not 20,000.
     """
 
-    def __init__(self):
-        self.widths = {}
-        self.capacity = 0
-        self._full = {}
-        self._views = {}
+    MAX_SIZES = 16
+
+    def __init__(self, widths=None):
+        self.widths = dict(widths or {})
+        self._local = threading.local()
 
     def get(self, backend, dtype, n):
-        if n > self.capacity:
-            self.capacity = n
-            self._full = {k: backend.empty((n, w), dtype) if isinstance(w, int) else backend.empty((n, w[0]), w[1])
-                          for k, w in self.widths.items()}
-            self._views = {}
-        views = self._views.get(n)
+        local = self._local
+        try:
+            views = local.views.get(n)
+        except AttributeError:  # this thread's first call
+            local.capacity, local.full, local.views = 0, {}, {}
+            views = None
         if views is None:
-            views = {k: buf[:n] for k, buf in self._full.items()}
-            self._views[n] = views
+            if n > local.capacity:
+                local.capacity = n
+                local.full = {k: backend.empty((n, w), dtype) if isinstance(w, int)
+                              else backend.empty((n, w[0]), w[1]) for k, w in self.widths.items()}
+                local.views = {}
+            elif len(local.views) >= self.MAX_SIZES:
+                del local.views[next(iter(local.views))]  # the oldest size first
+            views = local.views[n] = {k: buf[:n] for k, buf in local.full.items()}
         return views
+
+    def __len__(self):
+        """Row counts whose views the calling thread keeps (bounded by MAX_SIZES)."""
+        return len(getattr(self._local, "views", ()))
+
+    def __getstate__(self):  # copies and pickles carry the widths, not the buffers
+        return {"widths": self.widths}
+
+    def __setstate__(self, state):
+        self.__init__(state["widths"])
 
 
 class Layer:
@@ -172,7 +195,10 @@ class Dense(Layer):
     init : str or callable, default by activation
         One of 'zeros', 'normal', 'uniform', 'xavier_uniform', 'xavier_normal', 'he_uniform',
         'he_normal', 'lecun_normal', 'orthogonal'; default 'he_normal' for relu/leaky_relu/elu
-        and 'xavier_uniform' otherwise. A callable ``init(shape, rng) -> array`` is used as is.
+        and 'xavier_uniform' otherwise (gain 5/3 for tanh). A name given explicitly means its
+        paper's formula whatever the activation (he_normal: std sqrt(2 / fan_in), with
+        (1 + alpha^2) in the denominator for leaky_relu; see fastnn.initializers). A callable
+        ``init(shape, rng) -> array`` is used as is.
     use_bias : bool, default True
     alpha : float, optional
         Slope of leaky_relu (default 0.01, >= 0) or scale of elu (default 1.0, > 0).
@@ -189,6 +215,7 @@ class Dense(Layer):
         super().__init__()
         self.units = check_int("Dense", "units", units, low=1)
         self.activation, self.alpha = _check_activation("Dense", activation, alpha)
+        self._init_by_activation = init is None  # the default: Xavier keeps the tanh gain
         if init is None:
             init = default_init(self.activation)
         elif not callable(init):
@@ -223,7 +250,8 @@ class Dense(Layer):
                     f"Dense: the init callable must return finite values of shape {shape}; got shape {w.shape}."
                 )
         else:
-            w = initialize(self.init, shape, rng, activation=self.activation, alpha=self.alpha)
+            w = initialize(self.init, shape, rng, activation=self.activation, alpha=self.alpha,
+                           by_activation=self._init_by_activation)
         self.backend.copy(self.backend.asarray(w.astype(self.dtype)), self.params["w"])
         if self.use_bias:
             self.backend.fill(self.params["b"], 0.0)
@@ -259,8 +287,8 @@ class Dense(Layer):
         cfg = {"units": self.units, "activation": self.activation}
         if self.activation in DEFAULT_ALPHA:
             cfg["alpha"] = self.alpha
-        if isinstance(self.init, str):
-            cfg["init"] = self.init
+        if isinstance(self.init, str) and not self._init_by_activation:
+            cfg["init"] = self.init  # a default init is re-chosen by activation when loaded
         cfg["use_bias"] = self.use_bias
         cfg["trainable"] = self.trainable
         return cfg

@@ -44,6 +44,17 @@ class Metric:
         """The constructor's arguments (checkpoints rebuild the metric from them)."""
         return {}
 
+    def clone(self):
+        """A fresh metric of the same type and configuration (``type(self)(**get_config())``):
+        TopKAccuracy(k=1).clone() keeps k=1. A subclass whose constructor takes arguments
+        returns them from get_config."""
+        config = self.get_config()
+        try:
+            return type(self)(**config)
+        except TypeError as exc:
+            raise TypeError(f"{type(self).__name__}.clone: the metric cannot be rebuilt from get_config() = "
+                            f"{config!r} ({exc}); return the constructor's arguments from get_config().") from None
+
 
 class Accuracy(Metric):
     """Fraction of samples whose predicted class equals the label (weighted by sample weight).
@@ -254,6 +265,18 @@ METRICS = {"accuracy": Accuracy, "top_k_accuracy": TopKAccuracy, "precision": Pr
            "f1": F1, "mse": MeanSquaredError, "mae": MeanAbsoluteError, "r2": R2}
 
 
+def greater_is_better(name, metrics=()):
+    """True when larger values of the logged metric ``name`` (with or without 'val_') are better:
+    the ``greater_is_better`` of the instance in ``metrics`` with that name, else of the class
+    registered under it in METRICS; False for anything else (the loss, the lr, ...)."""
+    name = name.removeprefix("val_")
+    for m in metrics:
+        if m.name == name:
+            return bool(m.greater_is_better)
+    cls = METRICS.get(name)
+    return bool(cls.greater_is_better) if cls is not None else False
+
+
 def get_metric(metric, owner="Trainer"):
     """A fresh Metric from a name (with its default options: top_k_accuracy k=5; precision,
     recall, f1 average='macro') or an instance (returned as is)."""
@@ -264,4 +287,4 @@ def get_metric(metric, owner="Trainer"):
 
 
 __all__ = ["Accuracy", "F1", "METRICS", "MeanAbsoluteError", "MeanSquaredError", "Metric", "Precision", "R2", "Recall",
-           "TopKAccuracy", "get_metric"]
+           "TopKAccuracy", "get_metric", "greater_is_better"]

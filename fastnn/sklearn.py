@@ -285,6 +285,8 @@ class _BaseMLP(BaseEstimator):
 
     # ------------------------------------------------------------ predicting
     def _forward(self, X):
+        """The model's output for validated X: thread-safe, as Sequential.predict (per-thread
+        workspaces), so predict/predict_proba/score may run from several threads at once."""
         check_is_fitted(self, "model_")
         X = validate_data(self, X, reset=False, dtype=(np.float64, np.float32))
         return self.model_.predict(X)

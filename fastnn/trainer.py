@@ -173,6 +173,9 @@ class Trainer:
         self._augment_buffers = []
         self._buffer_key = None
         self._loss_acc = None
+        self._fit_data = None
+        #: TerminateOnNaN's finite-divergence state ({'start', 'best', 'strikes'}), kept across fit calls
+        self._divergence = None
 
     # ---------------------------------------------------------------- helpers
     @property
@@ -217,7 +220,8 @@ class Trainer:
                 raise TypeError(f"{owner}: class_weight must be a dict or 'balanced'; got {class_weight!r}.")
             cw = table[labels]
             w = cw if w is None else w * cw
-        return None if w is None else np.ascontiguousarray(w, dtype=self.model.dtype)
+        # in the model's dtype, refusing weights beyond its range rather than turning them into inf
+        return None if w is None else as_float_array(owner, "sample_weight", w, self.model.dtype, ndim=1)
 
     def _class_labels(self, owner, y):
         if y.ndim == 1:
@@ -263,10 +267,12 @@ class Trainer:
         verbose : 0 silent; 1 a ProgressBar (a bar within each epoch on a terminal, and one line
         per epoch); 2 one line per epoch only.
 
-        A non-finite loss stops training with TrainingDiverged and finite weights
-        (fastnn.callbacks.TerminateOnNaN). Ctrl-C (KeyboardInterrupt) ends fit after the batch
-        being trained: the model holds the weights after that batch, the unfinished epoch is
-        not recorded (nor counted), a line is printed and the History so far is returned.
+        A non-finite loss, or a finite one that runs away (10^4 times the initial loss for two
+        epochs by default), stops training with TrainingDiverged and weights that predict finite
+        values (fastnn.callbacks.TerminateOnNaN; pass one to configure it).
+        Ctrl-C (KeyboardInterrupt) ends fit after the batch being trained: the model holds the
+        weights after that batch, the unfinished epoch is not recorded (nor counted), a line is
+        printed and the History so far is returned.
         ``trainer.timing['fit']`` records {'seconds': wall time of the call (validation
         included), 'samples': training rows processed, 'samples_per_s', 'epochs'}.
         """
@@ -302,6 +308,15 @@ class Trainer:
 
         self.stop_training = False
         initial_epoch, samples = self.epoch, 0
+        self._fit_data = Xd  # TerminateOnNaN checks that the weights it leaves predict finite values on it
+        if nan_guard.max_loss_ratio is not None:
+            # the divergence test's reference: the loss of the weights before training on these
+            # data (their first rows, fingerprinted), measured once and kept over fit calls
+            rows = min(len(X), 256)
+            key = (X.shape[1], float(X[:rows].sum(dtype=np.float64)), float(y[:rows].sum(dtype=np.float64)))
+            if self._divergence is None or self._divergence["key"] != key:
+                nan_guard.first_loss(self._evaluate_arrays(X[:rows], y[:rows], None if w is None else w[:rows],
+                                                           metrics=False)["loss"], key)
         for cb in callbacks:
             cb.on_train_begin({"epochs": epochs, "initial_epoch": initial_epoch, "batches": n_batches, "samples": n})
         # only the callbacks that define a batch hook (and want it) cost anything per batch
@@ -397,6 +412,7 @@ class Trainer:
                 interrupted = (self.epoch, None)
             if sigint.caught and interrupted is None:  # during an epoch's end: that epoch is recorded
                 interrupted = (self.epoch, None)
+        self._fit_data = None
         self._record_time("fit", t_start, samples)
         self.timing["fit"]["epochs"] = self.epoch - initial_epoch
         if interrupted is not None:
@@ -492,12 +508,14 @@ class Trainer:
         return self._buffers, self._augment_buffers
 
     # -------------------------------------------------------------- evaluation
-    def _evaluate_arrays(self, X, y, w):
-        """Loss (with the penalty) and metrics on validated arrays, in evaluation mode."""
+    def _evaluate_arrays(self, X, y, w, metrics=True):
+        """Loss (with the penalty) and metrics (unless ``metrics`` is False) on validated arrays,
+        in evaluation mode."""
         model, backend = self.model, self.model.backend
         fused = self._fused
         acc = backend.zeros((1,), np.float64)
-        metrics = [type(m)() for m in self.metrics]
+        # fresh state, same configuration (TopKAccuracy's k)
+        metrics = [m.clone() for m in self.metrics] if metrics else []
         chunk = max(self.batch_size or len(X), 1024)
         for start in range(0, len(X), chunk):
             stop = min(start + chunk, len(X))
@@ -526,7 +544,10 @@ class Trainer:
 
     def evaluate(self, X, y, sample_weight=None):
         """{'loss': ..., <metric>: ...} on (X, y) in evaluation mode (no update);
-        ``trainer.timing['evaluate']`` records its wall time (see _record_time)."""
+        ``trainer.timing['evaluate']`` records its wall time (see _record_time).
+
+        Thread-safe like Sequential.predict (per-thread workspaces, a fresh clone of each metric
+        per call), but not while fit runs."""
         t0 = time.perf_counter()
         X, y, w = self._prepare("Trainer.evaluate", X, y, sample_weight)
         result = self._evaluate_arrays(X, y, w)
@@ -534,8 +555,8 @@ class Trainer:
         return result
 
     def predict(self, X, batch_size=None):
-        """The model's output for X (see Sequential.predict); ``trainer.timing['predict']``
-        records its wall time."""
+        """The model's output for X (see Sequential.predict, thread-safe with per-thread
+        workspaces); ``trainer.timing['predict']`` records its wall time."""
         t0 = time.perf_counter()
         out = self.model.predict(X, batch_size=batch_size)
         self._record_time("predict", t0, len(out))

@@ -318,3 +318,139 @@ def test_no_warning_with_validation():
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         trainer.fit(X, y, epochs=1, validation_split=0.2, callbacks=[EarlyStopping()], verbose=0)
+
+
+def test_auto_mode_reads_greater_is_better_from_the_trainers_metric():
+    # 'auto' takes the direction from the metric itself, not from a list of names in callbacks.py
+    class Misses(fnn.metrics.Metric):
+        name = "misses"
+        greater_is_better = False
+
+        def update(self, pred, target, weight=None, logits=False):
+            self._num += float((pred.argmax(axis=1) != target).sum())
+            self._den += len(target)
+
+    class Hits(Misses):
+        greater_is_better = True
+
+    X, y = fnn.datasets.load_iris()
+    for metric, mode in ((Misses(), "min"), (Hits(), "max")):
+        model = fnn.Sequential([fnn.layers.Dense(3)], seed=0)
+        stop = EarlyStopping(monitor="misses", patience=50)
+        fnn.Trainer(model, "cross_entropy", metrics=[metric], seed=0).fit(X, y, epochs=1, callbacks=[stop],
+                                                                           verbose=0)
+        assert stop._monitor.mode == mode
+    assert EarlyStopping(monitor="val_accuracy")._monitor.mode == "max"
+    assert EarlyStopping(monitor="val_loss")._monitor.mode == "min"
+
+
+# ------------------------------------------------- divergence whose loss stays finite (issue 17)
+def _lr1e3_cases():
+    L = fnn.layers
+    rng = np.random.default_rng(0)
+    Xr = rng.standard_normal((60, 5))
+    yr = Xr @ rng.standard_normal(5) + 0.1 * rng.standard_normal(60)
+    Xi, yi = fnn.datasets.load_iris()
+    return [
+        ("ce-relu", lambda: [L.Dense(16, activation="relu"), L.Dense(3)], "cross_entropy", Xi, yi),
+        ("ce-tanh-softmax", lambda: [L.Dense(16, activation="tanh"), L.Dense(3, activation="softmax")],
+         "cross_entropy", Xi, yi),
+        ("mse-relu", lambda: [L.Dense(16, activation="relu"), L.Dense(1)], "mse", Xr, yr),
+        ("huber-bn", lambda: [L.Dense(16), L.BatchNorm(), L.Activation("relu"), L.Dense(1)], "huber", Xr, yr),
+        ("ce-bn", lambda: [L.Dense(16), L.BatchNorm(), L.Activation("relu"), L.Dense(3)], "cross_entropy", Xi, yi),
+        ("mae-sigmoid", lambda: [L.Dense(8, activation="sigmoid"), L.Dense(1)], "mae", Xr, yr),
+    ]
+
+
+@pytest.mark.filterwarnings("ignore::RuntimeWarning")
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_lr_1e3_runs_that_raise_leave_weights_predicting_finite_values(seed, dtype):
+    # finding 5: in 527 of 812 runs that raised TrainingDiverged the restored "finite" weights
+    # still predicted non-finite values; and runs with l2 ended at losses like 1e116 silently
+    for name, layers, loss, X, y in _lr1e3_cases():
+        for l2 in (0.0, 1e-3):
+            model = fnn.Sequential(layers(), seed=seed, dtype=dtype)
+            trainer = fnn.Trainer(model, loss, fnn.optim.SGD(1e3), batch_size=16, l2=l2, seed=seed)
+            try:
+                history = trainer.fit(X, y, epochs=30, verbose=0)
+            except fnn.TrainingDiverged:
+                pass
+            else:  # a run may end without a word only at a loss within the ratio of its start
+                assert history["loss"][-1] <= 1e4 * trainer._divergence["start"], (name, l2)
+            assert np.isfinite(model.predict(X)).all(), (name, l2)
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_a_finite_runaway_loss_stops_with_training_diverged(seed):
+    # this run ended at a loss near 1e9 (1e9 times its start) without a word before
+    L = fnn.layers
+    X, y = fnn.datasets.load_iris()
+    model = fnn.Sequential([L.Dense(16, activation="tanh"), L.Dense(3, activation="softmax")], seed=seed)
+    trainer = fnn.Trainer(model, "cross_entropy", fnn.optim.SGD(1e3), batch_size=16, l2=1e-3, seed=seed)
+    with pytest.raises(fnn.TrainingDiverged, match=r"^the loss ran away \(.*, over 1e\+04 times the .* of the "
+                                                   r"initial weights, for 2 epochs\) at epoch \d+, found at the "
+                                                   r"epoch's end; the weights were restored"):
+        trainer.fit(X, y, epochs=30, verbose=0)
+    assert np.isfinite(model.predict(X)).all()
+    assert trainer.evaluate(X, y)["loss"] < 1e4 * trainer._divergence["start"]
+    # switched off, the same run ends without a word, as before
+    model = fnn.Sequential([L.Dense(16, activation="tanh"), L.Dense(3, activation="softmax")], seed=seed)
+    trainer = fnn.Trainer(model, "cross_entropy", fnn.optim.SGD(1e3), batch_size=16, l2=1e-3, seed=seed)
+    history = trainer.fit(X, y, epochs=30, callbacks=[TerminateOnNaN(max_loss_ratio=None)], verbose=0)
+    assert history["loss"][-1] > 1e6
+
+
+def test_the_runaway_test_spans_fit_calls_of_one_epoch():
+    L = fnn.layers
+    X, y = fnn.datasets.load_iris()
+    model = fnn.Sequential([L.Dense(16, activation="tanh"), L.Dense(3, activation="softmax")], seed=0)
+    trainer = fnn.Trainer(model, "cross_entropy", fnn.optim.SGD(1e3), batch_size=16, l2=1e-3, seed=0)
+    with pytest.raises(fnn.TrainingDiverged, match="the loss ran away"):
+        for _ in range(30):  # as the estimators train: one epoch per call
+            trainer.fit(X, y, epochs=1, verbose=0)
+    assert np.isfinite(model.predict(X)).all()
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2, 3])
+def test_healthy_runs_are_not_stopped(seed):
+    L = fnn.layers
+    X, y = fnn.datasets.load_iris()
+    X = fnn.data.Standardizer().fit_transform(X)
+    rng = np.random.default_rng(seed)
+    Xr = rng.standard_normal((200, 5))
+    yr = Xr @ rng.standard_normal(5) * 100 + 1e3  # large targets: the loss starts near 1e6 and falls
+    runs = [
+        (fnn.Sequential([L.Dense(16, activation="relu"), L.Dense(3)], seed=seed), "cross_entropy",
+         fnn.optim.SGD(0.05, momentum=0.9), X, y, 1),
+        (fnn.Sequential([L.Dense(16), L.BatchNorm(), L.Activation("relu"), L.Dense(3)], seed=seed),
+         "cross_entropy", fnn.optim.Adam(0.01), X, y, 4),
+        (fnn.Sequential([L.Dense(1)], seed=seed, dtype="float64"), "mse", fnn.optim.SGD(0.05), Xr, yr, 8),
+        (fnn.Sequential([L.Dense(32, activation="relu"), L.Dense(1)], seed=seed), "mse", fnn.optim.Adam(0.1),
+         Xr, yr, 16),
+    ]
+    for model, loss, opt, Xs, ys, bs in runs:
+        history = fnn.Trainer(model, loss, opt, batch_size=bs, seed=seed).fit(Xs, ys, epochs=40, verbose=0)
+        assert len(history["loss"]) == 40 and history["loss"][-1] < history["loss"][0]
+
+
+def test_terminate_on_nan_options_are_checked():
+    with pytest.raises(ValueError, match=r"TerminateOnNaN: max_loss_ratio must be > 1.0; got 0.5"):
+        TerminateOnNaN(max_loss_ratio=0.5)
+    with pytest.raises(ValueError, match=r"TerminateOnNaN: patience must be >= 1; got 0"):
+        TerminateOnNaN(patience=0)
+    with pytest.raises(TypeError, match=r"TerminateOnNaN: max_loss_ratio must be a real number; got 'big'"):
+        TerminateOnNaN(max_loss_ratio="big")
+
+
+def test_new_data_get_a_new_divergence_reference():
+    # fine-tuning on data of another scale is not a runaway: the reference is re-measured
+    rng = np.random.default_rng(0)
+    X = rng.standard_normal((100, 3))
+    w = rng.standard_normal(3)
+    model = fnn.Sequential([fnn.layers.Dense(1)], seed=0, dtype="float64")
+    trainer = fnn.Trainer(model, "mse", fnn.optim.SGD(0.05), batch_size=10, seed=0)
+    trainer.fit(X, X @ w, epochs=20, verbose=0)
+    small = trainer._divergence["start"]
+    history = trainer.fit(X, X @ w * 1e4 + 1e4, epochs=5, verbose=0)  # a loss ~1e8 times the first start
+    assert len(history["loss"]) == 25 and trainer._divergence["start"] > 1e6 * small

@@ -186,7 +186,7 @@ def test_help_shows_defaults(capsys):
     ["tune", "--data", "iris", "--grid", "lr=1e-3", "--results", "{d}"], ["landscape", "--out", "{d}"],
     ["export", "{m}", "--onnx", "{d}"],
 ])
-def test_issue17_output_path_that_is_a_directory_is_refused_before_training(capsys, tmp_path, argv):
+def test_output_path_that_is_a_directory_is_refused_before_training(capsys, tmp_path, argv):
     fnn.Sequential([fnn.layers.Dense(3)], input_dim=4, seed=0).save(tmp_path / "m.fnn")
     capsys.readouterr()
     argv = [a.format(d=tmp_path, m=tmp_path / "m.fnn") for a in argv]
@@ -214,14 +214,14 @@ def bad_files(tmp_path):
     ("corrupt.npz", r"corrupt.npz is a damaged NPZ archive"),
     ("single.npz", r"single.npz is a single .npy array, not an NPZ archive"),
 ])
-def test_issue17_bad_data_files_give_one_clear_line(capsys, bad_files, name, match):
+def test_bad_data_files_give_one_clear_line(capsys, bad_files, name, match):
     code, out, err = run(capsys, "train", "--data", bad_files / name, "--epochs", 1)
     assert code == 2 and out == [] and len(err) == 1, err
     assert re.search(match, err[0]), err[0]
     assert "allow_pickle" not in err[0]
 
 
-def test_issue17_utf8_bom_is_not_part_of_the_first_column_name(tmp_path):
+def test_utf8_bom_is_not_part_of_the_first_column_name(tmp_path):
     path = tmp_path / "bom.csv"
     path.write_bytes(b"\xef\xbb\xbfa,b\n1,2\n")
     assert fnn.data.read_csv(path).names == ["a", "b"]

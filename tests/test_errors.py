@@ -387,3 +387,48 @@ def test_finite_values_whose_sum_overflows_are_accepted_silently():
     with pytest.raises(ValueError, match=r"X contains NaN or inf \(first at index \[0, 2\]: nan\)"):
         model().predict(with_value(huge[:3], (0, 2), np.nan))
     assert model().predict(huge[:3]).shape == (3, 3)
+
+
+@pytest.mark.filterwarnings("error")
+@pytest.mark.parametrize("rows", [3, 20_000])  # checked with a mask and with the screening sum
+def test_issue17_float64_beyond_float32_range_is_refused_not_turned_into_inf(rows):
+    # issue 17 finding 5: float64 inputs beyond float32's range passed the NaN/inf check and
+    # became inf (predict returned inf/NaN with only a RuntimeWarning).
+    X = np.zeros((rows, 5))
+    X[rows - 1, 2] = -1e39
+    with pytest.raises(ValueError, match=r"Sequential.predict: X holds -1e\+39 at index \[%d, 2\], beyond "
+                                         r"float32's range .*Standardizer.*dtype='float64'" % (rows - 1)):
+        model().predict(X)
+    y = np.zeros(rows)
+    with pytest.raises(ValueError, match=r"Trainer.fit: X holds -1e\+39 at index \[%d, 2\]" % (rows - 1)):
+        fnn.Trainer(model(), "cross_entropy").fit(X, y.astype(int), verbose=0)
+    y[1] = 1e300
+    with pytest.raises(ValueError, match=r"Trainer.fit: y holds 1e\+300 at index \[1, 0\]"):
+        fnn.Trainer(model(), "mse").fit(np.zeros((rows, 5)), np.tile(y[:, None], (1, 3)), verbose=0)
+    X[rows - 1, 2] = -1e30  # within float32's range: accepted
+    assert model().predict(X).shape == (rows, 3)
+    X[rows - 1, 2] = -1e39
+    assert model(dtype="float64").predict(X[-3:]).shape == (3, 3)  # a float64 model takes it
+
+
+@pytest.mark.parametrize("label, shown", [(1e30, r"1e\+30"), (2.0 ** 70, r"1\.1805916207174113e\+21"),
+                                          (-3.0, r"-3\.0"), (7.0, r"7\.0")])
+def test_issue17_out_of_range_float_label_is_reported_as_its_value(label, shown):
+    # issue 17 finding 5: a label of 1e30 was reported as -9223372036854775808 (its int64 wrap)
+    y = np.array([0.0, 1.0, label, 2.0])
+    with pytest.raises(ValueError, match=r"Trainer.fit: y must be in \[0, 3\) for a model with 3 outputs; got the "
+                                         r"label %s at index 2; map labels" % shown):
+        fnn.Trainer(model(), "cross_entropy").fit(np.zeros((4, 5)), y, verbose=0)
+
+
+def test_issue17_huge_unsigned_label_is_reported_as_its_value():
+    y = np.array([0, 2 ** 64 - 1], np.uint64)
+    with pytest.raises(ValueError, match=r"got the label 18446744073709551615 at index 1"):
+        fnn.Trainer(model(), "cross_entropy").fit(np.zeros((2, 5)), y, verbose=0)
+
+
+def test_issue17_sample_weight_beyond_float32_range_is_refused():
+    w = np.ones(4)
+    w[3] = 1e39
+    with pytest.raises(ValueError, match=r"Trainer.fit: sample_weight holds 1e\+39 at index \[3\], beyond float32"):
+        fnn.Trainer(model(), "cross_entropy").fit(np.zeros((4, 5)), [0, 1, 2, 0], sample_weight=w, verbose=0)

@@ -159,12 +159,14 @@ GAINS = {"identity": 1.0, "sigmoid": 1.0, "tanh": 5 / 3, "relu": np.sqrt(2), "le
 
 
 def expected_std(init, activation, n_in, n_out):
+    # an explicit name is its paper's formula: Glorot's without a gain, He's with sqrt(2) (with the
+    # leaky slope a: sqrt(2 / (1 + a^2))) whatever the activation (issue 17 finding 8)
     g = GAINS[activation]
+    he = GAINS["leaky_relu"] if activation == "leaky_relu" else np.sqrt(2)
     return {
         "zeros": 0.0, "normal": 0.01, "uniform": 0.05 / np.sqrt(3),
-        "xavier_uniform": (g if activation == "tanh" else 1.0) * np.sqrt(2 / (n_in + n_out)),
-        "xavier_normal": (g if activation == "tanh" else 1.0) * np.sqrt(2 / (n_in + n_out)),
-        "he_uniform": g / np.sqrt(n_in), "he_normal": g / np.sqrt(n_in), "lecun_normal": 1 / np.sqrt(n_in),
+        "xavier_uniform": np.sqrt(2 / (n_in + n_out)), "xavier_normal": np.sqrt(2 / (n_in + n_out)),
+        "he_uniform": he / np.sqrt(n_in), "he_normal": he / np.sqrt(n_in), "lecun_normal": 1 / np.sqrt(n_in),
         "orthogonal": g / np.sqrt(max(n_in, n_out)),  # orthonormal columns (or rows), times the gain
     }[init]
 
@@ -283,3 +285,33 @@ def test_batchnorm_matches_torch_batchnorm1d(device, dtype, factor):
                 assert_close(value, g[name][t], dtype, factor)
             except AssertionError as e:
                 raise AssertionError(f"BatchNorm {name} at step {t + 1} on {device}, {dtype}") from e
+
+
+@pytest.mark.parametrize("activation", [None, "sigmoid", "tanh", "relu", "elu"])
+@pytest.mark.parametrize("init", ["he_normal", "he_uniform"])
+def test_explicit_he_init_is_hes_formula_whatever_the_activation(activation, init):
+    # init="he_normal" on a Dense without its own activation (followed by
+    # BatchNorm and a ReLU) drew with gain 1; He's formula (Keras, PyTorch) is sqrt(2 / fan_in).
+    n_in, n_out = 500, 400
+    model = fnn.Sequential([fnn.layers.Dense(n_out, activation=activation, init=init)], input_dim=n_in, seed=1,
+                           device="reference", dtype="float64")
+    assert model.get_weights()[0].std() == pytest.approx(np.sqrt(2 / n_in), rel=0.02)
+
+
+def test_explicit_he_init_with_leaky_relu_uses_the_slope():
+    n_in, n_out, alpha = 500, 400, 0.3
+    model = fnn.Sequential([fnn.layers.Dense(n_out, activation="leaky_relu", alpha=alpha, init="he_normal")],
+                           input_dim=n_in, seed=1, device="reference", dtype="float64")
+    assert model.get_weights()[0].std() == pytest.approx(np.sqrt(2 / ((1 + alpha ** 2) * n_in)), rel=0.02)
+
+
+@pytest.mark.parametrize("init", ["xavier_normal", "xavier_uniform"])
+def test_explicit_xavier_init_is_glorots_formula_on_tanh(init):
+    n_in, n_out = 500, 400
+    explicit = fnn.Sequential([fnn.layers.Dense(n_out, activation="tanh", init=init)], input_dim=n_in, seed=1,
+                              device="reference", dtype="float64")
+    assert explicit.get_weights()[0].std() == pytest.approx(np.sqrt(2 / (n_in + n_out)), rel=0.02)
+    default = fnn.Sequential([fnn.layers.Dense(n_out, activation="tanh")], input_dim=n_in, seed=1,
+                             device="reference", dtype="float64")  # the default keeps tanh's gain
+    assert default.get_weights()[0].std() == pytest.approx(5 / 3 * np.sqrt(2 / (n_in + n_out)), rel=0.02)
+    assert "init" not in default.layers[0].get_config() and explicit.layers[0].get_config()["init"] == init

@@ -123,3 +123,61 @@ def test_fit_logs_the_new_metrics_with_validation():
     guess = trainer.predict(X)
     assert trainer.evaluate(X, y)["f1"] == pytest.approx(result(F1(), guess, y))
     assert h["val_f1"][-1] == pytest.approx(result(F1(), guess, y))
+
+
+def test_issue12_evaluate_keeps_each_metrics_configuration():
+    # issue 12 item 3: Trainer.evaluate rebuilt metrics as type(m)(), so TopKAccuracy(k=1) was
+    # evaluated with the default k=5 (1.0 on iris instead of the top-1 accuracy).
+    X, y = fnn.datasets.load_iris()
+    X = fnn.data.Standardizer().fit_transform(X)
+    model = fnn.Sequential([fnn.layers.Dense(3)], seed=0)
+    trainer = fnn.Trainer(model, "cross_entropy", metrics=[TopKAccuracy(k=1), F1(average="micro"), "accuracy"],
+                          seed=0)
+    result = trainer.evaluate(X, y)
+    top1 = (model.predict(X).argmax(axis=1) == y).mean()
+    assert result["top_k_accuracy"] == pytest.approx(top1) and result["accuracy"] == pytest.approx(top1)
+    assert result["top_k_accuracy"] < 1.0
+    assert result["f1"] == pytest.approx(top1)  # micro F1 is the accuracy for single-label classes
+    history = trainer.fit(X, y, epochs=1, validation=(X, y), verbose=0)
+    assert history["val_top_k_accuracy"][-1] == pytest.approx(history["val_accuracy"][-1])
+
+
+def test_clone_keeps_the_configuration_and_drops_the_state():
+    m = TopKAccuracy(k=2)
+    m.update(np.array([[0.1, 0.5, 0.4]]), np.array([0]))
+    c = m.clone()
+    assert type(c) is TopKAccuracy and c.k == 2 and np.isnan(c.result()) and m.result() == 0.0
+    assert F1(average="weighted").clone().average == "weighted"
+
+
+def test_greater_is_better_lives_in_the_metric():
+    from fastnn.metrics import Metric, greater_is_better
+
+    class Errors(Metric):
+        name = "errors"
+        greater_is_better = False
+
+    assert greater_is_better("val_accuracy") and greater_is_better("r2") and not greater_is_better("mse")
+    assert not greater_is_better("loss") and not greater_is_better("errors")
+    assert greater_is_better("val_errors", [type("Hits", (Errors,), {"greater_is_better": True})()])
+
+
+def test_a_custom_metric_without_its_config_says_how_to_fix_it():
+    class AtLeast(fnn.metrics.Metric):
+        name = "at_least"
+
+        def __init__(self, threshold):
+            self.threshold = threshold
+            super().__init__()
+
+        def update(self, pred, target, weight=None, logits=False):
+            self._num += float((pred.max(axis=1) >= self.threshold).sum())
+            self._den += len(pred)
+
+    X, y = fnn.datasets.load_iris()
+    trainer = fnn.Trainer(fnn.Sequential([fnn.layers.Dense(3)], seed=0), "cross_entropy", metrics=[AtLeast(0.5)])
+    with pytest.raises(TypeError, match=r"AtLeast.clone: the metric cannot be rebuilt from get_config\(\) = \{\} "
+                                        r"\(.*threshold.*\); return the constructor's arguments from get_config"):
+        trainer.evaluate(X, y)
+    AtLeast.get_config = lambda self: {"threshold": self.threshold}
+    assert 0.0 <= trainer.evaluate(X, y)["at_least"] <= 1.0

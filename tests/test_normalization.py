@@ -94,8 +94,8 @@ def test_a_last_batch_of_one_row_is_merged_into_the_previous_one(n, batch_size, 
     model = bn_first_model()
     model.layers[0].trainable = not frozen
     rows = []
-    model.layers[1].forward = (lambda f: lambda x, *a, **k: rows.append(len(x)) or f(x, *a, **k))(
-        model.layers[1].forward)
+    model.layers[1].forward = (lambda f: lambda x, training=False, **k: (rows.append(len(x)) if training else None)
+                               or f(x, training, **k))(model.layers[1].forward)  # training batches only
     trainer = fnn.Trainer(model, "cross_entropy", batch_size=batch_size, seed=0)
     trainer.fit(X, y, epochs=1, verbose=0)
     assert trainer.optimizer.step_count == steps
