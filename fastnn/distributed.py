@@ -28,7 +28,8 @@ from the layer's key and r (rank 0 keeps the layer's own key).
 Failure: every wait is a bounded poll. A rank whose fit raises sends its error to the others,
 which raise it too (the same type for ValueError, TypeError and TrainingDiverged, else
 DistributedError), so every rank ends with the error; a wait that passes ``timeout`` calls
-``comm.Abort``, as does an uncaught exception at exit (so no rank hangs in MPI_Finalize).
+``comm.Abort``, as does an uncaught exception at exit, after its traceback (so no rank hangs in
+MPI_Finalize); the failing rank leaves the others up to min(timeout, 60 s) to print theirs.
 """
 
 from __future__ import annotations
@@ -101,11 +102,11 @@ def _import_mpi(owner):
 _ABORT = {}
 
 
-def _install_abort_hook(comm):
+def _install_abort_hook(comm, timeout):
     """Make an uncaught exception abort the MPI job after printing its traceback: a rank that
     exits with a collective pending elsewhere must not leave the others waiting in Finalize."""
     first = not _ABORT
-    _ABORT.update(comm=comm, origin=False)
+    _ABORT.update(comm=comm, origin=False, grace=min(timeout, 60.0))
     if not first:
         return
     previous = sys.excepthook
@@ -114,8 +115,8 @@ def _install_abort_hook(comm):
         previous(kind, value, tb)
         sys.stderr.flush()
         sys.stdout.flush()
-        if _ABORT.get("origin"):  # the failing rank: give the others a moment to print the error it sent
-            time.sleep(1.0)
+        if _ABORT.get("origin"):  # the failing rank: the others print the error it sent, then abort the job
+            time.sleep(_ABORT["grace"])  # (which ends this process too); past this bound, it aborts itself
         _ABORT["comm"].Abort(1)
 
     sys.excepthook = hook
@@ -132,7 +133,7 @@ class _Communicator:
         self.rank, self.size = self.comm.Get_rank(), self.comm.Get_size()
         self.timeout = spec.timeout
         self.failed = False
-        _install_abort_hook(self.comm)
+        _install_abort_hook(self.comm, self.timeout)
 
     def wait(self, request, what):
         """Complete ``request``; raise a peer's error if one arrives first; abort past the timeout."""

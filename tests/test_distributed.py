@@ -187,3 +187,14 @@ def test_metric_states_merge_to_the_whole_epochs(metric):
     merged = fnn.metrics.get_metric(metric)
     _merge_metric(merged, parts)
     assert merged.result() == pytest.approx(whole.result(), rel=1e-12)
+
+
+def test_cli_train_distributed_prints_and_saves_on_rank_0(tmp_path):
+    _mpiexec()
+    env = dict(os.environ, PYTHONPATH=ROOT + os.pathsep + os.environ.get("PYTHONPATH", ""), OMP_NUM_THREADS="1")
+    cmd = [_mpiexec(), "-n", "2", sys.executable, "-m", "fastnn.cli", "train", "--data", "iris", "--epochs", "2",
+           "--batch-size", "8", "--distributed", "mpi", "--out", str(tmp_path / "m.fnn")]
+    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=120, cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert proc.stdout.count("saved ") == 1 and proc.stdout.count("epoch 2 ") == 1
+    assert fnn.load(tmp_path / "m.fnn").n_params > 0

@@ -120,3 +120,20 @@ def test_threads_executor_and_dispatcher_concurrency():
     with concurrent.futures.ThreadPoolExecutor(max_workers=3) as ex:
         assert Dispatcher("x", ex).concurrency == 3
     assert Dispatcher("x", None).kind == "serial"
+
+
+def test_cli_tune_workers_and_scheduler(dask_client, capsys, tmp_path):
+    from fastnn.cli import main
+
+    common = ["tune", "--data", "iris", "--epochs", "2", "--grid", "lr=1e-3,1e-2", "hidden=8"]
+    assert main([*common, "--results", str(tmp_path / "serial.csv")]) == 0
+    assert main([*common, "--workers", "2", "--results", str(tmp_path / "pool.csv")]) == 0
+    assert main([*common, "--scheduler", dask_client.scheduler.address, "--results", str(tmp_path / "dask.csv")]) == 0
+    tables = [[row.split(",")[:-1] for row in (tmp_path / f"{n}.csv").read_text().splitlines()]  # all but time_s
+              for n in ("serial", "pool", "dask")]
+    assert tables[0] == tables[1] == tables[2]
+    capsys.readouterr()
+    assert main([*common, "--workers", "2", "--scheduler", "tcp://x:1"]) == 2
+    assert "give --workers or --scheduler, not both" in capsys.readouterr().err
+    assert main([*common, "--workers", "0"]) == 2
+    assert "--workers must be >= 1" in capsys.readouterr().err
