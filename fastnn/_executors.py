@@ -72,12 +72,16 @@ def _with_threads(fn, concurrency, *args):
         from threadpoolctl import threadpool_limits
     except ImportError:
         threadpool_limits = None
-    from . import set_num_threads
+    from . import get_num_threads, set_num_threads
 
+    before = get_num_threads()
     set_num_threads(threads)
-    if threadpool_limits is None:
-        for name in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
-            os.environ[name] = str(threads)  # read by libraries this process has not loaded yet
-        return fn(*args)
-    with threadpool_limits(limits=threads):
-        return fn(*args)
+    try:
+        if threadpool_limits is None:
+            for name in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+                os.environ[name] = str(threads)  # read by libraries this process has not loaded yet
+            return fn(*args)
+        with threadpool_limits(limits=threads):
+            return fn(*args)
+    finally:
+        set_num_threads(before)  # a thread pool's worker is the caller's own process

@@ -29,7 +29,8 @@ Failure: every wait is a bounded poll. A rank whose fit raises sends its error t
 which raise it too (the same type for ValueError, TypeError and TrainingDiverged, else
 DistributedError), so every rank ends with the error; a wait that passes ``timeout`` calls
 ``comm.Abort``, as does an uncaught exception at exit, after its traceback (so no rank hangs in
-MPI_Finalize); the failing rank leaves the others up to min(timeout, 60 s) to print theirs.
+MPI_Finalize); the failing rank first waits (up to min(timeout, 60 s)) until every other rank
+has received its error or failed too.
 """
 
 from __future__ import annotations
@@ -47,6 +48,8 @@ from .errors import TrainingDiverged
 
 #: MPI tag of the error message a failing rank sends to the others.
 _ERROR_TAG = 0x6E6E
+#: MPI tag of the receipt a rank sends back to the failing rank when its error arrives.
+_RECEIPT_TAG = 0x6E6F
 #: Errors a peer re-raises with the failing rank's type (anything else: DistributedError).
 _SAME_TYPE = {"ValueError": ValueError, "TypeError": TypeError, "TrainingDiverged": TrainingDiverged}
 
@@ -116,10 +119,25 @@ def _install_abort_hook(comm, timeout):
         sys.stderr.flush()
         sys.stdout.flush()
         if _ABORT.get("origin"):  # the failing rank: the others print the error it sent, then abort the job
-            time.sleep(_ABORT["grace"])  # (which ends this process too); past this bound, it aborts itself
+            _await_peers(_ABORT["comm"], _ABORT["grace"])  # (which ends this process too)
         _ABORT["comm"].Abort(1)
 
     sys.excepthook = hook
+
+
+def _await_peers(comm, grace):
+    """Wait, at most ``grace`` seconds, until every other rank has received this rank's error
+    (a receipt) or failed too (its own error): then they are printing it and about to abort."""
+    from mpi4py import MPI as _MPI
+
+    heard, status, deadline = set(), _MPI.Status(), time.monotonic() + grace
+    while len(heard) < comm.Get_size() - 1 and time.monotonic() < deadline:
+        while comm.Iprobe(source=_MPI.ANY_SOURCE, tag=_MPI.ANY_TAG, status=status):
+            comm.recv(source=status.Get_source(), tag=status.Get_tag())
+            if status.Get_tag() in (_ERROR_TAG, _RECEIPT_TAG):
+                heard.add(status.Get_source())
+        time.sleep(1e-3)
+    time.sleep(min(0.5, grace))  # their tracebacks before the abort
 
 
 class _Communicator:
@@ -152,6 +170,7 @@ class _Communicator:
     def _raise_peer_error(self):
         status = self.mpi.Status()
         kind, text = self.comm.recv(source=self.mpi.ANY_SOURCE, tag=_ERROR_TAG, status=status)
+        self.comm.isend(None, dest=status.Get_source(), tag=_RECEIPT_TAG)  # small: sent eagerly
         self.failed = True
         message = f"rank {status.Get_source()} of {self.size} failed: {text}"
         raise _SAME_TYPE.get(kind, DistributedError)(message)
@@ -276,7 +295,7 @@ class _Session:
             count = -(-n // gbs)
             if count > 1 and n - (count - 1) * gbs < K * min_rows:
                 count -= 1  # every rank's part of the last batch must be trainable
-            if n // count < K * min_rows and n < K * min_rows:
+            if n < K * min_rows:
                 raise ValueError(f"{self.owner}: {n} training rows cannot give each of {K} ranks {min_rows} "
                                  f"row(s) per batch; use fewer ranks or more data.")
             bounds, global_rows = [], []

@@ -420,6 +420,8 @@ class Trainer:
                     if self.stop_training:
                         break
             except KeyboardInterrupt:  # raised by a callback between batches, or a second Ctrl-C
+                if dist is not None:  # the other ranks cannot stop here: fastnn.distributed ends them all
+                    raise
                 interrupted = (self.epoch, None)
             if sigint.caught and interrupted is None:  # during an epoch's end: that epoch is recorded
                 interrupted = (self.epoch, None)

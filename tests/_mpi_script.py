@@ -1,7 +1,9 @@
 """Run by tests/test_distributed.py as ``mpiexec -n K python _mpi_script.py SCENARIO OUTDIR``.
 
 equal: the scenarios whose weights the test compares (written by every rank to OUTDIR/<name>-<rank>.npz);
-bad_data, diverge: the last rank fails and the error must end every rank.
+stop_on_one_rank: one rank's callback stops training, every rank stops at the same batch;
+bad_data, diverge, interrupt: the last rank fails and the error must end every rank;
+everywhere: every rank fails on its own.
 """
 
 import os
@@ -69,6 +71,19 @@ def equal(out):
     save(out, "shard", t, val_loss=np.array(t.history["val_loss"]))
 
 
+def stop_on_one_rank(out):
+    """The last rank's callback stops training after batch 2 of epoch 2: every rank stops there."""
+    X, y = data()
+    t = dense_trainer()
+
+    def stop(batch, logs):
+        if RANK == SIZE - 1 and t.epoch == 1 and batch == 2:
+            t.stop_training = True
+
+    t.fit(X, y, epochs=3, verbose=0, callbacks=[fnn.callbacks.LambdaCallback(on_batch_end=stop)])
+    save(out, "stopped", t, steps=np.array(t.optimizer.step_count))
+
+
 def bad_data(out):
     X, y = data()
     if RANK == SIZE - 1:
@@ -84,5 +99,25 @@ def diverge(out):
     dense_trainer().fit(X, y, epochs=2, verbose=0)
 
 
+def interrupt(out):
+    """A KeyboardInterrupt (a second Ctrl-C) on the last rank ends every rank."""
+    X, y = data()
+
+    def hit(batch, logs):
+        if RANK == SIZE - 1 and batch == 3:
+            raise KeyboardInterrupt
+
+    dense_trainer().fit(X, y, epochs=2, verbose=0, callbacks=[fnn.callbacks.LambdaCallback(on_batch_end=hit)])
+
+
+def everywhere(out):
+    """The same mistake on every rank: each raises its own error and the job ends at once."""
+    X, y = data()
+    t = dense_trainer()
+    t.augment = [fnn.augment.GaussianNoise(0.1)]
+    t.fit(X, y, epochs=1, verbose=0)
+
+
 if __name__ == "__main__":
-    {"equal": equal, "bad_data": bad_data, "diverge": diverge}[sys.argv[1]](sys.argv[2])
+    {"equal": equal, "bad_data": bad_data, "diverge": diverge, "interrupt": interrupt, "everywhere": everywhere,
+     "stop_on_one_rank": stop_on_one_rank}[sys.argv[1]](sys.argv[2])

@@ -149,6 +149,30 @@ def test_a_failing_rank_ends_every_rank_with_its_error(tmp_path, k, scenario, ki
     assert err.count(expected) >= k, err[-3000:]  # the failing rank's own error and each peer's
 
 
+def test_a_ctrl_c_on_one_rank_ends_every_rank(tmp_path):
+    proc = run_mpi(2, "interrupt", tmp_path, timeout=60)
+    assert proc.returncode != 0
+    assert "rank 1 of 2 failed: KeyboardInterrupt" in proc.stderr, proc.stderr[-3000:]
+
+
+def test_an_error_on_every_rank_ends_the_job_at_once(tmp_path):
+    import time
+
+    t0 = time.monotonic()
+    proc = run_mpi(3, "everywhere", tmp_path, timeout=60)
+    assert proc.returncode != 0 and time.monotonic() - t0 < 30  # not the 60 s grace of a lone failure
+    assert proc.stderr.count("augment is not supported with distributed='mpi'") >= 3, proc.stderr[-3000:]
+
+
+def test_a_stop_asked_by_one_rank_stops_every_rank_at_the_same_batch(tmp_path):
+    proc = run_mpi(2, "stop_on_one_rank", tmp_path)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    runs = load(tmp_path, "stopped", 2)
+    steps_per_epoch = -(-script.N // (2 * script.B))
+    assert int(runs[0]["steps"]) == int(runs[1]["steps"]) == steps_per_epoch + 3
+    np.testing.assert_array_equal(runs[0]["params"], runs[1]["params"])
+
+
 # ---------------------------------------------------------------------------- without mpiexec
 def test_distributed_argument_is_checked():
     model = fnn.Sequential([fnn.layers.Dense(1)], seed=0)
