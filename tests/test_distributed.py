@@ -222,3 +222,15 @@ def test_cli_train_distributed_prints_and_saves_on_rank_0(tmp_path):
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert proc.stdout.count("saved ") == 1 and proc.stdout.count("epoch 2 ") == 1
     assert fnn.load(tmp_path / "m.fnn").n_params > 0
+
+
+def test_bench_mpi_smoke():
+    _mpiexec()
+    env = dict(os.environ, PYTHONPATH=ROOT + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    proc = subprocess.run([sys.executable, os.path.join(ROOT, "bench", "bench_mpi.py"), "--config", "tiny", "--ranks",
+                           "1,2", "--rows", "256", "--epochs", "1", "--reduces", "2"], env=env, capture_output=True,
+                          text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    lines = proc.stdout.splitlines()
+    assert lines[0].split()[:2] == ["config", "K"] and [line.split()[:4] for line in lines[1:]] == [
+        ["tiny", "1", "x", "2"], ["tiny", "2", "x", "1"]]
