@@ -24,10 +24,10 @@ import numpy as np
 
 
 def worker(args):
+    from mpi4py import MPI
+
     import fastnn as fnn
     from fastnn.tools.bench import CONFIGS
-
-    from mpi4py import MPI
 
     comm = MPI.COMM_WORLD
     rank, size = comm.Get_rank(), comm.Get_size()
@@ -88,7 +88,7 @@ def main(argv=None):
             cmd = [mpiexec, "-n", str(k), sys.executable, os.path.abspath(__file__), "--worker", "--config", config,
                    "--threads", str(threads), "--rows", str(args.rows), "--epochs", str(args.epochs),
                    "--reduces", str(args.reduces)]
-            out = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=1800)
+            out = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=1800, check=False)
             if out.returncode:
                 sys.exit(f"bench_mpi: {' '.join(cmd)} failed:\n{out.stderr[-2000:]}")
             r = json.loads(out.stdout.strip().splitlines()[-1])

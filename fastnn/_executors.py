@@ -34,7 +34,7 @@ class Dispatcher:
             if isinstance(executor, concurrent.futures.ProcessPoolExecutor) and probe is not None:
                 try:
                     pickle.dumps(probe)
-                except Exception as exc:  # a lambda or a local function cannot reach a process
+                except Exception as exc:  # noqa: BLE001 - a lambda or a local function cannot reach a process
                     raise TypeError(f"{owner}: build must be picklable to run on a ProcessPoolExecutor; got "
                                     f"{probe!r} ({exc}); define it at module level (or use a dask Client, "
                                     f"which pickles closures, or a ThreadPoolExecutor).") from None

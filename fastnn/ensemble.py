@@ -340,4 +340,4 @@ def _member_task(owner, build, seed, X, y, epochs):
     return buf.getvalue()
 
 
-__all__ = ["Ensemble", "FORMAT_VERSION", "MAX_MEMBERS", "OUTPUTS", "train_ensemble"]
+__all__ = ["FORMAT_VERSION", "MAX_MEMBERS", "OUTPUTS", "Ensemble", "train_ensemble"]

@@ -30,8 +30,8 @@ import time
 import numpy as np
 
 from ._checks import as_float_array, check_float, check_int, check_seed
-from ._files import atomic_write
 from ._executors import Dispatcher
+from ._files import atomic_write
 from .errors import TrainingDiverged
 
 
@@ -380,7 +380,7 @@ def _trial_task(owner, build, params, X, y, Xv, yv, folds, epochs, scoring, scal
         raise
     except TrainingDiverged as exc:
         entry.update(error=str(exc), error_type="TrainingDiverged")
-    except Exception as exc:  # any other failure of this trial's training: reported, the search goes on
+    except Exception as exc:  # noqa: BLE001 - any other failure of this trial's training: reported, the search goes on
         entry.update(error=f"{type(exc).__name__}: {exc}", error_type=type(exc).__name__)
     return entry
 
@@ -421,7 +421,7 @@ def _search(owner, build, candidates, X, y, validation, validation_split, cv, ep
             entry, seconds = dispatch.result(future)
         except _SetupError as exc:  # the caller's mistake: no trial can succeed
             raise exc.args[0] from None
-        except Exception as exc:  # the task never finished (a worker died, a cancelled future, ...)
+        except Exception as exc:  # noqa: BLE001 - the task never finished (a worker died, a cancelled future, ...)
             entry = {"score": math.nan, "std": 0.0, "error": f"{type(exc).__name__}: {exc}",
                      "error_type": type(exc).__name__}
             seconds = time.perf_counter() - t_submit

@@ -5,16 +5,13 @@ order; a failed trial is reported in the table; each task sets its BLAS threads.
 import concurrent.futures
 import math
 import os
-import sys
 
 import numpy as np
 import pytest
 
 import fastnn as fnn
+import _executor_builds as builds
 from fastnn._executors import Dispatcher, _with_threads
-
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-import _executor_builds as builds  # noqa: E402
 
 X, Y = builds.data()
 SPACE = {"hidden": [4, 8], "lr": [1e-2, 3e-2]}
@@ -63,7 +60,7 @@ def test_random_search_with_cv_on_a_pool(pool):
 @pytest.mark.parametrize("where", ["pool", "dask_client"])
 def test_cross_validate_one_fold_per_task(request, where):
     executor = request.getfixturevalue(where)
-    kwargs = dict(k=4, params={"lr": 1e-2}, epochs=4, scale=True)
+    kwargs = {"k": 4, "params": {"lr": 1e-2}, "epochs": 4, "scale": True}
     serial = fnn.tuning.cross_validate(builds.build, X, Y, **kwargs)
     remote = fnn.tuning.cross_validate(builds.build, X, Y, executor=executor, **kwargs)
     assert remote["scores"] == serial["scores"] and remote["metrics"] == serial["metrics"]
@@ -104,9 +101,9 @@ def test_bad_executors_and_builds_are_named():
     with pytest.raises(TypeError, match="grid_search: executor must be a concurrent.futures.Executor or a "
                                         "dask.distributed.Client; got 4"):
         fnn.tuning.grid_search(builds.build, SPACE, X, Y, executor=4)
-    with concurrent.futures.ProcessPoolExecutor(max_workers=1) as pool:
-        with pytest.raises(TypeError, match="build must be picklable to run on a ProcessPoolExecutor"):
-            fnn.tuning.grid_search(lambda p: builds.build(p), SPACE, X, Y, executor=pool)
+    with concurrent.futures.ProcessPoolExecutor(max_workers=1) as pool, \
+            pytest.raises(TypeError, match="build must be picklable to run on a ProcessPoolExecutor"):
+        fnn.tuning.grid_search(lambda p: builds.build(p), SPACE, X, Y, executor=pool)
     with pytest.raises(TypeError, match=r"train_ensemble: seeds must be a number of members"):
         fnn.ensemble.train_ensemble(builds.member, X, Y, seeds=[])
     with pytest.raises(ValueError, match=r"train_ensemble: seeds must be >= 1"):
