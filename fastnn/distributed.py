@@ -140,6 +140,10 @@ def _await_peers(comm, grace):
     time.sleep(min(0.5, grace))  # their tracebacks before the abort
 
 
+#: fastnn's duplicate of each communicator it was given, by its Fortran handle (made once)
+_DUPLICATES = {}
+
+
 class _Communicator:
     """A duplicated communicator whose every wait polls for a peer's error, up to a timeout."""
 
@@ -147,10 +151,22 @@ class _Communicator:
         mpi = _import_mpi(owner)
         self.mpi = mpi
         base = spec.comm if spec.comm is not None else mpi.COMM_WORLD
-        self.comm = base.Dup()
-        self.rank, self.size = self.comm.Get_rank(), self.comm.Get_size()
         self.timeout = spec.timeout
         self.failed = False
+        key = base.py2f()
+        if key not in _DUPLICATES:  # once per communicator and process: duplicating is collective
+            comm, request = base.Idup()
+            _install_abort_hook(base, self.timeout)
+            deadline = time.monotonic() + self.timeout
+            while not request.Test():  # no peer can send an error before every rank is here
+                if time.monotonic() > deadline:
+                    print(f"fastnn.distributed: rank {base.Get_rank()} waited more than {self.timeout:g} s for "
+                          f"the other ranks (fit's start); aborting the job.", file=sys.stderr, flush=True)
+                    base.Abort(1)
+                time.sleep(1e-3)
+            _DUPLICATES[key] = comm
+        self.comm = _DUPLICATES[key]
+        self.rank, self.size = self.comm.Get_rank(), self.comm.Get_size()
         _install_abort_hook(self.comm, self.timeout)
 
     def wait(self, request, what):

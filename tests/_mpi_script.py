@@ -3,7 +3,7 @@
 equal: the scenarios whose weights the test compares (written by every rank to OUTDIR/<name>-<rank>.npz);
 stop_on_one_rank: one rank's callback stops training, every rank stops at the same batch;
 bad_data, diverge, interrupt: the last rank fails and the error must end every rank;
-everywhere: every rank fails on its own.
+everywhere: every rank fails on its own; hang: a rank never arrives, the others abort.
 """
 
 import os
@@ -110,6 +110,18 @@ def interrupt(out):
     dense_trainer().fit(X, y, epochs=2, verbose=0, callbacks=[fnn.callbacks.LambdaCallback(on_batch_end=hit)])
 
 
+def hang(out):
+    """The last rank never reaches fit: the others' bounded wait aborts the job."""
+    import time
+
+    X, y = data()
+    if RANK == SIZE - 1:
+        time.sleep(60)
+    t = dense_trainer()
+    t.distributed = fnn.distributed.MPI(timeout=2)
+    t.fit(X, y, epochs=1, verbose=0)
+
+
 def everywhere(out):
     """The same mistake on every rank: each raises its own error and the job ends at once."""
     X, y = data()
@@ -120,4 +132,4 @@ def everywhere(out):
 
 if __name__ == "__main__":
     {"equal": equal, "bad_data": bad_data, "diverge": diverge, "interrupt": interrupt, "everywhere": everywhere,
-     "stop_on_one_rank": stop_on_one_rank}[sys.argv[1]](sys.argv[2])
+     "stop_on_one_rank": stop_on_one_rank, "hang": hang}[sys.argv[1]](sys.argv[2])

@@ -163,6 +163,15 @@ def test_an_error_on_every_rank_ends_the_job_at_once(tmp_path):
     assert proc.stderr.count("augment is not supported with distributed='mpi'") >= 3, proc.stderr[-3000:]
 
 
+def test_a_rank_that_never_arrives_makes_the_others_abort_after_the_timeout(tmp_path):
+    import time
+
+    t0 = time.monotonic()
+    proc = run_mpi(2, "hang", tmp_path, timeout=50)  # the silent rank sleeps 60 s: only the abort ends it sooner
+    assert proc.returncode != 0 and time.monotonic() - t0 < 45
+    assert "rank 0 waited more than 2 s for the other ranks (fit's start); aborting the job." in proc.stderr
+
+
 def test_a_stop_asked_by_one_rank_stops_every_rank_at_the_same_batch(tmp_path):
     proc = run_mpi(2, "stop_on_one_rank", tmp_path)
     assert proc.returncode == 0, proc.stderr[-3000:]
