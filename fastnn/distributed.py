@@ -19,8 +19,8 @@ Sharding, decided by the data each rank passes (compared by size and checksum at
   steps of the smallest shard, the other shards' extra rows joining their last batch.
 
 The loss and metrics are reduced across ranks; validation is evaluated on rank 0 and broadcast;
-every rank's History is the same, so EarlyStopping and ReduceLROnPlateau decide the same
-everywhere. The ProgressBar, ModelCheckpoint and CSVLogger run on rank 0 only. BatchNorm uses
+every rank's History is the same (but for epoch_time), so EarlyStopping and ReduceLROnPlateau
+decide the same everywhere. The ProgressBar, ModelCheckpoint and CSVLogger run on rank 0 only. BatchNorm uses
 each rank's batch statistics (b rows, not K x b); its running statistics are averaged over the
 ranks at every epoch's end. Dropout draws rank r's masks from its stream under a key derived
 from the layer's key and r (rank 0 keeps the layer's own key).
