@@ -239,9 +239,10 @@ def _checksum(*arrays):
 
 
 class _Session:
-    """One distributed ``fit``: the communicator, the sharding plan and the hooks the Trainer's
-    loop calls (begin, epoch_order, bounds, global_rows, allreduce_grads, agree, end_epoch,
-    evaluate)."""
+    """One distributed ``fit``: the communicator, the sharding plan (``n_batches``, ``local``:
+    each step's [start, stop) in this rank's epoch order, ``global_rows``: each step's rows over
+    all ranks, ``rows``, ``capacity``) and the hooks the Trainer's loop calls (begin,
+    epoch_order, allreduce_grads, agree, end_epoch, evaluate)."""
 
     def __init__(self, spec, owner):
         self.owner = owner
@@ -263,9 +264,10 @@ class _Session:
         n, comm = len(X), self.comm
         info = comm.allgather_object((n, _checksum(X, y, w), model.n_params, str(model.dtype),
                                       trainer.batch_size, type(trainer.optimizer).__name__), "fit's start")
-        shapes = {i[2:] for i in info}
-        if len(shapes) > 1:
-            raise ValueError(f"{owner}: the ranks' models, batch sizes or optimizers differ ({sorted(shapes)}); "
+        if len({i[2:] for i in info}) > 1:
+            listed = "; ".join(f"rank {r}: {i[2]} parameters, {i[3]}, batch_size={i[4]}, {i[5]}"
+                               for r, i in enumerate(info))
+            raise ValueError(f"{owner}: the ranks' models, batch sizes or optimizers differ ({listed}); "
                              f"build the same Trainer on every rank.")
         self.full = len({i[:2] for i in info}) == 1
         self.sizes = [i[0] for i in info]

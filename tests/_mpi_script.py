@@ -3,7 +3,7 @@
 equal: the scenarios whose weights the test compares (written by every rank to OUTDIR/<name>-<rank>.npz);
 stop_on_one_rank: one rank's callback stops training, every rank stops at the same batch;
 bad_data, diverge, interrupt: the last rank fails and the error must end every rank;
-everywhere: every rank fails on its own; hang: a rank never arrives, the others abort.
+everywhere, mismatch: every rank fails on its own; hang: a rank never arrives, the others abort.
 """
 
 import os
@@ -122,6 +122,14 @@ def hang(out):
     t.fit(X, y, epochs=1, verbose=0)
 
 
+def mismatch(out):
+    """Rank 1 builds another batch size: every rank raises the same clear error."""
+    X, y = data()
+    t = dense_trainer()
+    t.batch_size = None if RANK == 1 else B
+    t.fit(X, y, epochs=1, verbose=0)
+
+
 def everywhere(out):
     """The same mistake on every rank: each raises its own error and the job ends at once."""
     X, y = data()
@@ -132,4 +140,5 @@ def everywhere(out):
 
 if __name__ == "__main__":
     {"equal": equal, "bad_data": bad_data, "diverge": diverge, "interrupt": interrupt, "everywhere": everywhere,
-     "stop_on_one_rank": stop_on_one_rank, "hang": hang}[sys.argv[1]](sys.argv[2])
+     "stop_on_one_rank": stop_on_one_rank, "hang": hang,
+     "mismatch": mismatch}[sys.argv[1]](sys.argv[2])

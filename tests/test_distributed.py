@@ -172,6 +172,14 @@ def test_a_rank_that_never_arrives_makes_the_others_abort_after_the_timeout(tmp_
     assert "rank 0 waited more than 2 s for the other ranks (fit's start); aborting the job." in proc.stderr
 
 
+def test_ranks_with_different_trainers_are_told_so(tmp_path):
+    proc = run_mpi(2, "mismatch", tmp_path, timeout=60)
+    assert proc.returncode != 0
+    assert proc.stderr.count("Trainer.fit: the ranks' models, batch sizes or optimizers differ (rank 0: 66 parameters, "
+                             "float64, batch_size=4, Adam; rank 1: 66 parameters, float64, batch_size=None, Adam); "
+                             "build the same Trainer on every rank.") >= 2, proc.stderr[-3000:]
+
+
 def test_a_stop_asked_by_one_rank_stops_every_rank_at_the_same_batch(tmp_path):
     proc = run_mpi(2, "stop_on_one_rank", tmp_path)
     assert proc.returncode == 0, proc.stderr[-3000:]
