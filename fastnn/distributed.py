@@ -120,9 +120,17 @@ def _install_abort_hook(comm, timeout):
         sys.stdout.flush()
         if _ABORT.get("origin"):  # the failing rank: the others print the error it sent, then abort the job
             _await_peers(_ABORT["comm"], _ABORT["grace"])  # (which ends this process too)
-        _ABORT["comm"].Abort(1)
+        _abort(_ABORT["comm"])
 
     sys.excepthook = hook
+
+
+def _abort(comm):
+    """comm.Abort(1), a moment after flushing: mpiexec forwards what was printed before it kills."""
+    sys.stdout.flush()
+    sys.stderr.flush()
+    time.sleep(0.3)
+    comm.Abort(1)
 
 
 def _await_peers(comm, grace):
@@ -162,7 +170,7 @@ class _Communicator:
                 if time.monotonic() > deadline:
                     print(f"fastnn.distributed: rank {base.Get_rank()} waited more than {self.timeout:g} s for "
                           f"the other ranks (fit's start); aborting the job.", file=sys.stderr, flush=True)
-                    base.Abort(1)
+                    _abort(base)
                 time.sleep(1e-3)
             _DUPLICATES[key] = comm
         self.comm = _DUPLICATES[key]
@@ -193,7 +201,7 @@ class _Communicator:
 
     def abort(self, message):
         print(message, file=sys.stderr, flush=True)
-        self.comm.Abort(1)
+        _abort(self.comm)
 
     def tell_failure(self, exc):
         """Send this rank's error to every other rank (unless it came from one of them)."""
