@@ -129,7 +129,7 @@ def _abort(comm):
     """comm.Abort(1), a moment after flushing: mpiexec forwards what was printed before it kills."""
     sys.stdout.flush()
     sys.stderr.flush()
-    time.sleep(0.3)
+    time.sleep(1.0)  # (and the other ranks, which print the same error, a moment to do so)
     comm.Abort(1)
 
 
