@@ -381,7 +381,7 @@ def _trial_task(owner, build, params, X, y, Xv, yv, folds, epochs, scoring, scal
     except TrainingDiverged as exc:
         entry.update(error=str(exc), error_type="TrainingDiverged")
     except Exception as exc:  # noqa: BLE001 - any other failure of this trial's training: reported, the search goes on
-        entry.update(error=f"{type(exc).__name__}: {exc}", error_type=type(exc).__name__)
+        entry.update(error=f"{type(exc).__name__}: {exc}", error_type=type(exc).__name__, exception=exc)
     return entry
 
 
@@ -415,7 +415,7 @@ def _search(owner, build, candidates, X, y, validation, validation_split, cv, ep
     for params in candidates:  # on an executor: every trial submitted, then collected in order
         futures.append(dispatch.submit(_timed, _trial_task, owner, build, params, *shared, folds, epochs, scoring,
                                        scale))
-    results = []
+    results, exceptions = [], []
     for trial, (params, future) in enumerate(zip(candidates, futures)):
         try:
             entry, seconds = dispatch.result(future)
@@ -426,6 +426,7 @@ def _search(owner, build, candidates, X, y, validation, validation_split, cv, ep
                      "error_type": type(exc).__name__}
             seconds = time.perf_counter() - t_submit
         key = entry.pop("key", key)
+        exceptions.append(entry.pop("exception", None))
         entry = {"params": params, **entry, "time": seconds, "trial": trial}
         results.append(entry)
         if verbose:
@@ -435,7 +436,7 @@ def _search(owner, build, candidates, X, y, validation, validation_split, cv, ep
         first = results[0]["error"]
         if all(r["error_type"] == "TrainingDiverged" for r in results):
             raise TrainingDiverged(f"{owner}: the training of every trial diverged; the first: {first}")
-        raise RuntimeError(f"{owner}: the training of every trial failed; the first: {first}")
+        raise RuntimeError(f"{owner}: the training of every trial failed; the first: {first}") from exceptions[0]
     better = _greater_is_better(key)
     results.sort(key=lambda r: (math.isnan(r["score"]), -r["score"] if better else r["score"]))
     best_trainer = scaler = None

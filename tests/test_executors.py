@@ -134,3 +134,11 @@ def test_cli_tune_workers_and_scheduler(dask_client, capsys, tmp_path):
     assert "give --workers or --scheduler, not both" in capsys.readouterr().err
     assert main([*common, "--workers", "0"]) == 2
     assert "--workers must be >= 1" in capsys.readouterr().err
+
+
+def test_every_trial_failing_raises_with_the_first_error(pool):
+    with pytest.raises(RuntimeError, match="grid_search: the training of every trial failed; the first: "
+                                           "MemoryError: no memory for this trial") as info:
+        fnn.tuning.grid_search(builds.build_failing, {"hidden": [-1], "lr": [1e-2, 1e-3]}, X, Y, epochs=1,
+                               executor=pool)
+    assert isinstance(info.value.__cause__, MemoryError)
