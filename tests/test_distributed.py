@@ -121,6 +121,43 @@ def test_batchnorm_dropout_and_schedule_match_the_emulated_ranks(equal_run):
     np.testing.assert_allclose(got[trained], model.params[trained], rtol=1e-10, atol=1e-12)
 
 
+def emulate_shards(k, build, epochs):
+    """One process playing K ranks that each pass their own shard (fastnn.distributed.shard)."""
+    t = build()
+    model, loss, opt = t.model, t.loss, t.optimizer
+    X, y = script.data()
+    parts = [shard(X, y, rank=r, size=k) for r in range(k)]
+    sizes = [len(p[0]) for p in parts]
+    model._ensure_built(X.shape[1], "emulate")
+    opt.bind(model)
+    count = min(-(-s // script.B) for s in sizes)
+    for epoch in range(epochs):
+        opt.epoch = epoch
+        seed = int(t.rng.integers(2**63))
+        perms = [np.random.default_rng([seed, r]).permutation(s) for r, s in enumerate(sizes)]
+        for b in range(count):
+            cuts = [(b * script.B, s if b == count - 1 else (b + 1) * script.B) for s in sizes]
+            m = sum(c - a for a, c in cuts)
+            total = np.zeros_like(model.grads)
+            for (Xr, yr), perm, (a, c) in zip(parts, perms, cuts):
+                idx = perm[a:c]
+                out = model._forward(Xr[idx], training=True)
+                grad = np.empty_like(out)
+                loss(model.backend, out, yr[idx], scale=1.0 / loss.count(m, model.n_out), loss_out=np.zeros(1),
+                     grad=grad)
+                model._backward(grad)
+                total += model.grads
+            model.grads[:] = total
+            opt.step()
+    return model
+
+
+def test_shards_match_the_emulated_ranks(equal_run):
+    k, out = equal_run
+    got = load(out, "shard", k)[0]["params"]
+    np.testing.assert_allclose(got, emulate_shards(k, script.dense_trainer, 2).params, rtol=1e-10, atol=1e-12)
+
+
 def test_checkpoint_written_by_rank_0_resumes_under_mpi(equal_run):
     k, out = equal_run
     resumed, straight = load(out, "resumed", k)[0], load(out, "straight", k)[0]
