@@ -248,8 +248,10 @@ def _tune_executor(command, args):
         raise UsageError("give --workers or --scheduler, not both")
     if args.workers is not None:
         import concurrent.futures
+        import multiprocessing
 
-        return concurrent.futures.ProcessPoolExecutor(check_int(command, "--workers", args.workers, low=1))
+        workers = check_int(command, "--workers", args.workers, low=1)  # spawned: forking BLAS threads can hang
+        return concurrent.futures.ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"))
     if args.scheduler is not None:
         try:
             from distributed import Client

@@ -4,6 +4,7 @@ order; a failed trial is reported in the table; each task sets its BLAS threads.
 
 import concurrent.futures
 import math
+import multiprocessing
 import os
 
 import numpy as np
@@ -19,7 +20,9 @@ SPACE = {"hidden": [4, 8], "lr": [1e-2, 3e-2]}
 
 @pytest.fixture(scope="module")
 def pool():
-    with concurrent.futures.ProcessPoolExecutor(max_workers=2) as executor:
+    # spawned, not forked: the process also runs the Dask cluster's threads
+    with concurrent.futures.ProcessPoolExecutor(max_workers=2, mp_context=multiprocessing.get_context("spawn")) \
+            as executor:
         yield executor
 
 
