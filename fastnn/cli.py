@@ -329,6 +329,7 @@ def cmd_train(args):
     hidden = _check_train_options("fastnn train", args)
     for option in ("plot", "checkpoint", "out"):
         _check_folder(f"--{option}", getattr(args, option))
+    _distributed_ranks(args)
     trainer = None
     task_name = scaling = None
     if args.resume:  # the model, its settings and the split seed come from the checkpoint
@@ -352,6 +353,7 @@ def cmd_train(args):
         trainer = _make_trainer(args, Xtr.shape[1], n_out, classify, hidden, args.activation, args.optimizer,
                                 args.lr, args.batch_size, "fastnn train")
         trainer.model.metadata = _train_metadata(trainer, task, args.seed)
+    trainer.distributed = args.distributed  # --distributed mpi: data-parallel over mpiexec's ranks
     model = trainer.model
     if model.input_dim != Xtr.shape[1] or model.n_out != n_out:
         raise UsageError(f"--data {args.data}: {Xtr.shape[1]} features and {n_out} outputs; the checkpoint "
@@ -382,6 +384,59 @@ def cmd_train(args):
         print(f"saved {args.plot}")
     print(timing_report(trainer, model.device))
     return 0
+
+
+def _distributed_ranks(args):
+    """--distributed mpi: every rank trains; only rank 0 prints and writes files."""
+    if args.distributed is None:
+        return
+    from .distributed import world
+
+    if world()[0] != 0:
+        args.out = args.plot = args.checkpoint = None
+        sys.stdout = open(os.devnull, "w")  # noqa: SIM115  (for the rest of this process)
+
+
+def _tune_executor(command, args):
+    """The executor of --workers N (local processes) or --scheduler ADDRESS (a Dask scheduler), or None."""
+    from ._checks import check_int
+
+    if args.workers is not None and args.scheduler is not None:
+        raise UsageError("give --workers or --scheduler, not both")
+    if args.workers is not None:
+        import concurrent.futures
+        import multiprocessing
+
+        workers = check_int(command, "--workers", args.workers, low=1)  # spawned: forking BLAS threads can hang
+        return concurrent.futures.ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"))
+    if args.scheduler is not None:
+        try:
+            from distributed import Client
+        except ImportError:
+            raise UsageError("--scheduler needs dask.distributed; install it with pip install 'fastnn[dask]'") from None
+        try:
+            return Client(args.scheduler, timeout=30)
+        except OSError as exc:
+            raise UsageError(f"--scheduler {args.scheduler}: no Dask scheduler answered ({exc})") from None
+    return None
+
+
+class _TuneBuild:
+    """``fastnn tune``'s build(params): a module-level callable, so that --workers processes can receive it."""
+
+    def __init__(self, args, defaults, n_in, n_out, classify, command):
+        self.args, self.defaults, self.n_in, self.n_out, self.classify = args, defaults, n_in, n_out, classify
+        self.command = command
+
+    def __call__(self, params):
+        p = {**self.defaults, **params}
+        if "optimizer" in params and "lr" not in params:
+            p["lr"] = None  # each optimizer's own default rate
+        widths = p["hidden"]  # a list (--hidden), '64+32' (--grid) or an int (a range)
+        widths = [widths] if isinstance(widths, int) else _parse_hidden("hidden", widths, sep="+") \
+            if isinstance(widths, str) else widths
+        return _make_trainer(self.args, self.n_in, self.n_out, self.classify, widths, p["activation"],
+                             p["optimizer"], p["lr"], p["batch_size"], self.command)
 
 
 def _check_folder(option, path):
@@ -526,6 +581,7 @@ def cmd_tune(args):
     trials = check_int(command, "--trials", args.trials, low=1)
     if args.cv is not None:
         check_int(command, "--cv", args.cv, low=2)
+    executor = _tune_executor(command, args)
     for option in ("results", "out"):
         _check_folder(f"--{option}", getattr(args, option))
     task = _load_task(args)
@@ -534,32 +590,29 @@ def cmd_tune(args):
     defaults = {"hidden": hidden, "activation": args.activation, "optimizer": args.optimizer, "lr": args.lr,
                 "epochs": args.epochs, "batch_size": args.batch_size}
 
-    def build(params):
-        p = {**defaults, **params}
-        if "optimizer" in params and "lr" not in params:
-            p["lr"] = None  # each optimizer's own default rate
-        widths = p["hidden"]  # a list (--hidden), '64+32' (--grid) or an int (a range)
-        widths = [widths] if isinstance(widths, int) else _parse_hidden("hidden", widths, sep="+") \
-            if isinstance(widths, str) else widths
-        return _make_trainer(args, Xtr.shape[1], n_out, classify, widths, p["activation"], p["optimizer"],
-                             p["lr"], p["batch_size"], command)
+    build = _TuneBuild(args, defaults, Xtr.shape[1], n_out, classify, command)
 
     sizes = (len(Xtr), len(Xva), len(Xte))
     scored_on = f"{args.cv}-fold cross-validation of train + validation" if args.cv else "validation"
     n_trials = trials if args.search == "random" else int(np.prod([len(v) for v in space.values()]))
     print(_describe_data("tune", args, Xtr.shape[1], sizes, classify, n_out)
           + f"; {args.search} search, {n_trials} trials scored on {scored_on}")
-    common = dict(epochs=args.epochs, scale=False, seed=args.seed, verbose=1)  # Standardize is in the model
+    # scale=False: the Standardize layer is in the model
+    common = dict(epochs=args.epochs, scale=False, seed=args.seed, verbose=1, executor=executor)
     if args.cv:
         common.update(cv=args.cv)
         data = (np.concatenate([Xtr, Xva]), np.concatenate([ytr, yva]))
     else:
         common.update(validation=(Xva, yva))
         data = (Xtr, ytr)
-    if args.search == "random":
-        result = fnn.tuning.random_search(build, space, *data, n_trials=trials, **common)
-    else:
-        result = fnn.tuning.grid_search(build, space, *data, **common)
+    try:
+        if args.search == "random":
+            result = fnn.tuning.random_search(build, space, *data, n_trials=trials, **common)
+        else:
+            result = fnn.tuning.grid_search(build, space, *data, **common)
+    finally:
+        if executor is not None:
+            executor.close() if args.scheduler is not None else executor.shutdown()
     print(result)
     best = " ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in result.best_params.items())
     print(f"best {best} - {result.scoring} {result.best_score:.4f}")
@@ -797,6 +850,8 @@ def build_parser():
                    help="write a resumable training checkpoint here after every epoch (.fnn)")
     t.add_argument("--resume", default=None,
                    help="continue a --checkpoint file up to --epochs in all (model and settings from the file)")
+    t.add_argument("--distributed", default=None, choices=("mpi",),
+                   help="data-parallel over the ranks of mpiexec -n K (--batch-size per rank; rank 0 prints and saves)")
     t.set_defaults(func=cmd_train)
 
     u = sub.add_parser("tune", help="grid or random search over the train options, on validation or k-fold CV",
@@ -809,6 +864,9 @@ def build_parser():
     u.add_argument("--trials", type=int, default=10, help="parameter sets a random search draws (default 10)")
     u.add_argument("--cv", type=int, default=None, help="score by K-fold cross-validation instead of the validation part")
     u.add_argument("--results", default=None, help="write the table of trials here (.csv)")
+    u.add_argument("--workers", type=int, default=None, help="run the trials in N local processes at once")
+    u.add_argument("--scheduler", default=None, metavar="ADDRESS",
+                   help="run the trials on the Dask cluster of this scheduler (tcp://host:8786; needs dask)")
     u.set_defaults(func=cmd_tune)
 
     for name, func, helptext in (("evaluate", cmd_evaluate, "loss and metrics of a saved model on data"),

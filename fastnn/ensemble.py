@@ -18,7 +18,7 @@ import numpy as np
 
 from ._checks import as_float_array, check_choice
 from ._files import atomic_write
-from .errors import ModelFormatError
+from .errors import ModelFormatError, TrainingDiverged
 
 FORMAT = "fastnn.ensemble"
 FORMAT_VERSION = 1
@@ -264,4 +264,80 @@ def _fail(path, what, owner):
     raise ModelFormatError(f"{owner}: {path!s} is not a valid fastnn ensemble file: {what}.")
 
 
-__all__ = ["Ensemble", "FORMAT_VERSION", "MAX_MEMBERS", "OUTPUTS"]
+# ---------------------------------------------------------------------------- training
+def train_ensemble(build, X, y, seeds=5, epochs=10, output="auto", executor=None, device="cpu"):
+    """Train one member per seed, m = build(seed).fit(X, y).model, and return their Ensemble.
+
+    Parameters
+    ----------
+    build : callable
+        ``build(seed) -> Trainer`` with a fresh model; give the model and the Trainer that seed
+        so that members differ (and runs repeat).
+    X, y : the training data, as the Trainers' loss expects it.
+    seeds : int or sequence of int, default 5
+        An int n stands for seeds 0 .. n - 1 (n >= 1); the members come in this order.
+    epochs : int, default 10, >= 1
+    output : as for Ensemble.
+    executor : concurrent.futures.Executor or dask.distributed.Client, optional
+        Train the members as tasks on it, one member per task (``build`` must be picklable
+        for a ProcessPoolExecutor); each comes back as a model file (no pickle of the model)
+        and the ensemble equals the serial run's. A member whose training fails raises, with
+        its seed in the message.
+    device : str, default 'cpu'
+        Where the returned members live.
+
+    >>> import fastnn as fnn
+    >>> X, y = fnn.datasets.load_iris()
+    >>> build = lambda s: fnn.Trainer(fnn.Sequential([fnn.layers.Dense(3, activation="softmax")], seed=s),
+    ...                               "cross_entropy", "adam", seed=s)
+    >>> ens = fnn.ensemble.train_ensemble(build, X, y, seeds=3, epochs=2)
+    >>> len(ens.models), ens.output
+    (3, 'softmax')
+    """
+    from ._checks import check_int
+    from ._executors import Dispatcher
+    from .io import build_model, read_model_file
+
+    owner = "train_ensemble"
+    if not callable(build):
+        raise TypeError(f"{owner}: build must be a callable build(seed) -> Trainer; got {build!r}.")
+    if isinstance(seeds, (int, np.integer)) and not isinstance(seeds, bool):
+        seeds = list(range(check_int(owner, "seeds", seeds, low=1)))
+    elif isinstance(seeds, (list, tuple, range, np.ndarray)) and len(seeds):
+        seeds = [check_int(owner, "a seed", s, low=0) for s in seeds]
+    else:
+        raise TypeError(f"{owner}: seeds must be a number of members (>= 1) or a non-empty list of seeds; "
+                        f"got {seeds!r}.")
+    epochs = check_int(owner, "epochs", epochs, low=1)
+    check_choice(owner, "output", output, OUTPUTS)
+    dispatch = Dispatcher(owner, executor, probe=build)
+    data = [dispatch.share(a) for a in (X, y)]
+    futures = [dispatch.submit(_member_task, owner, build, seed, *data, epochs) for seed in seeds]
+    models = []
+    for seed, future in zip(seeds, futures):
+        try:
+            blob = dispatch.result(future)
+        except TrainingDiverged as exc:
+            raise TrainingDiverged(f"{owner}: the training of the member with seed {seed} diverged: {exc}") from None
+        label = f"<member seed={seed}>"
+        models.append(build_model(read_model_file(label, owner, stream=io.BytesIO(blob)), label, device, owner))
+    return Ensemble(models, output=output)
+
+
+def _member_task(owner, build, seed, X, y, epochs):
+    """Train build(seed) and return its model as the bytes of a model file."""
+    from .io import write_model
+    from .trainer import Trainer
+
+    trainer = build(seed)
+    if not isinstance(trainer, Trainer):
+        raise TypeError(f"{owner}: build(seed) must return a fresh fastnn.Trainer; got {type(trainer).__name__}.")
+    trainer.fit(X, y, epochs=epochs, verbose=0)
+    model = trainer.model
+    model.metadata = {**model.metadata, "loss": model.metadata.get("loss", trainer.loss.name)}
+    buf = io.BytesIO()
+    write_model(model, buf)
+    return buf.getvalue()
+
+
+__all__ = ["FORMAT_VERSION", "MAX_MEMBERS", "OUTPUTS", "Ensemble", "train_ensemble"]

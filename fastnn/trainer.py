@@ -20,6 +20,7 @@ from ._checks import as_float_array, check_float, check_int, check_same_length, 
 from ._random import stream_key
 from .augment import as_augmentations
 from .callbacks import Callback, History, ProgressBar, TerminateOnNaN
+from .distributed import as_distributed
 from .losses import get_loss
 from .metrics import get_metric
 from .model import Sequential
@@ -128,6 +129,9 @@ class Trainer:
     augment : Augmentation or list of them, optional
         fastnn.augment transforms (GaussianNoise, Mixup) applied, in order, to every training
         batch; never in evaluation.
+    distributed : None, 'mpi' or fastnn.distributed.MPI, default None
+        'mpi': data-parallel training over the ranks of ``mpiexec -n K``; ``batch_size`` is per
+        rank (see fastnn.distributed and docs/distributed.md).
 
     >>> import fastnn as fnn
     >>> X, y = fnn.datasets.load_iris()
@@ -140,7 +144,7 @@ class Trainer:
     """
 
     def __init__(self, model, loss, optimizer=None, batch_size=32, metrics=(), l1=0.0, l2=0.0,
-                 clip_norm=None, clip_value=None, shuffle=True, seed=None, augment=None):
+                 clip_norm=None, clip_value=None, shuffle=True, seed=None, augment=None, distributed=None):
         if not isinstance(model, Sequential):
             raise TypeError(f"Trainer: model must be a fastnn.Sequential; got {type(model).__name__}.")
         self.model = model
@@ -176,6 +180,9 @@ class Trainer:
         self._fit_data = None
         #: TerminateOnNaN's finite-divergence state ({'start', 'best', 'strikes'}), kept across fit calls
         self._divergence = None
+        #: None, or fastnn.distributed.MPI: data-parallel training over MPI (see fastnn.distributed)
+        self.distributed = as_distributed(distributed)
+        self._dist = None  # the distributed session of the fit in progress
 
     # ---------------------------------------------------------------- helpers
     @property
@@ -277,6 +284,12 @@ class Trainer:
         included), 'samples': training rows processed, 'samples_per_s', 'epochs'}.
         """
         owner = "Trainer.fit"
+        if self.distributed is not None and self._dist is None:  # under fastnn.distributed's failure guard
+            from .distributed import fit_distributed
+
+            return fit_distributed(self, self.fit, X, y, epochs=epochs, validation=validation,
+                                   validation_split=validation_split, callbacks=callbacks,
+                                   sample_weight=sample_weight, class_weight=class_weight, verbose=verbose)
         t_start = time.perf_counter()
         epochs = check_int(owner, "epochs", epochs, low=0)
         verbose = check_int(owner, "verbose", int(verbose) if isinstance(verbose, (bool, np.bool_)) else verbose,
@@ -292,11 +305,16 @@ class Trainer:
         self.optimizer.bind(model)
         backend.fill(model.grads, 0.0)  # frozen layers keep zero gradients
         n = len(X)
+        dist = self._dist
+        if dist is not None:  # rank 0's state everywhere; n: this rank's rows per epoch
+            callbacks = dist.begin(self, X, y, w, callbacks)
+            n = dist.rows
         bs = n if self.batch_size is None else min(self.batch_size, n)
-        n_batches = self._n_batches(n, bs)
+        n_batches = self._n_batches(n, bs) if dist is None else dist.n_batches
         Xd, yd = backend.asarray(X), backend.asarray(y)
         wd = None if w is None else backend.asarray(w)
-        buffers, augment = self._get_buffers(max(bs, n - (n_batches - 1) * bs), X, y, w)
+        buffers, augment = self._get_buffers(max(bs, n - (n_batches - 1) * bs) if dist is None else dist.capacity,
+                                             X, y, w)
         loss_acc = self._loss_acc
         weight_params = self._penalized()
         penalize = self.l1 > 0 or self.l2 > 0
@@ -332,7 +350,10 @@ class Trainer:
                     for cb in callbacks:
                         cb.on_epoch_begin(epoch)
                     lr = self.optimizer.current_lr()
-                    order = self.rng.permutation(n) if self.shuffle and n_batches > 1 else None
+                    if dist is None:
+                        order = self.rng.permutation(n) if self.shuffle and n_batches > 1 else None
+                    else:
+                        order = dist.epoch_order(self)
                     if order is not None:
                         order = backend.asarray(order)  # where the data are: one upload per epoch on a device
                     backend.fill(loss_acc, 0.0)
@@ -344,6 +365,8 @@ class Trainer:
                     for batch in range(n_batches):
                         start = batch * bs
                         stop = n if batch == n_batches - 1 else start + bs
+                        if dist is not None:
+                            start, stop = dist.local[batch]
                         rows = stop - start
                         views = buffers.get(rows)
                         if order is None:  # contiguous rows: views, no copy
@@ -359,7 +382,8 @@ class Trainer:
                         for hook in batch_begin:
                             hook(batch)
                         out = model._forward(xb, training=True, logits=fused)
-                        self.loss(backend, out, yb, weight=wb, scale=1.0 / count(rows, model.n_out),
+                        scale_rows = rows if dist is None else dist.global_rows[batch]  # row-weighted
+                        self.loss(backend, out, yb, weight=wb, scale=1.0 / count(scale_rows, model.n_out),
                                   loss_out=loss_acc, grad=views["grad"])
                         if not on_device and not math.isfinite(loss_acc[0]):
                             nan_guard.diverged(epoch, batch, f"loss became {loss_acc[0]}")
@@ -369,6 +393,8 @@ class Trainer:
                             m.update(backend.to_numpy(out), backend.to_numpy(yb),
                                      None if wb is None else backend.to_numpy(wb), logits=fused)
                         model._backward(views["grad"])
+                        if dist is not None:  # the global batch's gradient on every rank
+                            dist.allreduce_grads(model.grads)
                         if penalize:  # summed where the data are (on a device: read with the loss)
                             for p, g in weight_params:
                                 backend.penalty_into(p, g, l1=self.l1, l2=self.l2, scale=rows,
@@ -384,12 +410,15 @@ class Trainer:
                                           "loss": self._epoch_loss(stop, penalize)}
                             for hook in batch_end:
                                 hook(batch, batch_logs)
+                        if dist is not None:  # every rank stops at the same batch
+                            dist.agree(self, sigint)
                         if self.stop_training:
                             break
                     if sigint.caught and stop < n:  # Ctrl-C: the unfinished epoch is not recorded
                         interrupted = (epoch, batch)
                         break
-                    logs = {"loss": self._epoch_loss(stop, penalize)}
+                    seen_rows = stop if dist is None else dist.end_epoch(self, penalize)  # summed over ranks
+                    logs = {"loss": self._epoch_loss(seen_rows, penalize)}
                     if on_device and not math.isfinite(logs["loss"]):  # a device's loss is read once per epoch
                         nan_guard.diverged(epoch, None, f"the loss became {logs['loss']}",
                                           where="found at the epoch's end: the device reads its loss once per epoch")
@@ -398,7 +427,7 @@ class Trainer:
                     for m in self.metrics:
                         logs[m.name] = m.result()
                     if val is not None:
-                        for k, v in self._evaluate_arrays(*val).items():
+                        for k, v in (self._evaluate_arrays(*val) if dist is None else dist.evaluate(self, val)).items():
                             logs[f"val_{k}"] = v
                     logs["lr"] = lr
                     logs["grad_norm"] = float(backend.to_numpy(self._norm)[0])
@@ -409,6 +438,8 @@ class Trainer:
                     if self.stop_training:
                         break
             except KeyboardInterrupt:  # raised by a callback between batches, or a second Ctrl-C
+                if dist is not None:  # the other ranks cannot stop here: fastnn.distributed ends them all
+                    raise
                 interrupted = (self.epoch, None)
             if sigint.caught and interrupted is None:  # during an epoch's end: that epoch is recorded
                 interrupted = (self.epoch, None)

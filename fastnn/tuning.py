@@ -25,12 +25,12 @@ import csv
 import io
 import itertools
 import math
-import numbers
 import time
 
 import numpy as np
 
 from ._checks import as_float_array, check_float, check_int, check_seed
+from ._executors import Dispatcher
 from ._files import atomic_write
 from .errors import TrainingDiverged
 
@@ -156,11 +156,20 @@ def _epochs(owner, params, epochs):
     return check_int(owner, "epochs", params.get("epochs", epochs), low=1)
 
 
+class _SetupError(Exception):
+    """The caller's mistake (what build returns, scoring, epochs), found in a trial: raised by
+    the search as ``args[0]``, never recorded as the trial's failure."""
+
+
 def _fit_score(owner, build, params, train, held_out, epochs, scoring):
     """Build, train on ``train`` and evaluate on ``held_out``: (trainer, key, scores dict)."""
-    trainer = _build(owner, build, params)
-    key = _scoring(owner, scoring, trainer)
-    trainer.fit(*train, epochs=_epochs(owner, params, epochs), verbose=0)
+    try:
+        trainer = _build(owner, build, params)
+        key = _scoring(owner, scoring, trainer)
+        n_epochs = _epochs(owner, params, epochs)
+    except (TypeError, ValueError) as exc:
+        raise _SetupError(exc) from None
+    trainer.fit(*train, epochs=n_epochs, verbose=0)
     return trainer, key, trainer.evaluate(*held_out)
 
 
@@ -195,7 +204,8 @@ def _scale(train_X, *others):
 
 
 # --------------------------------------------------------------------------- cross-validation
-def cross_validate(build, X, y, k=5, params=None, epochs=10, scoring=None, stratify="auto", scale=False, seed=0):
+def cross_validate(build, X, y, k=5, params=None, epochs=10, scoring=None, stratify="auto", scale=False, seed=0,
+                   executor=None):
     """k-fold cross-validation of the Trainer ``build(params)`` returns, on fastnn.data.kfold.
 
     Parameters
@@ -215,6 +225,9 @@ def cross_validate(build, X, y, k=5, params=None, epochs=10, scoring=None, strat
         Standardize the features with a fastnn.data.Standardizer fitted on each training part.
     seed : int, default 0
         Seed of the fold assignment.
+    executor : concurrent.futures.Executor or dask.distributed.Client, optional
+        Train the folds as tasks on it, one fold per task (``build`` must be picklable for a
+        ProcessPoolExecutor); the scores equal the serial run's, in fold order.
 
     Returns a dict: ``score`` (mean over folds), ``std``, ``scores`` (one per fold),
     ``scoring``, ``metrics`` (every evaluated value, averaged over folds) and ``time`` (seconds).
@@ -235,16 +248,43 @@ def cross_validate(build, X, y, k=5, params=None, epochs=10, scoring=None, strat
     from .data import kfold
 
     folds = kfold(len(X), k=k, stratify_y=_stratify(owner, y, stratify), seed=check_seed(owner, seed))
-    return _cross_validate(owner, build, X, y, folds, params, epochs, scoring, scale)
-
-
-def _cross_validate(owner, build, X, y, folds, params, epochs, scoring, scale):
+    dispatch = Dispatcher(owner, executor, probe=build)
+    if dispatch.kind == "serial":
+        return _cross_validate(owner, build, X, y, folds, params, epochs, scoring, scale)
     t0 = time.perf_counter()
-    results, key = [], None
-    for train_idx, val_idx in folds:
-        Xtr, Xva = (_scale(X[train_idx], X[val_idx]) if scale else (X[train_idx], X[val_idx]))
-        _, key, scores = _fit_score(owner, build, params, (Xtr, y[train_idx]), (Xva, y[val_idx]), epochs, scoring)
-        results.append(scores)
+    Xs, ys = dispatch.share(X), dispatch.share(y)
+    futures = [dispatch.submit(_fold_task, owner, build, params, Xs, ys, tr, va, epochs, scoring, scale)
+               for tr, va in folds]
+    try:
+        results = [dispatch.result(f) for f in futures]
+    except _SetupError as exc:
+        raise exc.args[0] from None
+    return _summary(results, t0)
+
+
+def _fold_task(owner, build, params, X, y, train_idx, val_idx, epochs, scoring, scale):
+    """Train on the rows ``train_idx`` and score on ``val_idx``: (score key, scores dict)."""
+    Xtr, Xva = (_scale(X[train_idx], X[val_idx]) if scale else (X[train_idx], X[val_idx]))
+    _, key, scores = _fit_score(owner, build, params, (Xtr, y[train_idx]), (Xva, y[val_idx]), epochs, scoring)
+    return key, scores
+
+
+def _cross_validate(owner, build, X, y, folds, params, epochs, scoring, scale, setup_errors=False):
+    """The folds one after another (``setup_errors``: the caller's mistakes stay _SetupError)."""
+    t0 = time.perf_counter()
+    try:
+        results = [_fold_task(owner, build, params, X, y, tr, va, epochs, scoring, scale) for tr, va in folds]
+    except _SetupError as exc:
+        if setup_errors:
+            raise
+        raise exc.args[0] from None
+    return _summary(results, t0)
+
+
+def _summary(fold_results, t0):
+    """cross_validate's dict from [(key, scores)] in fold order."""
+    key = fold_results[0][0]
+    results = [scores for _, scores in fold_results]
     values = np.array([r[key] for r in results])
     return {"score": float(values.mean()), "std": float(values.std()), "scores": values.tolist(), "scoring": key,
             "metrics": {name: float(np.mean([r[name] for r in results])) for name in results[0]},
@@ -260,7 +300,9 @@ class SearchResult:
     results : list of dict
         One per trial, best first: ``params``, ``score``, ``std`` (over folds; 0 for a
         hold-out), ``time`` (seconds), ``trial`` (its order of evaluation) and, for a trial
-        whose training diverged, ``error`` (its score is NaN and it ranks last).
+        whose training failed, ``error`` and ``error_type`` ('TrainingDiverged', the
+        exception's class name; its score is NaN and it ranks last). The table has an
+        ``error`` column when a trial failed.
     best_params, best_score : the best trial's parameters and score.
     scoring : str; greater_is_better : bool.
     best_trainer : Trainer refitted on all the data with best_params (None with refit=False);
@@ -288,6 +330,10 @@ class SearchResult:
         header = ["rank", *names, self.scoring, "std", "time_s"]
         rows = [[i + 1, *(r["params"].get(n, "") for n in names), r["score"], r["std"], r["time"]]
                 for i, r in enumerate(self.results)]
+        if any("error" in r for r in self.results):
+            header.append("error")
+            for row, r in zip(rows, self.results):
+                row.append(r.get("error", ""))
         return header, rows
 
     def to_csv(self, path):
@@ -317,9 +363,32 @@ class SearchResult:
                 f"best_score={self.best_score!r}, scoring={self.scoring!r})")
 
 
+def _trial_task(owner, build, params, X, y, Xv, yv, folds, epochs, scoring, scale):
+    """One trial: {'score', 'std', 'key'} or, when its training failed, {'score': nan, 'error':
+    ..., 'error_type': ...}; the caller's mistakes are raised (as _SetupError)."""
+    entry = {"score": math.nan, "std": 0.0}
+    try:
+        if folds is not None:
+            cv_result = _cross_validate(owner, build, X, y, folds, params, epochs, scoring, scale, setup_errors=True)
+            entry.update(score=cv_result["score"], std=cv_result["std"] if len(folds) > 1 else 0.0,
+                         key=cv_result["scoring"])
+        else:
+            Xtr, Xva = _scale(X, Xv) if scale else (X, Xv)
+            _, key, scores = _fit_score(owner, build, params, (Xtr, y), (Xva, yv), epochs, scoring)
+            entry.update(score=scores[key], key=key)
+    except _SetupError:
+        raise
+    except TrainingDiverged as exc:
+        entry.update(error=str(exc), error_type="TrainingDiverged")
+    except Exception as exc:  # noqa: BLE001 - any other failure of this trial's training: reported, the search goes on
+        entry.update(error=f"{type(exc).__name__}: {exc}", error_type=type(exc).__name__, exception=exc)
+    return entry
+
+
 def _search(owner, build, candidates, X, y, validation, validation_split, cv, epochs, scoring, stratify, scale,
-            refit, seed, verbose):
+            refit, seed, verbose, executor):
     X, y = _as_data(owner, X, y)
+    dispatch = Dispatcher(owner, executor, probe=build)
     seed = check_seed(owner, seed)
     labels = _stratify(owner, y, stratify)
     folds = None
@@ -336,28 +405,38 @@ def _search(owner, build, candidates, X, y, validation, validation_split, cv, ep
         if not isinstance(validation, (tuple, list)) or len(validation) != 2:
             raise TypeError(f"{owner}: validation must be a tuple (X_val, y_val).")
         Xv, yv = _as_data(owner + " (validation)", *validation)
-    results, key = [], None
-    for trial, params in enumerate(candidates):
-        t0 = time.perf_counter()
-        entry = {"params": params, "score": math.nan, "std": 0.0}
+    for params in candidates:  # before any training
+        _epochs(owner, params, epochs)
+    if folds is not None:
+        Xv = yv = None
+    shared = [dispatch.share(a) for a in (X, y, Xv, yv)]
+    t_submit, key = time.perf_counter(), None
+    futures = []
+    for params in candidates:  # on an executor: every trial submitted, then collected in order
+        futures.append(dispatch.submit(_timed, _trial_task, owner, build, params, *shared, folds, epochs, scoring,
+                                       scale))
+    results, exceptions = [], []
+    for trial, (params, future) in enumerate(zip(candidates, futures)):
         try:
-            if folds is not None:
-                cv_result = _cross_validate(owner, build, X, y, folds, params, epochs, scoring, scale)
-                key = cv_result["scoring"]
-                entry.update(score=cv_result["score"], std=cv_result["std"] if len(folds) > 1 else 0.0)
-            else:
-                Xtr, Xva = _scale(X, Xv) if scale else (X, Xv)
-                _, key, scores = _fit_score(owner, build, params, (Xtr, y), (Xva, yv), epochs, scoring)
-                entry["score"] = scores[key]
-        except TrainingDiverged as exc:
-            entry["error"] = str(exc)
-        entry.update(time=time.perf_counter() - t0, trial=trial)
+            entry, seconds = dispatch.result(future)
+        except _SetupError as exc:  # the caller's mistake: no trial can succeed
+            raise exc.args[0] from None
+        except Exception as exc:  # noqa: BLE001 - the task never finished (a worker died, a cancelled future, ...)
+            entry = {"score": math.nan, "std": 0.0, "error": f"{type(exc).__name__}: {exc}",
+                     "error_type": type(exc).__name__}
+            seconds = time.perf_counter() - t_submit
+        key = entry.pop("key", key)
+        exceptions.append(entry.pop("exception", None))
+        entry = {"params": params, **entry, "time": seconds, "trial": trial}
         results.append(entry)
         if verbose:
             print(f"{owner}: trial {trial + 1}: {params} -> {entry['score']:.4g} ({entry['time']:.2f}s)"
                   + (f" [{entry['error']}]" if "error" in entry else ""), flush=True)
-    if key is None:
-        raise TrainingDiverged(f"{owner}: the training of every trial diverged; the first: {results[0]['error']}")
+    if all("error" in r for r in results):
+        first = results[0]["error"]
+        if all(r["error_type"] == "TrainingDiverged" for r in results):
+            raise TrainingDiverged(f"{owner}: the training of every trial diverged; the first: {first}")
+        raise RuntimeError(f"{owner}: the training of every trial failed; the first: {first}") from exceptions[0]
     better = _greater_is_better(key)
     results.sort(key=lambda r: (math.isnan(r["score"]), -r["score"] if better else r["score"]))
     best_trainer = scaler = None
@@ -370,6 +449,12 @@ def _search(owner, build, candidates, X, y, validation, validation_split, cv, ep
         best_trainer.fit(X if scaler is None else scaler.transform(X), y,
                          epochs=_epochs(owner, results[0]["params"], epochs), verbose=0)
     return SearchResult(results, key, better, best_trainer, scaler)
+
+
+def _timed(fn, *args):
+    """(fn(*args), its wall time in seconds), measured where it runs."""
+    t0 = time.perf_counter()
+    return fn(*args), time.perf_counter() - t0
 
 
 def _holdout(labels, n, fraction, seed):
@@ -398,6 +483,11 @@ _SEARCH_DOC = """
     stratify : 'auto', True or False, default 'auto'. scale : bool, default False (Standardizer
     fitted on each training part). refit : bool, default True. seed : int, default 0 (splits,
     folds{sampling}). verbose : 0 or 1 (one line per trial).
+    executor : concurrent.futures.Executor or dask.distributed.Client, optional
+    Run the trials on it, one trial per task (``build`` must be picklable for a
+    ProcessPoolExecutor; each task sets its BLAS threads to the cores / the tasks at once);
+    the results equal the serial run's, in the same order. A trial whose training fails
+    (divergence, an error, a lost worker) gets a NaN score and its ``error``, and ranks last.
 
     Returns a SearchResult (``best_params``, ``best_score``, ``results`` best first, each with
     its ``time``; ``best_trainer``; ``to_csv``; ``str()`` is the table).
@@ -405,18 +495,18 @@ _SEARCH_DOC = """
 
 
 def grid_search(build, space, X, y, validation=None, validation_split=0.2, cv=None, epochs=10, scoring=None,
-                stratify="auto", scale=False, refit=True, seed=0, verbose=0):
+                stratify="auto", scale=False, refit=True, seed=0, verbose=0, executor=None):
     """Try every combination of the values in ``space`` (in the dict's order, the last name
     varying fastest) and keep the best by validation score."""
     space = _check_space("grid_search", space, grid=True)
     names = list(space)
     candidates = [dict(zip(names, values)) for values in itertools.product(*space.values())]
     return _search("grid_search", build, candidates, X, y, validation, validation_split, cv, epochs, scoring,
-                   stratify, scale, refit, seed, verbose)
+                   stratify, scale, refit, seed, verbose, executor)
 
 
 def random_search(build, space, X, y, n_trials=10, validation=None, validation_split=0.2, cv=None, epochs=10,
-                  scoring=None, stratify="auto", scale=False, refit=True, seed=0, verbose=0):
+                  scoring=None, stratify="auto", scale=False, refit=True, seed=0, verbose=0, executor=None):
     """Try ``n_trials`` parameter sets drawn from ``space`` (a list: one value uniformly; a
     Uniform, LogUniform or IntUniform: a draw) with ``np.random.default_rng(seed)``, and keep
     the best by validation score."""
@@ -428,7 +518,7 @@ def random_search(build, space, X, y, n_trials=10, validation=None, validation_s
                           else _plain(values[rng.integers(len(values))])) for name, values in space.items()}
                   for _ in range(n_trials)]
     return _search(owner, build, candidates, X, y, validation, validation_split, cv, epochs, scoring, stratify,
-                   scale, refit, seed, verbose)
+                   scale, refit, seed, verbose, executor)
 
 
 def _plain(value):
