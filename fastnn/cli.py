@@ -862,7 +862,8 @@ def build_parser():
                         "random also ranges lr=log:1e-4:1e-1 hidden=16:128 (keys: " + ", ".join(_TUNE_KEYS) + ")")
     u.add_argument("--search", default="grid", choices=("grid", "random"), help="every combination, or draws")
     u.add_argument("--trials", type=int, default=10, help="parameter sets a random search draws (default 10)")
-    u.add_argument("--cv", type=int, default=None, help="score by K-fold cross-validation instead of the validation part")
+    u.add_argument("--cv", type=int, default=None,
+                   help="score by K-fold cross-validation instead of the validation part")
     u.add_argument("--results", default=None, help="write the table of trials here (.csv)")
     u.add_argument("--workers", type=int, default=None, help="run the trials in N local processes at once")
     u.add_argument("--scheduler", default=None, metavar="ADDRESS",

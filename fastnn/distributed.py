@@ -102,7 +102,7 @@ def _import_mpi(owner):
 
 
 #: {"comm": the communicator to abort, "origin": True when this rank's own error started a failure}
-_ABORT = {}
+_ABORT: dict = {}
 
 
 def _install_abort_hook(comm, timeout):
@@ -149,7 +149,7 @@ def _await_peers(comm, grace):
 
 
 #: fastnn's duplicate of each communicator it was given, by its Fortran handle (made once)
-_DUPLICATES = {}
+_DUPLICATES: dict = {}
 
 
 class _Communicator:

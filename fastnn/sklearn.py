@@ -11,8 +11,9 @@ multi-label problem) or half the mean squared error, plus ``alpha / (2 n_batch) 
 for each minibatch of ``n_batch`` rows (weights only, not biases). What differs from
 scikit-learn: ``solver='lbfgs'`` is not available (a ValueError says so; ``max_fun`` is
 checked and otherwise unused, as scikit-learn does for its other solvers), 'poisson' loss is
-not available, the weights start Glorot-uniform as scikit-learn's but the biases at zero, and a pickled estimator keeps its
-weights but not its optimizer state (``partial_fit`` after unpickling starts a fresh optimizer).
+not available, the weights start Glorot-uniform as scikit-learn's but the biases at zero, and a
+pickled estimator keeps its weights but not its optimizer state (``partial_fit`` after
+unpickling starts a fresh optimizer).
 
 Needs scikit-learn (``pip install fastnn[sklearn]``); ``import fastnn`` never imports it.
 """

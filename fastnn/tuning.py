@@ -526,7 +526,7 @@ def _plain(value):
     return value.item() if isinstance(value, np.generic) else value
 
 
-if grid_search.__doc__:  # None under python -OO
+if grid_search.__doc__ and random_search.__doc__:  # None under python -OO
     grid_search.__doc__ += _SEARCH_DOC.format(ranges="", sampling="")
     random_search.__doc__ += _SEARCH_DOC.format(ranges=" or distributions", sampling=", sampling")
     random_search.__doc__ += "    n_trials : int, default 10, >= 1.\n"

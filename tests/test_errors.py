@@ -153,7 +153,8 @@ CASES = [
     ("X-object", lambda: model().predict(X.astype(object)), TypeError,
      r"^Sequential\.predict: X must hold numbers \(bool, int or float32/float64\); got dtype object; convert with "
      r"X\.astype\(np\.float32\)\.$"),
-    ("X-None", lambda: model().predict(None), TypeError, r"^Sequential\.predict: X must hold numbers.*got dtype object"),
+    ("X-None", lambda: model().predict(None), TypeError,
+     r"^Sequential\.predict: X must hold numbers.*got dtype object"),
     ("X-strings", lambda: model().predict(X.astype(str)), TypeError,
      r"^Sequential\.predict: X must hold numbers \(bool, int or float32/float64\); got dtype <U\d+"),
     ("X-string", lambda: model().predict("1,2,3,4,5"), TypeError,
@@ -214,7 +215,8 @@ CASES = [
      r"^Dense: use_bias must be True or False; got 'yes'\.$"),
     ("leaky-alpha", lambda: L.Dense(2, activation="leaky_relu", alpha=-0.1), ValueError,
      r"^Dense: alpha must be >= 0\.0; got -0\.1\.$"),
-    ("elu-alpha", lambda: L.Activation("elu", alpha=0.0), ValueError, r"^Activation: alpha must be > 0\.0; got 0\.0\.$"),
+    ("elu-alpha", lambda: L.Activation("elu", alpha=0.0), ValueError,
+     r"^Activation: alpha must be > 0\.0; got 0\.0\.$"),
     ("sgd-momentum-1", lambda: fnn.optim.SGD(0.1, momentum=1.0), ValueError,
      r"^SGD: momentum must be < 1\.0; got 1\.0\.$"),
     ("sgd-momentum-negative", lambda: fnn.optim.SGD(0.1, momentum=-0.5), ValueError,
@@ -391,7 +393,7 @@ def test_finite_values_whose_sum_overflows_are_accepted_silently():
 
 @pytest.mark.filterwarnings("error")
 @pytest.mark.parametrize("rows", [3, 20_000])  # checked with a mask and with the screening sum
-def test_issue17_float64_beyond_float32_range_is_refused_not_turned_into_inf(rows):
+def test_float64_beyond_float32_range_is_refused_not_turned_into_inf(rows):
     # issue 17 finding 5: float64 inputs beyond float32's range passed the NaN/inf check and
     # became inf (predict returned inf/NaN with only a RuntimeWarning).
     X = np.zeros((rows, 5))
@@ -413,7 +415,7 @@ def test_issue17_float64_beyond_float32_range_is_refused_not_turned_into_inf(row
 
 @pytest.mark.parametrize("label, shown", [(1e30, r"1e\+30"), (2.0 ** 70, r"1\.1805916207174113e\+21"),
                                           (-3.0, r"-3\.0"), (7.0, r"7\.0")])
-def test_issue17_out_of_range_float_label_is_reported_as_its_value(label, shown):
+def test_out_of_range_float_label_is_reported_as_its_value(label, shown):
     # issue 17 finding 5: a label of 1e30 was reported as -9223372036854775808 (its int64 wrap)
     y = np.array([0.0, 1.0, label, 2.0])
     with pytest.raises(ValueError, match=r"Trainer.fit: y must be in \[0, 3\) for a model with 3 outputs; got the "
@@ -421,13 +423,13 @@ def test_issue17_out_of_range_float_label_is_reported_as_its_value(label, shown)
         fnn.Trainer(model(), "cross_entropy").fit(np.zeros((4, 5)), y, verbose=0)
 
 
-def test_issue17_huge_unsigned_label_is_reported_as_its_value():
+def test_huge_unsigned_label_is_reported_as_its_value():
     y = np.array([0, 2 ** 64 - 1], np.uint64)
     with pytest.raises(ValueError, match=r"got the label 18446744073709551615 at index 1"):
         fnn.Trainer(model(), "cross_entropy").fit(np.zeros((2, 5)), y, verbose=0)
 
 
-def test_issue17_sample_weight_beyond_float32_range_is_refused():
+def test_sample_weight_beyond_float32_range_is_refused():
     w = np.ones(4)
     w[3] = 1e39
     with pytest.raises(ValueError, match=r"Trainer.fit: sample_weight holds 1e\+39 at index \[3\], beyond float32"):
