@@ -186,7 +186,7 @@ GOOD_META = {"format": "fastnn.ensemble", "format_version": 1, "output": "softma
     ("members_not_list", "the member list must be members/0.fnn"),
     ("members_path", "the member list must be members/0.fnn"),
     ("too_many", "the member list must be members/0.fnn"),
-    ("missing_member", "members/1.fnn is missing"),
+    ("missing_member", "it has no members/1.fnn member"),
     ("extra_member", "unexpected members"),
     ("deflated_member", "members/0.fnn is not a stored member"),
     ("garbage_member", r"ens.fnn:members/1.fnn is not a valid fastnn model file"),
