@@ -193,6 +193,9 @@ class ArchiveReader:
                 psize = struct.unpack("<H", head[2:4])[0]
                 props = raw.read(psize)
                 filt = lzma._decode_filter_properties(lzma.FILTER_LZMA1, props)  # what zipfile does too
+                # a match never reaches further back than the output's length: a dictionary of the
+                # capped size decodes every valid stream, and a declared 4 GiB one is never allocated
+                filt["dict_size"] = min(filt.get("dict_size", 1 << 12), max(limit, 1 << 12))
                 inflate = lzma.LZMADecompressor(lzma.FORMAT_RAW, filters=[filt])
             while True:
                 chunk = raw.read(_CHUNK)
