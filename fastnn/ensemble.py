@@ -12,17 +12,18 @@ from __future__ import annotations
 import io
 import json
 import os
-import zipfile
 
 import numpy as np
 
-from ._archive import ArchiveReader, format_error, write_archive
+from ._archive import MAX_JSON_BYTES, ArchiveReader, format_error, write_archive
 from ._checks import as_float_array, check_choice
 
 FORMAT = "fastnn.ensemble"
 FORMAT_VERSION = 1
 #: Members an ensemble file may declare (bounds what a hostile file can make a reader do).
 MAX_MEMBERS = 1024
+#: A member may inflate to at most this many times the ensemble file's size (plus 1 MiB).
+MEMBER_RATIO = 16
 #: The averaging an ensemble can do: 'softmax'/'sigmoid' average probabilities, 'identity' outputs.
 OUTPUTS = ("auto", "softmax", "sigmoid", "identity")
 #: The activation a fused loss puts on a member's logits (read from a model's metadata["loss"]).
@@ -234,11 +235,11 @@ class Ensemble:
                 ar.fail(f"the member list must be members/0.fnn ... (1 to {MAX_MEMBERS} of them)")
             ar.check_members({"ensemble.json", *names})
             for name in names:
-                info = ar.info(name)
-                if info.compress_type != zipfile.ZIP_STORED:
-                    ar.fail(f"{name} is not a stored member within the file's size")
                 label = f"{path}:{name}"
-                content = read_model_file(label, owner, stream=io.BytesIO(ar.read_bytes(name, ar.size)))
+                # a member inflates to at most MEMBER_RATIO times the file's size (+ 1 MiB); its own
+                # reader then bounds what it allocates by that
+                data = ar.read_bytes(name, MEMBER_RATIO * ar.size + MAX_JSON_BYTES)
+                content = read_model_file(label, owner, stream=io.BytesIO(data))
                 models.append(build_model(content, label, device, owner))
         try:
             return cls(models, output=output)

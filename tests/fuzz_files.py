@@ -41,7 +41,7 @@ KINDS = ("model", "checkpoint", "ensemble")
 
 
 # ------------------------------------------------------------------ valid files
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def valid_file(kind):
     """The bytes of a small, valid fastnn file of ``kind`` (built once)."""
     import fastnn as fnn
@@ -84,7 +84,7 @@ def build(entries):
 
 
 # ------------------------------------------------------------------ bombs
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _bomb_stream(method):
     """(compressed bytes, CRC) of BOMB_BYTES zeros, compressed as a zip member of ``method``."""
     import bz2

@@ -188,7 +188,6 @@ GOOD_META = {"format": "fastnn.ensemble", "format_version": 1, "output": "softma
     ("too_many", "the member list must be members/0.fnn"),
     ("missing_member", "it has no members/1.fnn member"),
     ("extra_member", "unexpected members"),
-    ("deflated_member", "members/0.fnn is not a stored member"),
     ("garbage_member", r"ens.fnn:members/1.fnn is not a valid fastnn model file"),
     ("nan_member", r"members/0.fnn is not a valid fastnn model file: arrays/0.w.npy contains NaN"),
     ("disagree", "the members must map the same number of features"),
