@@ -29,7 +29,6 @@ import lzma
 import math
 import os
 import struct
-import warnings
 import zipfile
 import zlib
 
@@ -327,7 +326,7 @@ def write_archive_to(f, members):
     names = [name for name, _ in members]
     if len(set(names)) != len(names):
         raise ValueError(f"write_archive: duplicate member names in {names}")
-    with warnings.catch_warnings(), zipfile.ZipFile(f, "w", compression=zipfile.ZIP_STORED) as zf:
+    with zipfile.ZipFile(f, "w", compression=zipfile.ZIP_STORED) as zf:
         for name, value in members:
             if isinstance(value, str):
                 zf.writestr(name, value, compress_type=zipfile.ZIP_DEFLATED)
