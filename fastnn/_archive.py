@@ -168,6 +168,7 @@ class ArchiveReader:
         if info.file_size > cap:
             self.fail(f"{name} is {info.file_size} bytes, over the {cap} limit")
         method = info.compress_type
+        partial = method == zipfile.ZIP_DEFLATED  # zlib keeps unread input in unconsumed_tail
         if method == zipfile.ZIP_STORED:
             inflate = None
         elif method == zipfile.ZIP_DEFLATED:
@@ -208,7 +209,7 @@ class ArchiveReader:
                         out += inflate.decompress(data, limit + 1 - len(out))
                         if len(out) > limit:
                             break
-                        if isinstance(inflate, type(zlib.decompressobj())):
+                        if partial:
                             data = inflate.unconsumed_tail
                             if not data:
                                 break

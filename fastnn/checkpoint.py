@@ -188,6 +188,8 @@ def load_checkpoint(path, device=None):
         for aug, aug_state in zip(trainer.augment, state["augment"]):
             aug.load_state_dict(aug_state)
         trainer.epoch = _check_count("the epoch", state["epoch"])
+        for e in doc["history"]["epoch"]:
+            _check_count("a History epoch", e)
         trainer.history.load_state_dict(doc["history"])
     except ModelFormatError:
         raise

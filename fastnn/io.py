@@ -191,6 +191,9 @@ def read_model_file(path, owner="fastnn.load", describers=None, extra=None, stre
     """
     describers = layer_describers() if describers is None else describers
     with ArchiveReader(path, owner, "model file", stream=stream) as ar:
+        if "model.json" not in ar.names and "ensemble.json" in ar.names:
+            ar.fail(f"it has no model.json member: it is an ensemble file, not a {KINDS[kind]}; read it with "
+                    f"fastnn.Ensemble.load")
         meta = _read_meta(ar)
         found = ar.kind_of(meta, {"checkpoint.json": "checkpoint"}) or "model"
         if found != kind:

@@ -183,6 +183,7 @@ def _set(keys, value):
     (_set(["state", "optimizer", "epoch"], -1), "the optimizer's epoch must be an integer in"),
     (_set(["state", "optimizer", "lr_scale"], -1.0), "lr_scale must be a positive finite number"),
     (_set(["state", "layers"], {"-1": {}}), "layer key '-1' is not a layer of the model"),
+    (_set(["history", "epoch"], [-2]), "a History epoch must be an integer in"),
     (_set(["state", "optimizer", "state"], []), "unexpected members \\['optimizer/momentum_buffer.npy'\\]"),
     (_set(["trainer", "optimizer", "type"], "Evil"), "does not describe a Trainer this fastnn can rebuild"),
     (_set(["trainer", "loss", "config"], {"delta": -1}), "does not describe a Trainer this fastnn can rebuild"),
