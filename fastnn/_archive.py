@@ -88,10 +88,10 @@ class ArchiveReader:
 
     # ------------------------------------------------------------ context
     def __enter__(self):
+        # opening is not reading: a PermissionError is the caller's to see as it is
+        self._own = self._stream is None
+        self._src = src = open(self.path, "rb") if self._own else self._stream
         try:
-            src = self._stream if self._stream is not None else open(self.path, "rb")
-            self._own = self._stream is None
-            self._src = src
             self.size = src.seek(0, io.SEEK_END)
             src.seek(0)
             self._zf = zipfile.ZipFile(src)

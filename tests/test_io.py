@@ -648,7 +648,7 @@ def test_issue17_duplicate_member_names_are_refused(read, saved, tmp_path, membe
 def test_the_manifest_records_the_kind_and_old_files_without_it_still_read(read, saved, tmp_path):
     from fastnn._archive import file_kind
 
-    path, model = saved
+    path, _ = saved
     assert json.loads(read_members(path)["model.json"])["kind"] == "model"
     assert file_kind(path) == "model"
     old = with_meta(path, tmp_path / "old.fnn", lambda meta: meta.pop("kind") and None)
@@ -710,7 +710,8 @@ def test_issue17_stale_temporaries_of_a_killed_save_are_removed_by_the_next_save
 
 
 def test_failed_saves_leave_no_temporary_for_every_kind(tmp_path, monkeypatch):
-    import fastnn._archive
+    import fastnn._archive as archive
+    import fastnn.io as model_io
 
     model = make_model("reference")
     trainer = fnn.Trainer(model, "mse")
@@ -719,9 +720,20 @@ def test_failed_saves_leave_no_temporary_for_every_kind(tmp_path, monkeypatch):
         f.write(b"partial")
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(fastnn._archive, "write_archive_to", broken)
-    monkeypatch.setattr(fastnn.io, "write_archive_to", broken)
+    monkeypatch.setattr(archive, "write_archive_to", broken)
+    monkeypatch.setattr(model_io, "write_archive_to", broken)
     for save in (model.save, trainer.save_checkpoint, fnn.Ensemble([model]).save):
         with pytest.raises(KeyboardInterrupt):
             save(tmp_path / "x.fnn")
     assert os.listdir(tmp_path) == []
+
+
+@pytest.mark.skipif(not hasattr(os, "geteuid") or os.geteuid() == 0, reason="root reads any file")
+def test_an_unreadable_file_is_a_permission_error_not_a_format_error(read, saved):
+    path, _ = saved
+    os.chmod(path, 0)
+    try:
+        with pytest.raises(PermissionError):
+            read.load(path)
+    finally:
+        os.chmod(path, 0o644)
