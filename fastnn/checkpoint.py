@@ -1,7 +1,8 @@
 """Training checkpoints: ``Trainer.save_checkpoint(path)`` and ``Trainer.from_checkpoint(path)``.
 
 A checkpoint is a model file (fastnn.io: a zip of ``model.json`` and one ``.npy`` per
-parameter, written atomically, read without pickle) with two more kinds of member:
+parameter, written atomically, read without pickle by fastnn._archive's reader) whose
+``model.json`` says ``"kind": "checkpoint"``, with two more kinds of member:
 
 - ``checkpoint.json``: {"format": "fastnn.checkpoint", "format_version": 1,
   "trainer": the Trainer's settings (loss, optimizer with its schedule and per-layer options,
@@ -139,13 +140,13 @@ def _check_count(name, value, high=2**64 - 1):
 
 def load_checkpoint(path, device=None):
     """The Trainer saved by ``save_checkpoint`` at ``path``, on ``device`` (default: the one it
-    was saved from). Raises ModelFormatError for a file that is not an intact checkpoint."""
-    from .backends import get_backend
+    was saved from). Raises ModelFormatError for a file that is not an intact checkpoint: one
+    whose fields (its device, counts, keys, optimizer state) are not what this fastnn writes is
+    refused here, not later in ``fit``; a bad ``device`` argument raises ValueError."""
+    from .backends import DEVICES, get_backend
     from .trainer import Trainer
 
     owner = "Trainer.from_checkpoint"
-    from .backends import DEVICES
-
     if device is not None:
         get_backend(device, owner)  # a bad device argument is the caller's error, not the file's
     content = read_model_file(path, owner, extra=_read_extra(path, owner), kind="checkpoint")
