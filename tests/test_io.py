@@ -737,3 +737,33 @@ def test_an_unreadable_file_is_a_permission_error_not_a_format_error(read, saved
             read.load(path)
     finally:
         os.chmod(path, 0o644)
+
+
+def test_issue17_a_save_killed_with_sigkill_leaves_debris_the_next_save_removes(tmp_path):
+    """The real thing: a process killed (SIGKILL) in the middle of a save cannot clean up; the
+    next save to the same path removes its temporary (main left 74 of them, 9.3 GiB)."""
+    import signal
+    import subprocess
+    import sys
+
+    path = tmp_path / "m.fnn"
+    script = (
+        "import sys, time, fastnn as fnn, fastnn.io as io_\n"
+        "def stuck(f, members):\n"
+        "    f.write(b'x' * 100000); f.flush(); print('ready', flush=True); time.sleep(120)\n"
+        "io_.write_archive_to = stuck\n"
+        f"fnn.Sequential([fnn.layers.Dense(2)], input_dim=3, seed=0).save({str(path)!r})\n"
+    )
+    root = os.path.dirname(os.path.dirname(os.path.abspath(fnn.__file__)))  # the fastnn under test
+    env = {**os.environ, "PYTHONPATH": root + os.pathsep + os.environ.get("PYTHONPATH", "")}
+    proc = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, env=env, cwd=root)
+    try:
+        assert proc.stdout.readline().strip() == b"ready"
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+    debris = [name for name in os.listdir(tmp_path) if name != "m.fnn"]
+    assert len(debris) == 1 and debris[0].startswith(".fastnn-tmp-") and debris[0].endswith("-m.fnn")
+    make_model("reference").save(path)
+    assert os.listdir(tmp_path) == ["m.fnn"]
+    assert fnn.load(path, device="reference").input_dim == 4
