@@ -315,18 +315,40 @@ def _bounded_int(text):
     return int(text)
 
 
+def check_json_text(owner, name, text):
+    """Raise ValueError unless ``text`` is JSON that ArchiveReader.read_json reads back: what
+    fastnn writes, fastnn reads (size limit, no NaN/Infinity, integers of at most 40 digits)."""
+    size = len(text.encode("utf-8"))
+    if size > MAX_JSON_BYTES:
+        raise ValueError(f"{owner}: {name} would be {size} bytes, over the {MAX_JSON_BYTES} a reader accepts; "
+                         f"keep the metadata or history smaller.")
+    try:
+        json.loads(text, parse_constant=_no_constant, parse_float=_finite_float, parse_int=_bounded_int)
+    except ValueError as exc:
+        raise ValueError(f"{owner}: {name} would hold a value no reader accepts ({exc}).") from None
+
+
 def write_archive(path, members, owner="fastnn"):
     """Write ``members`` ([(name, str | bytes | ndarray)]) as a fastnn archive to ``path``
-    atomically: text is deflated, arrays are stored as ``.npy`` and bytes are stored as given."""
+    atomically: text is deflated, arrays are stored as ``.npy`` and bytes are stored as given.
+    Everything is checked before the file is opened (JSON members with check_json_text)."""
+    write_check(members, owner)
     with atomic_write(path, owner=owner) as f:
         write_archive_to(f, members)
 
 
-def write_archive_to(f, members):
-    """Write ``members`` (as write_archive) to the binary file object ``f``."""
+def write_check(members, owner="fastnn"):
+    """Raise ValueError for members an ArchiveReader would refuse: duplicate names, unreadable JSON."""
     names = [name for name, _ in members]
     if len(set(names)) != len(names):
-        raise ValueError(f"write_archive: duplicate member names in {names}")
+        raise ValueError(f"{owner}: duplicate member names in {names}.")
+    for name, value in members:
+        if isinstance(value, str) and name.endswith(".json"):
+            check_json_text(owner, name, value)
+
+
+def write_archive_to(f, members):
+    """Write ``members`` (as write_archive, after write_check) to the binary file object ``f``."""
     with zipfile.ZipFile(f, "w", compression=zipfile.ZIP_STORED) as zf:
         for name, value in members:
             if isinstance(value, str):
@@ -361,5 +383,5 @@ def file_kind(path):
         return ar.kind_of(manifest) or default
 
 
-__all__ = ["KINDS", "MAX_JSON_BYTES", "ArchiveReader", "file_kind", "format_error", "write_archive",
-           "write_archive_to"]
+__all__ = ["KINDS", "MAX_JSON_BYTES", "ArchiveReader", "check_json_text", "file_kind", "format_error",
+           "write_archive", "write_archive_to", "write_check"]

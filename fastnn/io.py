@@ -27,7 +27,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from ._archive import KINDS, ArchiveReader, format_error, write_archive_to
+from ._archive import KINDS, ArchiveReader, format_error, write_archive_to, write_check
 from ._checks import check_dtype_name, check_int, check_seed
 from ._files import atomic_write
 
@@ -52,14 +52,23 @@ def save_model(model, path, extra=None, kind="model"):
     as ``.json`` text or ``.npy`` arrays, and ``kind`` is the manifest's kind: training
     checkpoints (fastnn.checkpoint) use them.
     """
-    with atomic_write(path, owner="Sequential.save" if kind == "model" else "Trainer.save_checkpoint") as f:
-        write_model(model, f, extra, kind)
+    owner = "Sequential.save" if kind == "model" else "Trainer.save_checkpoint"
+    members = model_members(model, extra, kind)
+    write_check(members, owner)  # before the file is opened: a save that fails leaves nothing
+    with atomic_write(path, owner=owner) as f:
+        write_archive_to(f, members)
 
 
 def write_model(model, f, extra=None, kind="model"):
     """Write ``model`` (and ``extra``, ``kind``, as save_model) as a model file's bytes to the
-    binary file object ``f`` (save_model writes a file with it; fastnn.ensemble stores its members
-    with it)."""
+    binary file object ``f`` (fastnn.ensemble stores its members with it)."""
+    members = model_members(model, extra, kind)
+    write_check(members, "Sequential.save")
+    write_archive_to(f, members)
+
+
+def model_members(model, extra=None, kind="model"):
+    """The archive members [(name, JSON text or array)] of ``model`` (and ``extra``, ``kind``)."""
     from . import __version__
 
     if not model.built:
@@ -75,7 +84,7 @@ def write_model(model, f, extra=None, kind="model"):
     members += [(e["name"], model.backend.to_numpy(model.layers[e["layer"]].params[e["param"]])) for e in entries]
     members += [(name, v if isinstance(v, np.ndarray) else json.dumps(v, indent=1, allow_nan=False))
                 for name, v in (extra or {}).items()]
-    write_archive_to(f, members)
+    return members
 
 
 def _read_meta(ar):

@@ -767,3 +767,17 @@ def test_issue17_a_save_killed_with_sigkill_leaves_debris_the_next_save_removes(
     make_model("reference").save(path)
     assert os.listdir(tmp_path) == ["m.fnn"]
     assert fnn.load(path, device="reference").input_dim == 4
+
+
+@pytest.mark.parametrize("metadata, match", [
+    ({"blob": "x" * (1 << 20)}, r"model.json would be \d+ bytes, over the 1048576 a reader accepts"),
+    ({"id": 10**50}, r"model.json would hold a value no reader accepts \(an integer of 51 digits"),
+])
+def test_what_save_writes_load_reads(tmp_path, metadata, match):
+    """A save refuses, before opening the file, what every reader would refuse (main wrote a
+    model whose 1 MiB of metadata no loader read back)."""
+    model = make_model("reference")
+    model.metadata = metadata
+    with pytest.raises(ValueError, match="^Sequential.save: " + match):
+        model.save(tmp_path / "m.fnn")
+    assert os.listdir(tmp_path) == []
