@@ -157,7 +157,7 @@ class ArchiveReader:
         kind = manifest.get("kind")
         if kind is None:
             return next((k for name, k in dict(members).items() if name in self._infos), None)
-        if kind not in KINDS:
+        if not isinstance(kind, str) or kind not in KINDS:
             self.fail(f"kind {kind!r} is not one of {', '.join(KINDS)}")
         return kind
 

@@ -781,3 +781,11 @@ def test_what_save_writes_load_reads(tmp_path, metadata, match):
     with pytest.raises(ValueError, match="^Sequential.save: " + match):
         model.save(tmp_path / "m.fnn")
     assert os.listdir(tmp_path) == []
+
+
+@pytest.mark.parametrize("kind", [["model"], {"a": 1}, 3, "Model"])
+def test_a_kind_of_the_wrong_type_is_named(read, saved, tmp_path, kind):
+    path, _ = saved
+    bad = with_meta(path, tmp_path / "k.fnn", _set(["kind"], kind))
+    with pytest.raises(fnn.ModelFormatError, match=f"{BAD}: kind .* is not one of model, checkpoint, ensemble"):
+        read.load(bad)
