@@ -1,7 +1,8 @@
 """Training checkpoints: ``Trainer.save_checkpoint(path)`` and ``Trainer.from_checkpoint(path)``.
 
 A checkpoint is a model file (fastnn.io: a zip of ``model.json`` and one ``.npy`` per
-parameter, written atomically, read without pickle) with two more kinds of member:
+parameter, written atomically, read without pickle by fastnn._archive's reader) whose
+``model.json`` says ``"kind": "checkpoint"``, with two more kinds of member:
 
 - ``checkpoint.json``: {"format": "fastnn.checkpoint", "format_version": 1,
   "trainer": the Trainer's settings (loss, optimizer with its schedule and per-layer options,
@@ -26,8 +27,10 @@ from . import losses as _losses
 from . import metrics as _metrics
 from . import optim as _optim
 from . import schedules as _schedules
+from ._archive import format_error
 from .errors import ModelFormatError
-from .io import build_model, format_error, read_array_member, read_json_member, read_model_file, save_model
+from .io import build_model, read_model_file, save_model
+from .model import _ALIGN
 
 FORMAT = "fastnn.checkpoint"
 FORMAT_VERSION = 1
@@ -86,53 +89,82 @@ def save_checkpoint(trainer, path):
              "optimizer": opt_state}
     document = {"format": FORMAT, "format_version": FORMAT_VERSION, "trainer": settings, "state": state,
                 "history": trainer.history.state_dict(), "device": model.device}
-    save_model(model, path, extra={"checkpoint.json": document, **arrays})
+    save_model(model, path, extra={"checkpoint.json": document, **arrays}, kind="checkpoint")
 
 
 def _read_extra(path, owner):
-    """The reader of checkpoint.json and the optimizer arrays, for read_model_file."""
-    def extra(zf, dtype, n_params):
-        doc = read_json_member(path, zf, "checkpoint.json", owner)
+    """The reader of checkpoint.json and the optimizer arrays, for read_model_file: each state
+    buffer must be shaped like the flat parameter buffer, so what it allocates is bounded by the
+    parameter count, itself bounded by the file's size."""
+    def extra(ar, dtype, n_params):
+        doc = ar.read_json("checkpoint.json")
         if not isinstance(doc, dict) or doc.get("format") != FORMAT:
-            raise format_error(path, "it is not a training checkpoint (no fastnn.checkpoint checkpoint.json); "
-                                     "a model file is read with fastnn.load", owner)
+            ar.fail("it is not a training checkpoint (no fastnn.checkpoint checkpoint.json); "
+                    "a model file is read with fastnn.load")
         if doc.get("format_version") != FORMAT_VERSION:
-            raise format_error(path, f"checkpoint format_version {doc.get('format_version')!r} is not supported "
-                                     f"(this fastnn reads {FORMAT_VERSION})", owner)
+            ar.fail(f"checkpoint format_version {doc.get('format_version')!r} is not supported "
+                    f"(this fastnn reads {FORMAT_VERSION})")
         try:
             names = list(doc["state"]["optimizer"]["state"])
-            shape = tuple(int(d) for d in doc["state"]["optimizer"]["shape"])
-            if not all(isinstance(n, str) and n.isidentifier() for n in names) or len(shape) != 1:
+            shape = tuple(doc["state"]["optimizer"]["shape"])
+            if not all(isinstance(n, str) and n.isidentifier() for n in names) or len(set(names)) != len(names) \
+                    or len(names) > 16:
                 raise ValueError("bad optimizer state")
         except (KeyError, TypeError, ValueError):
-            raise format_error(path, "checkpoint.json lacks a valid optimizer state list and shape", owner) from None
+            ar.fail("checkpoint.json lacks a valid optimizer state list and shape")
+        # the flat buffer holds the parameters, each padded to _ALIGN elements (fastnn.model)
+        if len(shape) != 1 or not isinstance(shape[0], int) or not n_params <= shape[0] <= n_params * (1 + _ALIGN):
+            ar.fail(f"the optimizer state shape {list(shape)!r} does not fit the model's {n_params} parameters")
+        if len(names) * n_params * dtype.itemsize > ar.size:
+            ar.fail(f"{len(names)} optimizer buffers of {n_params} parameters are more than the file can hold")
         members = [f"optimizer/{n}.npy" for n in names]
-        arrays = {n: read_array_member(path, zf, m, shape, dtype, owner) for n, m in zip(names, members)}
+        arrays = {n: ar.read_array(m, shape, dtype) for n, m in zip(names, members)}
         return ["checkpoint.json", *members], (doc, arrays)
 
     return extra
 
 
+def _layer_index(key, model):
+    """A layer index the file gives as a string key: "0" ... str(len(model.layers) - 1)."""
+    if not isinstance(key, str) or not key.isdigit() or int(key) >= len(model.layers):
+        raise ValueError(f"layer key {key!r} is not a layer of the model (0..{len(model.layers) - 1})")
+    return int(key)
+
+
+def _check_count(name, value, high=2**64 - 1):
+    """A step or epoch count from the file: an int in [0, high] (bools refused)."""
+    if not isinstance(value, int) or isinstance(value, bool) or not 0 <= value <= high:
+        raise ValueError(f"{name} must be an integer in [0, {high}]; got {value!r}")
+    return value
+
+
 def load_checkpoint(path, device=None):
     """The Trainer saved by ``save_checkpoint`` at ``path``, on ``device`` (default: the one it
-    was saved from). Raises ModelFormatError for a file that is not an intact checkpoint."""
-    from .backends import get_backend
+    was saved from). Raises ModelFormatError for a file that is not an intact checkpoint: one
+    whose fields (its device, counts, keys, optimizer state) are not what this fastnn writes is
+    refused here, not later in ``fit``; a bad ``device`` argument raises ValueError."""
+    from .backends import DEVICES, get_backend
     from .trainer import Trainer
 
     owner = "Trainer.from_checkpoint"
-    content = read_model_file(path, owner, extra=_read_extra(path, owner))
+    if device is not None:
+        get_backend(device, owner)  # a bad device argument is the caller's error, not the file's
+    content = read_model_file(path, owner, extra=_read_extra(path, owner), kind="checkpoint")
     doc, arrays = content.extra
-    device = doc.get("device", "cpu") if device is None else device
-    get_backend(device, owner)
+    if device is None:
+        device = doc.get("device", "cpu")
+        if not isinstance(device, str) or device not in DEVICES:
+            raise format_error(path, f"its \"device\" field {device!r} is not one of {', '.join(DEVICES)}", owner)
+        get_backend(device, owner)
     model = build_model(content, path, device, owner)
     try:
         settings, state = doc["trainer"], doc["state"]
         for key, value in state["layers"].items():
-            model.layers[int(key)].load_state_dict(value)
+            model.layers[_layer_index(key, model)].load_state_dict(value)
         spec = settings["optimizer"]
         optimizer = _KINDS["optimizer"][spec["type"]](lr=_build("schedule", spec["lr"]), **spec["config"])
         for key, options in spec["layer_options"].items():
-            optimizer.set_layer_options(model.layers[int(key)], **options)
+            optimizer.set_layer_options(model.layers[_layer_index(key, model)], **options)
         trainer = Trainer(model, _build("loss", settings["loss"]), optimizer, batch_size=settings["batch_size"],
                           metrics=[_build("metric", m) for m in settings["metrics"]], l1=settings["l1"],
                           l2=settings["l2"], clip_norm=settings["clip_norm"], clip_value=settings["clip_value"],
@@ -143,18 +175,26 @@ def load_checkpoint(path, device=None):
         if set(arrays) != set(optimizer.state):
             raise ValueError(f"the optimizer state has {sorted(arrays)}; {spec['type']} needs "
                              f"{sorted(optimizer.state)}")
+        opt_state = state["optimizer"]
+        _check_count("the optimizer's step_count", opt_state["step_count"])
+        _check_count("the optimizer's epoch", opt_state.get("epoch", 0))
+        lr_scale = opt_state.get("lr_scale", 1.0)
+        if isinstance(lr_scale, bool) or not isinstance(lr_scale, (int, float)) or not 0 < lr_scale < float("inf"):
+            raise ValueError(f"the optimizer's lr_scale must be a positive finite number; got {lr_scale!r}")
         trainer.rng.bit_generator.state = state["rng"]
-        keys = [int(k) for k in state["augment_keys"]]
+        keys = [_check_count("an augmentation key", k) for k in state["augment_keys"]]
         if len(keys) != len(trainer.augment) or len(state["augment"]) != len(trainer.augment):
             raise ValueError("one key and one state per augmentation")
         trainer._augment_keys = keys
         for aug, aug_state in zip(trainer.augment, state["augment"]):
             aug.load_state_dict(aug_state)
-        trainer.epoch = int(state["epoch"])
+        trainer.epoch = _check_count("the epoch", state["epoch"])
+        for e in doc["history"]["epoch"]:
+            _check_count("a History epoch", e)
         trainer.history.load_state_dict(doc["history"])
     except ModelFormatError:
         raise
-    except (KeyError, TypeError, ValueError, IndexError, AttributeError) as exc:
+    except (KeyError, TypeError, ValueError, IndexError, AttributeError, OverflowError, RecursionError) as exc:
         raise format_error(path, f"checkpoint.json does not describe a Trainer this fastnn can rebuild "
                                  f"({type(exc).__name__}: {exc})", owner) from None
     return trainer

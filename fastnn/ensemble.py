@@ -10,20 +10,21 @@ fastnn.io's checking reader; writes are atomic and nothing is pickled.
 from __future__ import annotations
 
 import io
+import json
 import os
-import zipfile
-import zlib
 
 import numpy as np
 
+from ._archive import MAX_JSON_BYTES, ArchiveReader, format_error, write_archive
 from ._checks import as_float_array, check_choice
-from ._files import atomic_write
-from .errors import ModelFormatError, TrainingDiverged
+from .errors import TrainingDiverged
 
 FORMAT = "fastnn.ensemble"
 FORMAT_VERSION = 1
 #: Members an ensemble file may declare (bounds what a hostile file can make a reader do).
 MAX_MEMBERS = 1024
+#: A member may inflate to at most this many times the ensemble file's size (plus 1 MiB).
+MEMBER_RATIO = 16
 #: The averaging an ensemble can do: 'softmax'/'sigmoid' average probabilities, 'identity' outputs.
 OUTPUTS = ("auto", "softmax", "sigmoid", "identity")
 #: The activation a fused loss puts on a member's logits (read from a model's metadata["loss"]).
@@ -191,20 +192,18 @@ class Ensemble:
     # ------------------------------------------------------------ files
     def save(self, path):
         """Write the ensemble to ``path`` as one file, atomically (see the module docstring)."""
-        import json
-
         from . import __version__
         from .io import write_model
 
         names = [f"members/{i}.fnn" for i in range(len(self.models))]
-        meta = {"format": FORMAT, "format_version": FORMAT_VERSION, "fastnn_version": __version__,
+        meta = {"format": FORMAT, "format_version": FORMAT_VERSION, "kind": "ensemble", "fastnn_version": __version__,
                 "output": self.output, "members": names}
-        with atomic_write(path) as f, zipfile.ZipFile(f, "w", compression=zipfile.ZIP_STORED) as zf:
-            zf.writestr("ensemble.json", json.dumps(meta, indent=1), compress_type=zipfile.ZIP_DEFLATED)
-            for name, model in zip(names, self.models):
-                buf = io.BytesIO()
-                write_model(model, buf)
-                zf.writestr(name, buf.getvalue())
+        members = [("ensemble.json", json.dumps(meta, indent=1))]
+        for name, model in zip(names, self.models):
+            buf = io.BytesIO()
+            write_model(model, buf)
+            members.append((name, buf.getvalue()))
+        write_archive(path, members, owner="Ensemble.save")
 
     @classmethod
     def load(cls, path, device="cpu"):
@@ -219,49 +218,41 @@ class Ensemble:
         (2, 'identity')
         """
         from .backends import get_backend
-        from .io import build_model, read_json_member, read_model_file
+        from .io import build_model, read_model_file
 
         owner = "Ensemble.load"
-        get_backend(device, owner)
+        get_backend(device, owner)  # a bad device argument is the caller's error, not the file's
         path = os.fspath(path)
-        if not os.path.isfile(path):
-            raise FileNotFoundError(f"{owner}: no file at {path!r}.")
-        size = os.path.getsize(path)
-        try:
-            with zipfile.ZipFile(path) as zf:
-                if any(info.flag_bits & 0x1 for info in zf.infolist()):
-                    _fail(path, "it has encrypted members", owner)
-                meta = read_json_member(path, zf, "ensemble.json", owner, FORMAT, FORMAT_VERSION, fail=_fail)
-                output, names = meta.get("output"), meta.get("members")
-                if output not in OUTPUTS[1:]:
-                    _fail(path, f"output {output!r} is not one of {', '.join(OUTPUTS[1:])}", owner)
-                if not isinstance(names, list) or not 1 <= len(names) <= MAX_MEMBERS or \
-                        names != [f"members/{i}.fnn" for i in range(len(names))]:
-                    _fail(path, f"the member list must be members/0.fnn ... (1 to {MAX_MEMBERS} of them)", owner)
-                extra = [n for n in zf.namelist() if n not in {"ensemble.json", *names}]
-                if extra:
-                    _fail(path, f"unexpected members {extra[:3]}", owner)
-                models = []
-                for name in names:
-                    info = zf.getinfo(name) if name in zf.namelist() else _fail(path, f"{name} is missing", owner)
-                    if info.compress_type != zipfile.ZIP_STORED or max(info.file_size, info.compress_size) > size:
-                        _fail(path, f"{name} is not a stored member within the file's size", owner)
-                    label = f"{path}:{name}"
-                    content = read_model_file(label, owner, stream=io.BytesIO(zf.read(info)))
-                    models.append(build_model(content, label, device, owner))
-        except (zipfile.BadZipFile, zipfile.LargeZipFile, zlib.error, EOFError, NotImplementedError) as exc:
-            _fail(path, f"the zip archive is damaged or not a zip archive ({exc})", owner)
+        models = []
+        with ArchiveReader(path, owner, "ensemble file") as ar:
+            if "ensemble.json" not in ar.names and "model.json" in ar.names:
+                found = "training checkpoint" if "checkpoint.json" in ar.names else "model file"
+                ar.fail(f"it has no ensemble.json member: it is a {found}, not an ensemble file; read it with "
+                        f"{'fastnn.Trainer.from_checkpoint' if 'checkpoint' in found else 'fastnn.load'}")
+            meta = ar.read_json("ensemble.json", FORMAT, FORMAT_VERSION)
+            if ar.kind_of(meta) not in (None, "ensemble"):
+                ar.fail(f"its manifest declares kind {meta['kind']!r}, not 'ensemble'")
+            output, names = meta.get("output"), meta.get("members")
+            if output not in OUTPUTS[1:]:
+                ar.fail(f"output {output!r} is not one of {', '.join(OUTPUTS[1:])}")
+            if not isinstance(names, list) or not 1 <= len(names) <= MAX_MEMBERS or \
+                    names != [f"members/{i}.fnn" for i in range(len(names))]:
+                ar.fail(f"the member list must be members/0.fnn ... (1 to {MAX_MEMBERS} of them)")
+            ar.check_members({"ensemble.json", *names})
+            for name in names:
+                label = f"{path}:{name}"
+                # a member inflates to at most MEMBER_RATIO times the file's size (+ 1 MiB); its own
+                # reader then bounds what it allocates by that
+                data = ar.read_bytes(name, MEMBER_RATIO * ar.size + MAX_JSON_BYTES)
+                content = read_model_file(label, owner, stream=io.BytesIO(data))
+                models.append(build_model(content, label, device, owner))
         try:
             return cls(models, output=output)
         except ValueError as exc:  # members that disagree: the file's fault
-            _fail(path, str(exc).rstrip("."), owner)
+            raise format_error(path, str(exc).rstrip("."), owner, "ensemble file") from None
 
     def __repr__(self):
         return f"Ensemble({len(self.models)} models, {self.input_dim} -> {self.n_out}, output={self.output!r})"
-
-
-def _fail(path, what, owner):
-    raise ModelFormatError(f"{owner}: {path!s} is not a valid fastnn ensemble file: {what}.")
 
 
 # ---------------------------------------------------------------------------- training

@@ -1,41 +1,38 @@
 """Model files: one zip (``.fnn``) holding ``model.json`` and one ``.npy`` member per array.
 
-Never pickle: arrays are read with ``allow_pickle=False`` after their header is checked
-against the architecture, member sizes are bounded before anything is read, and any
-deviation raises ``ModelFormatError``. Writes are atomic (temporary file, fsync, rename).
+Never pickle: the archive is read by fastnn._archive's hardened reader (every member inflated
+with a cap, ``.npy`` headers checked against the architecture, strict JSON), and any deviation
+raises ``ModelFormatError``. Writes are atomic (temporary file, fsync, rename).
 ``read_model_file`` does all the reading and checking, once, for both readers: ``load`` builds a
 Sequential from what it returns, ``fastnn.inference.load`` folds it for NumPy-only prediction.
 
 Layout of ``model.json``::
 
-    {"format": "fastnn.model", "format_version": 1, "fastnn_version": "...",
+    {"format": "fastnn.model", "format_version": 1, "kind": "model", "fastnn_version": "...",
      "model": {"input_dim": 64, "dtype": "float32", "seed": 0,
                "layers": [{"type": "Dense", "config": {...}}, ...]},
      "arrays": [{"name": "arrays/0.w.npy", "layer": 0, "param": "w", "shape": [64, 128]}, ...],
      "metadata": {...}}   # model.metadata: free-form JSON (the CLI's columns, classes)
+
+``kind`` is "model", or "checkpoint" for a training checkpoint (fastnn.checkpoint); files
+written before it was recorded have none and are told apart by their members.
 """
 
 from __future__ import annotations
 
-import io
 import json
 import math
-import os
 import re
-import zipfile
-import zlib
 from typing import NamedTuple
 
 import numpy as np
 
+from ._archive import KINDS, ArchiveReader, format_error, write_archive_to, write_check
 from ._checks import check_dtype_name, check_int, check_seed
 from ._files import atomic_write
-from .errors import ModelFormatError
 
 FORMAT = "fastnn.model"
 FORMAT_VERSION = 1
-_MAX_JSON_BYTES = 1 << 20
-_MAX_NPY_HEADER = 1 << 16
 #: A parameter name a file may choose itself (see LayerSpec): it becomes part of a member name.
 _PARAM_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,63}")
 
@@ -48,25 +45,36 @@ def _array_entries(model):
     return entries
 
 
-def save_model(model, path, extra=None):
+def save_model(model, path, extra=None, kind="model"):
     """Write ``model`` to ``path`` atomically (see the module docstring for the format).
 
     ``extra`` ({member name: JSON-able object or NumPy array}) adds members after the model's,
-    as ``.json`` text or ``.npy`` arrays: training checkpoints (fastnn.checkpoint) use it.
+    as ``.json`` text or ``.npy`` arrays, and ``kind`` is the manifest's kind: training
+    checkpoints (fastnn.checkpoint) use them.
     """
-    with atomic_write(path) as f:
-        write_model(model, f, extra)
+    owner = "Sequential.save" if kind == "model" else "Trainer.save_checkpoint"
+    members = model_members(model, extra, kind)
+    write_check(members, owner)  # before the file is opened: a save that fails leaves nothing
+    with atomic_write(path, owner=owner) as f:
+        write_archive_to(f, members)
 
 
-def write_model(model, f, extra=None):
-    """Write ``model`` (and ``extra``, as save_model) as a model file's bytes to the binary file
-    object ``f`` (save_model writes a file with it; fastnn.ensemble stores its members with it)."""
+def write_model(model, f, extra=None, kind="model"):
+    """Write ``model`` (and ``extra``, ``kind``, as save_model) as a model file's bytes to the
+    binary file object ``f`` (fastnn.ensemble stores its members with it)."""
+    members = model_members(model, extra, kind)
+    write_check(members, "Sequential.save")
+    write_archive_to(f, members)
+
+
+def model_members(model, extra=None, kind="model"):
+    """The archive members [(name, JSON text or array)] of ``model`` (and ``extra``, ``kind``)."""
     from . import __version__
 
     if not model.built:
         raise ValueError("Sequential.save: the model is not built yet; give input_dim or train it first.")
     entries = _array_entries(model)
-    meta = {"format": FORMAT, "format_version": FORMAT_VERSION, "fastnn_version": __version__,
+    meta = {"format": FORMAT, "format_version": FORMAT_VERSION, "kind": kind, "fastnn_version": __version__,
             "model": model.get_config(), "arrays": entries, "metadata": model.metadata}
     try:
         text = json.dumps(meta, indent=1, allow_nan=False)
@@ -76,55 +84,13 @@ def write_model(model, f, extra=None):
     members += [(e["name"], model.backend.to_numpy(model.layers[e["layer"]].params[e["param"]])) for e in entries]
     members += [(name, v if isinstance(v, np.ndarray) else json.dumps(v, indent=1, allow_nan=False))
                 for name, v in (extra or {}).items()]
-    with zipfile.ZipFile(f, "w", compression=zipfile.ZIP_STORED) as zf:
-        for name, value in members:
-            if isinstance(value, str):
-                zf.writestr(name, value, compress_type=zipfile.ZIP_DEFLATED)
-            else:
-                buf = io.BytesIO()
-                np.lib.format.write_array(buf, value, allow_pickle=False)
-                zf.writestr(name, buf.getvalue())
+    return members
 
 
-def format_error(path, what, owner):
-    """The ModelFormatError saying that ``path`` is not a valid model file, and why."""
-    return ModelFormatError(f"{owner}: {path!s} is not a valid fastnn model file: {what}.")
-
-
-def _fail(path, what, owner):
-    raise format_error(path, what, owner)
-
-
-def read_json_member(path, zf, member, owner, fmt=None, max_version=None, fail=None):
-    """The JSON value of ``member`` of an open zip, checked: bounded size, valid JSON and, with
-    ``fmt``, an object whose ``format`` is ``fmt`` and ``format_version`` in [1, max_version].
-    Failures call ``fail(path, what, owner)`` (default: raise ModelFormatError for a model file)."""
-    fail = _fail if fail is None else fail
-    try:
-        info = zf.getinfo(member)
-    except KeyError:
-        fail(path, f"it has no {member} member", owner)
-    if info.file_size > _MAX_JSON_BYTES:
-        fail(path, f"{member} is {info.file_size} bytes, over the {_MAX_JSON_BYTES} limit", owner)
-    try:
-        meta = json.loads(zf.read(info).decode("utf-8"))
-    except (ValueError, UnicodeDecodeError, RecursionError) as exc:  # RecursionError: nesting bomb
-        fail(path, f"{member} is not valid JSON ({exc})", owner)
-    if fmt is None:
-        return meta
-    if not isinstance(meta, dict) or meta.get("format") != fmt:
-        fail(path, f"{member} does not declare the {fmt} format", owner)
-    version = meta.get("format_version")
-    if not isinstance(version, int) or isinstance(version, bool) or not 1 <= version <= max_version:
-        fail(path, f"format_version {version!r} is not supported by this fastnn (it reads 1..{max_version}); "
-                   f"upgrade fastnn", owner)
-    return meta
-
-
-def _read_meta(path, zf, owner):
-    meta = read_json_member(path, zf, "model.json", owner, FORMAT, FORMAT_VERSION)
+def _read_meta(ar):
+    meta = ar.read_json("model.json", FORMAT, FORMAT_VERSION)
     if not isinstance(meta.get("model"), dict) or not isinstance(meta.get("arrays"), list):
-        _fail(path, "model.json lacks the 'model' or 'arrays' section", owner)
+        ar.fail("model.json lacks the 'model' or 'arrays' section")
     return meta
 
 
@@ -176,32 +142,32 @@ class ModelFile(NamedTuple):
     extra: object = None  # what read_model_file's ``extra`` reader returned
 
 
-def _describe_layers(path, cfg, describers, owner):
+def _describe_layers(ar, cfg, describers):
     """Check the architecture and return (dtype, input_dim, seed, [LayerSpec])."""
     layers_cfg = cfg.get("layers")
     if not isinstance(layers_cfg, list) or not layers_cfg:
-        _fail(path, "the model has no layers", owner)
+        ar.fail("the model has no layers")
     try:
         dtype = check_dtype_name("Sequential", cfg.get("dtype"))
         seed = check_seed("Sequential", cfg.get("seed"))
         input_dim = check_int("Sequential", "input_dim", cfg.get("input_dim"), low=1)
-    except (TypeError, ValueError) as exc:
-        _fail(path, f"invalid model settings ({exc})", owner)
+    except (TypeError, ValueError, OverflowError) as exc:
+        ar.fail(f"invalid model settings ({exc})")
     specs, n = [], input_dim
     for i, entry in enumerate(layers_cfg):
         if not isinstance(entry, dict) or not isinstance(entry.get("type"), str) or \
                 entry["type"] not in describers or not isinstance(entry.get("config"), dict):
-            _fail(path, f"layer {i} is not one of {', '.join(describers)} with a config", owner)
+            ar.fail(f"layer {i} is not one of {', '.join(describers)} with a config")
         try:
             spec = describers[entry["type"]](entry["type"], entry["config"], n, dtype)
-        except (TypeError, ValueError) as exc:
-            _fail(path, f"layer {i} has an invalid config ({exc})", owner)
+        except (TypeError, ValueError, OverflowError) as exc:
+            ar.fail(f"layer {i} has an invalid config ({exc})")
         specs.append(spec)
         n = spec.n_out
     return dtype, input_dim, seed, specs
 
 
-def _check_array_list(path, entries, specs, owner):
+def _check_array_list(ar, entries, specs):
     """The file's array list must be exactly the architecture's, in storage order."""
     expected = [(i, name, list(shape)) for i, spec in enumerate(specs) for name, shape in spec.params]
     names = set()
@@ -214,88 +180,51 @@ def _check_array_list(path, entries, specs, owner):
             and entry["name"] not in names
         names.add(f"arrays/{i}.{name}.npy")
     if not ok:
-        _fail(path, "the array list does not match the architecture", owner)
+        ar.fail("the array list does not match the architecture")
     return [entry["name"] for entry in entries]
 
 
-def _read_array(path, zf, name, shape, dtype, owner):
-    """Read one .npy member after checking its size and header against what is expected."""
-    try:
-        info = zf.getinfo(name)
-    except KeyError:
-        _fail(path, f"the array member {name!r} is missing", owner)
-    expected = int(np.prod(shape)) * dtype.itemsize
-    if info.file_size > expected + _MAX_NPY_HEADER:
-        _fail(path, f"{name} is {info.file_size} bytes; {list(shape)} {dtype} needs {expected}", owner)
-    data = zf.read(info)
-    f = io.BytesIO(data)
-    try:
-        major, _ = np.lib.format.read_magic(f)
-        header = np.lib.format.read_array_header_1_0(f) if major == 1 else np.lib.format.read_array_header_2_0(f)
-    except ValueError as exc:
-        _fail(path, f"{name} is not a .npy array ({exc})", owner)
-    got_shape, fortran, got_dtype = header
-    if got_dtype != dtype or tuple(got_shape) != tuple(shape):
-        _fail(path, f"{name} holds {got_dtype} {tuple(got_shape)}; the architecture needs {dtype} {tuple(shape)}",
-              owner)
-    f.seek(0)
-    try:
-        arr = np.lib.format.read_array(f, allow_pickle=False)
-    except ValueError as exc:
-        _fail(path, f"{name} could not be read ({exc})", owner)
-    if not np.isfinite(arr).all():
-        _fail(path, f"{name} contains NaN or inf", owner)
-    return arr
-
-
-def read_array_member(path, zf, name, shape, dtype, owner):
-    """A ``.npy`` member of known shape and dtype, checked as model arrays are (finite values)."""
-    return _read_array(path, zf, name, shape, dtype, owner)
-
-
-def read_model_file(path, owner="fastnn.load", describers=None, extra=None, stream=None):
+def read_model_file(path, owner="fastnn.load", describers=None, extra=None, stream=None, kind="model"):
     """Read and check a model file without building a model: the shared reader of
     ``fastnn.load`` and ``fastnn.inference.load``.
 
     ``describers`` maps each accepted layer type to a function ``(type, config, n_in, dtype)
     -> LayerSpec`` that checks the layer's config (default: the layers of fastnn.layers).
     Every failure raises ModelFormatError naming ``owner`` and the file; nothing in the file is
-    executed. ``extra(zf, dtype, params)`` (training checkpoints) reads further members with
-    read_json_member / read_array_member and returns (their names, a value): the names are
-    allowed in the archive and the value becomes ModelFile.extra. ``stream``: a seekable binary
-    file object holding the model file, read instead of opening ``path``, which then only names
-    it in messages (fastnn.ensemble reads its members so). Returns a ModelFile.
+    executed. ``extra(ar, dtype, n_params)`` (training checkpoints) reads further members with
+    the open fastnn._archive.ArchiveReader ``ar`` and returns (their names, a value): the names
+    are allowed in the archive and the value becomes ModelFile.extra. ``stream``: a seekable
+    binary file object holding the model file, read instead of opening ``path``, which then only
+    names it in messages (fastnn.ensemble reads its members so). ``kind``: the kind of file
+    expected ('model' or 'checkpoint'); a file whose manifest declares another is refused.
+    Returns a ModelFile.
     """
-    path = os.fspath(path)
-    if stream is None and not os.path.isfile(path):
-        raise FileNotFoundError(f"{owner}: no file at {path!r}.")
     describers = layer_describers() if describers is None else describers
-    size = os.path.getsize(path) if stream is None else stream.seek(0, io.SEEK_END)
-    try:
-        with zipfile.ZipFile(path if stream is None else stream) as zf:
-            if any(info.flag_bits & 0x1 for info in zf.infolist()):
-                _fail(path, "it has encrypted members", owner)
-            meta = _read_meta(path, zf, owner)
-            dtype, input_dim, seed, specs = _describe_layers(path, meta["model"], describers, owner)
-            # A reader allocates what the architecture declares, so first bound the parameter
-            # count by the bytes the file holds: its arrays are stored uncompressed.
-            count = sum(math.prod(shape) for spec in specs for _, shape in spec.params)
-            if count * dtype.itemsize > size:
-                _fail(path, f"the architecture has {count} parameters, more than the file can hold", owner)
-            names = _check_array_list(path, meta["arrays"], specs, owner)
-            extra_names, extra_value = extra(zf, dtype, count) if extra is not None else ((), None)
-            allowed = {"model.json", *names, *extra_names}
-            unexpected = [n for n in zf.namelist() if n not in allowed]
-            if unexpected:
-                _fail(path, f"unexpected members {unexpected[:3]}", owner)
-            members = iter(names)
-            weights = [[_read_array(path, zf, next(members), shape, dtype, owner) for _, shape in spec.params]
-                       for spec in specs]
-            metadata = meta.get("metadata", {})
-            if not isinstance(metadata, dict):
-                _fail(path, "metadata is not a JSON object", owner)
-    except (zipfile.BadZipFile, zipfile.LargeZipFile, zlib.error, EOFError, NotImplementedError) as exc:
-        _fail(path, f"the zip archive is damaged or not a zip archive ({exc})", owner)
+    with ArchiveReader(path, owner, "model file", stream=stream) as ar:
+        if "model.json" not in ar.names and "ensemble.json" in ar.names:
+            ar.fail(f"it has no model.json member: it is an ensemble file, not a {KINDS[kind]}; read it with "
+                    f"fastnn.Ensemble.load")
+        meta = _read_meta(ar)
+        found = ar.kind_of(meta, {"checkpoint.json": "checkpoint"}) or "model"
+        if found != kind:
+            remedy = {"checkpoint": "read it with fastnn.Trainer.from_checkpoint",
+                      "ensemble": "read it with fastnn.Ensemble.load", "model": "read it with fastnn.load"}[found]
+            missing = "it has no checkpoint.json member: " if kind == "checkpoint" else ""
+            ar.fail(f"{missing}it is a {KINDS[found]}, not a {KINDS[kind]}; {remedy}")
+        dtype, input_dim, seed, specs = _describe_layers(ar, meta["model"], describers)
+        # A reader allocates what the architecture declares, so first bound the parameter
+        # count by the bytes the file holds: its arrays are stored uncompressed.
+        count = sum(math.prod(shape) for spec in specs for _, shape in spec.params)
+        if count * dtype.itemsize > ar.size:
+            ar.fail(f"the architecture has {count} parameters, more than the file can hold")
+        names = _check_array_list(ar, meta["arrays"], specs)
+        extra_names, extra_value = extra(ar, dtype, count) if extra is not None else ((), None)
+        ar.check_members({"model.json", *names, *extra_names})
+        members = iter(names)
+        weights = [[ar.read_array(next(members), shape, dtype) for _, shape in spec.params] for spec in specs]
+        metadata = meta.get("metadata", {})
+        if not isinstance(metadata, dict):
+            ar.fail("metadata is not a JSON object")
     content = ModelFile(dtype, input_dim, seed, specs, weights, metadata, extra_value)
     if extra is None:  # a model file of an older fastnn train: its input scaling becomes a layer
         from .preprocessing import upgrade_legacy
@@ -331,11 +260,11 @@ def build_model(content, path, device="cpu", owner="fastnn.load"):
     try:
         model.set_weights([w for layer_weights in content.weights for w in layer_weights])
     except ValueError as exc:  # values a layer cannot hold (a negative BatchNorm variance)
-        _fail(path, str(exc).rstrip("."), owner)
+        raise format_error(path, str(exc).rstrip("."), owner) from None
     model.metadata = content.metadata
     return model
 
 
 __all__ = ["FORMAT_VERSION", "LayerSpec", "ModelFile", "build_model", "describe_layer", "format_error",
-           "layer_describers", "load", "read_array_member", "read_json_member", "read_model_file", "save_model",
+           "layer_describers", "load", "read_model_file", "save_model",
            "write_model"]

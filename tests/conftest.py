@@ -62,7 +62,13 @@ def _compares_with_the_reference(item):
 def pytest_collection_modifyitems(config, items):
     """Deselect the reference backend's runs of the conformance tests: a fast backend is compared
     with the reference; the reference itself is checked against independent values (gradient
-    checks, hand-worked steps, torch's recorded trajectories) elsewhere."""
+    checks, hand-worked steps, torch's recorded trajectories) elsewhere. The long fuzzing
+    campaign (marker ``fuzz``) runs only when ``-m`` names it (``pytest -m fuzz``)."""
+    if "fuzz" not in (config.getoption("markexpr") or ""):
+        campaign = [item for item in items if item.get_closest_marker("fuzz") is not None]
+        if campaign:
+            config.hook.pytest_deselected(items=campaign)
+            items[:] = [item for item in items if item.get_closest_marker("fuzz") is None]
     here = Path(__file__).parent
     vacuous = [item for item in items if (here / "backends" in Path(item.path).parents
                                           or Path(item.path).name == "test_gradcheck.py")

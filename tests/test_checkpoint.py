@@ -170,8 +170,20 @@ def _set(keys, value):
     (_set(["state", "optimizer", "state"], ["../x"]), "lacks a valid optimizer state list and shape"),
     (_set(["state", "optimizer", "state"], ["momentum_buffer", "extra"]),
      "the array member 'optimizer/extra.npy' is missing"),
-    (_set(["state", "optimizer", "shape"], [7]),
-     "optimizer/momentum_buffer.npy holds float32 \\(32,\\); the architecture needs float32 \\(7,\\)"),
+    (_set(["state", "optimizer", "shape"], [7]), "the optimizer state shape \\[7\\] does not fit the model's 8 par"),
+    (_set(["state", "optimizer", "shape"], [40]),
+     "optimizer/momentum_buffer.npy holds float32 \\(32,\\); the architecture needs float32 \\(40,\\)"),
+    # issue 17: a checkpoint's shape is bounded by the file's size (3.64 TiB asked by a 2.7 KB file)
+    (_set(["state", "optimizer", "shape"], [2**40]), "the optimizer state shape \\[1099511627776\\] does not fit"),
+    (_set(["state", "optimizer", "state"], ["momentum_buffer"] * 2), "lacks a valid optimizer state list"),
+    # issue 17: negative counts and out-of-range augmentation keys are refused at load, not in fit
+    (_set(["state", "epoch"], -1), "the epoch must be an integer in \\[0, 18446744073709551615\\]; got -1"),
+    (_set(["state", "epoch"], 2.5), "the epoch must be an integer"),
+    (_set(["state", "optimizer", "step_count"], -3), "the optimizer's step_count must be an integer in"),
+    (_set(["state", "optimizer", "epoch"], -1), "the optimizer's epoch must be an integer in"),
+    (_set(["state", "optimizer", "lr_scale"], -1.0), "lr_scale must be a positive finite number"),
+    (_set(["state", "layers"], {"-1": {}}), "layer key '-1' is not a layer of the model"),
+    (_set(["history", "epoch"], [-2]), "a History epoch must be an integer in"),
     (_set(["state", "optimizer", "state"], []), "unexpected members \\['optimizer/momentum_buffer.npy'\\]"),
     (_set(["trainer", "optimizer", "type"], "Evil"), "does not describe a Trainer this fastnn can rebuild"),
     (_set(["trainer", "loss", "config"], {"delta": -1}), "does not describe a Trainer this fastnn can rebuild"),
@@ -201,8 +213,68 @@ def test_missing_optimizer_state_is_refused(tmp_path):
 def test_a_model_file_is_not_a_checkpoint_and_a_checkpoint_is_not_a_model_file(tmp_path):
     model = fnn.Sequential([fnn.layers.Dense(2)], input_dim=3, seed=0)
     model.save(tmp_path / "m.fnn")
-    with pytest.raises(fnn.ModelFormatError, match="no checkpoint.json member"):
+    with pytest.raises(fnn.ModelFormatError, match="it is a model file, not a training checkpoint; read it with "
+                                                   "fastnn.load"):
         fnn.Trainer.from_checkpoint(tmp_path / "m.fnn")
     fnn.Trainer(model, "mse").save_checkpoint(tmp_path / "c.fnn")
-    with pytest.raises(fnn.ModelFormatError, match="unexpected members"):
+    with pytest.raises(fnn.ModelFormatError, match="it is a training checkpoint, not a model file; read it with "
+                                                   "fastnn.Trainer.from_checkpoint"):
         fnn.load(tmp_path / "c.fnn")
+    with zipfile.ZipFile(tmp_path / "c.fnn") as zf:
+        assert json.loads(zf.read("model.json"))["kind"] == "checkpoint"
+
+
+def test_a_checkpoint_without_kind_still_reads(tmp_path):
+    """Files written before the manifest recorded its kind are told apart by their members."""
+    model = fnn.Sequential([fnn.layers.Dense(2)], input_dim=3, seed=0)
+    fnn.Trainer(model, "mse", fnn.optim.SGD(0.1, momentum=0.9)).save_checkpoint(tmp_path / "c.fnn")
+    with zipfile.ZipFile(tmp_path / "c.fnn") as zf:
+        members = {n: zf.read(n) for n in zf.namelist()}
+    meta = json.loads(members["model.json"])
+    del meta["kind"]
+    members["model.json"] = json.dumps(meta).encode()
+    with zipfile.ZipFile(tmp_path / "old.fnn", "w") as zf:
+        for name, data in members.items():
+            zf.writestr(name, data)
+    assert fnn.Trainer.from_checkpoint(tmp_path / "old.fnn").optimizer.momentum == 0.9
+    with pytest.raises(fnn.ModelFormatError, match="it is a training checkpoint"):
+        fnn.load(tmp_path / "old.fnn")
+
+
+def test_issue17_unknown_device_in_the_file_is_the_files_fault(tmp_path):
+    model = fnn.Sequential([fnn.layers.Dense(2)], input_dim=3, seed=0)
+    fnn.Trainer(model, "mse").save_checkpoint(tmp_path / "c.fnn")
+    bad = rewrite(tmp_path / "c.fnn", tmp_path / "bad.fnn", _set(["device"], "tpu"))
+    with pytest.raises(fnn.ModelFormatError, match="bad.fnn is not a valid fastnn model file: its \"device\" field "
+                                                   "'tpu' is not one of cpu, cuda, reference"):
+        fnn.Trainer.from_checkpoint(bad)
+    assert fnn.Trainer.from_checkpoint(bad, device="reference").model.device == "reference"
+    with pytest.raises(ValueError, match="unknown device 'gpu'") as info:
+        fnn.Trainer.from_checkpoint(tmp_path / "c.fnn", device="gpu")
+    assert not isinstance(info.value, fnn.ModelFormatError)
+
+
+@pytest.mark.parametrize("text", ["1e400", "-Infinity", "NaN", "1" + "0" * 400])
+def test_issue17_overflowing_json_numbers_are_format_errors(tmp_path, text):
+    model = fnn.Sequential([fnn.layers.Dense(2)], input_dim=3, seed=0)
+    trainer = fnn.Trainer(model, "mse", augment=fnn.augment.GaussianNoise(0.1))
+    trainer.save_checkpoint(tmp_path / "c.fnn")
+    with zipfile.ZipFile(tmp_path / "c.fnn") as zf:
+        members = {n: zf.read(n) for n in zf.namelist()}
+    doc = json.loads(members["checkpoint.json"])
+    doc["state"]["epoch"] = "@@"
+    members["checkpoint.json"] = json.dumps(doc).replace('"@@"', text).encode()
+    with zipfile.ZipFile(tmp_path / "bad.fnn", "w") as zf:
+        for name, data in members.items():
+            zf.writestr(name, data)
+    with pytest.raises(fnn.ModelFormatError, match="checkpoint.json is not valid JSON"):
+        fnn.Trainer.from_checkpoint(tmp_path / "bad.fnn")
+
+
+@pytest.mark.parametrize("key", [-1, 2**64, "7"])
+def test_issue17_out_of_range_augmentation_keys_are_refused_at_load(tmp_path, key):
+    model = fnn.Sequential([fnn.layers.Dense(2)], input_dim=3, seed=0)
+    fnn.Trainer(model, "mse", augment=fnn.augment.GaussianNoise(0.1)).save_checkpoint(tmp_path / "c.fnn")
+    bad = rewrite(tmp_path / "c.fnn", tmp_path / "bad.fnn", _set(["state", "augment_keys"], [key]))
+    with pytest.raises(fnn.ModelFormatError, match="an augmentation key must be an integer in"):
+        fnn.Trainer.from_checkpoint(bad)

@@ -186,9 +186,8 @@ GOOD_META = {"format": "fastnn.ensemble", "format_version": 1, "output": "softma
     ("members_not_list", "the member list must be members/0.fnn"),
     ("members_path", "the member list must be members/0.fnn"),
     ("too_many", "the member list must be members/0.fnn"),
-    ("missing_member", "members/1.fnn is missing"),
+    ("missing_member", "it has no members/1.fnn member"),
     ("extra_member", "unexpected members"),
-    ("deflated_member", "members/0.fnn is not a stored member"),
     ("garbage_member", r"ens.fnn:members/1.fnn is not a valid fastnn model file"),
     ("nan_member", r"members/0.fnn is not a valid fastnn model file: arrays/0.w.npy contains NaN"),
     ("disagree", "the members must map the same number of features"),
@@ -259,3 +258,57 @@ def test_load_missing_file_and_bad_device(tmp_path):
         fnn.Ensemble.load(tmp_path / "nope.fnn")
     with pytest.raises(ValueError, match="unknown device 'gpu'"):
         fnn.Ensemble.load(tmp_path / "nope.fnn", device="gpu")
+
+
+def test_each_loader_names_the_loader_of_another_kind(tmp_path):
+    """The manifests record their kind; a file of another kind is refused with the right loader named."""
+    model = member(0)
+    fnn.Ensemble([model]).save(tmp_path / "e.fnn")
+    model.save(tmp_path / "m.fnn")
+    fnn.Trainer(model, "mse").save_checkpoint(tmp_path / "c.fnn")
+    with zipfile.ZipFile(tmp_path / "e.fnn") as zf:
+        assert json.loads(zf.read("ensemble.json"))["kind"] == "ensemble"
+    with pytest.raises(fnn.ModelFormatError, match="it is a model file, not an ensemble file; read it with fastnn.load"):
+        fnn.Ensemble.load(tmp_path / "m.fnn")
+    with pytest.raises(fnn.ModelFormatError, match="it is a training checkpoint, not an ensemble file; read it with "
+                                                   "fastnn.Trainer.from_checkpoint"):
+        fnn.Ensemble.load(tmp_path / "c.fnn")
+    for load in (fnn.load, fnn.Trainer.from_checkpoint, fastnn_inference_load):
+        with pytest.raises(fnn.ModelFormatError, match="it is an ensemble file, not a .*; read it with "
+                                                       "fastnn.Ensemble.load"):
+            load(tmp_path / "e.fnn")
+    from fastnn._archive import file_kind
+
+    assert [file_kind(tmp_path / f"{k}.fnn") for k in "emc"] == ["ensemble", "model", "checkpoint"]
+
+
+def fastnn_inference_load(path):
+    import fastnn.inference
+
+    return fastnn.inference.load(path)
+
+
+def test_an_ensemble_without_kind_and_with_deflated_members_still_reads(tmp_path):
+    good = tmp_path / "good.fnn"
+    fnn.Ensemble([member(0), member(1)], output="softmax").save(good)
+    with zipfile.ZipFile(good) as zf:
+        meta = json.loads(zf.read("ensemble.json"))
+    del meta["kind"]
+    old = rewrite(good, tmp_path / "old.fnn", meta=meta, compress=zipfile.ZIP_DEFLATED)
+    back = fnn.Ensemble.load(old)
+    np.testing.assert_array_equal(back.predict(X), fnn.Ensemble.load(good).predict(X))
+
+
+def test_issue17_a_deflated_member_may_not_inflate_past_its_bound(tmp_path):
+    """A member is bounded by MEMBER_RATIO times the file's size (plus 1 MiB) before inflating."""
+    from fastnn.ensemble import MEMBER_RATIO
+
+    good = tmp_path / "good.fnn"
+    fnn.Ensemble([member(0)]).save(good)
+    big = io.BytesIO()
+    with zipfile.ZipFile(big, "w") as zf:
+        zf.writestr("model.json", "{}")
+        zf.writestr("pad", bytes(MEMBER_RATIO * 4 << 20))
+    bad = rewrite(good, tmp_path / "ens.fnn", change={"members/0.fnn": big.getvalue()}, compress=zipfile.ZIP_DEFLATED)
+    with pytest.raises(fnn.ModelFormatError, match=r"members/0.fnn is \d+ bytes, over the \d+ limit"):
+        fnn.Ensemble.load(bad)

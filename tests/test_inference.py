@@ -288,7 +288,7 @@ def _edit_arrays(fn):
 BAD_FILES = [
     (_edit_config(1, "eps", 0.0), r"layer 1 has an invalid config \(BatchNorm: eps must be > 0.0; got 0.0\.\)"),
     (_edit_config(1, "eps", "1e-3"), r"layer 1 has an invalid config \(BatchNorm: eps must be a real number"),
-    (_edit_config(1, "eps", float("nan")), r"layer 1 has an invalid config \(BatchNorm: eps must be finite; got nan"),
+    (_edit_config(1, "eps", float("nan")), r"model.json is not valid JSON \(NaN is not a JSON number"),
     (_edit_config(1, "momentum", 1.5), r"layer 1 has an invalid config \(BatchNorm: momentum must be <= 1.0"),
     (_edit_config(1, "axis", 1), r"layer 1 has an invalid config \(BatchNorm: unknown config key 'axis'; it takes "
                                  r"eps, momentum, trainable\.\)"),

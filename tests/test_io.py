@@ -254,7 +254,7 @@ def test_corrupted_member(read, saved, tmp_path, name, where):
     raw[pos + 1] ^= 0x55
     bad = tmp_path / "bad.fnn"
     bad.write_bytes(bytes(raw))
-    with pytest.raises(fnn.ModelFormatError, match=f"{BAD}: the zip archive is damaged.*(CRC|Error)"):
+    with pytest.raises(fnn.ModelFormatError, match=f"{BAD}: the zip archive is damaged.*(CRC|Error|inflates)"):
         read.load(bad)
 
 
@@ -565,3 +565,227 @@ def test_negative_running_variance_is_a_format_error(tmp_path):
         fnn.load(bad, device="reference")
     with pytest.raises(ValueError, match="running_var must be >= 0"):
         model.set_weights(model.get_weights()[:5] + [-np.ones(6)] + model.get_weights()[6:])
+
+
+# ------------------------------------------------------------------ issue 17: hostile bytes
+def _set_name_flag_and_byte(data, byte):
+    """Flag every member name as UTF-8 and make its first byte ``byte`` (local and central headers)."""
+    raw = bytearray(data)
+    for sig, flag_at, name_at in ((b"PK\x03\x04", 6, 30), (b"PK\x01\x02", 8, 46)):
+        pos = raw.find(sig)
+        while pos >= 0:
+            flags = struct.unpack_from("<H", raw, pos + flag_at)[0] | 0x800
+            struct.pack_into("<H", raw, pos + flag_at, flags)
+            raw[pos + name_at] = byte
+            pos = raw.find(sig, pos + 4)
+    return bytes(raw)
+
+
+def test_issue17_member_name_that_is_not_utf8(read, saved, tmp_path):
+    path, _ = saved
+    bad = tmp_path / "name.fnn"
+    bad.write_bytes(_set_name_flag_and_byte(path.read_bytes(), 0xFF))
+    with pytest.raises(fnn.ModelFormatError, match=f"{BAD}: damaged content \\(UnicodeDecodeError"):
+        read.load(bad)
+
+
+@pytest.mark.parametrize("offset", [0xFFFFFFF0, 3])
+def test_issue17_corrupt_central_directory_offset(read, saved, tmp_path, offset):
+    path, _ = saved
+    raw = bytearray(path.read_bytes())
+    end = raw.rfind(b"PK\x05\x06")
+    struct.pack_into("<I", raw, end + 16, offset)
+    bad = tmp_path / "cd.fnn"
+    bad.write_bytes(bytes(raw))
+    with pytest.raises(fnn.ModelFormatError, match=BAD):
+        read.load(bad)
+
+
+@pytest.mark.parametrize("header", [
+    b"{'descr': '<f4', 'fortran_order': False, 'shape': (4,",  # tokenize.TokenError on main
+    b"{'descr': '<f4', 'fortran_order': False, 'shape': (4, 6), 'x': __import__('os')}",
+    b"\xff\xfe\xfd",
+])
+def test_issue17_broken_npy_headers(read, saved, tmp_path, header):
+    path, _ = saved
+    members = read_members(path)
+    npy = members["arrays/0.w.npy"]
+    members["arrays/0.w.npy"] = npy[:8] + struct.pack("<H", len(header) + 1) + header + b"\n" + npy[128:]
+    bad = write_zip(tmp_path / "npy.fnn", members)
+    with pytest.raises(fnn.ModelFormatError, match=f"{BAD}: arrays/0.w.npy is not a .npy array"):
+        read.load(bad)
+
+
+@pytest.mark.parametrize("text", ["1e400", "-Infinity", "Infinity", "NaN", "1" + "0" * 400])
+def test_issue17_overflowing_json_numbers(read, saved, tmp_path, text):
+    path, _ = saved
+    members = read_members(path)
+    meta = json.loads(members["model.json"])
+    meta["model"]["layers"][0]["config"]["alpha"] = "@@"
+    members["model.json"] = json.dumps(meta).replace('"@@"', text)
+    bad = write_zip(tmp_path / "num.fnn", members)
+    with pytest.raises(fnn.ModelFormatError, match=f"{BAD}: model.json is not valid JSON"):
+        read.load(bad)
+
+
+@pytest.mark.parametrize("member", ["model.json", "arrays/0.w.npy"])
+def test_issue17_duplicate_member_names_are_refused(read, saved, tmp_path, member):
+    """Two readers could see two models (zipfile keeps the last of two equal names)."""
+    import warnings
+
+    path, _ = saved
+    members = read_members(path)
+    bad = tmp_path / "dup.fnn"
+    with warnings.catch_warnings(), zipfile.ZipFile(bad, "w") as zf:
+        warnings.simplefilter("ignore")
+        for name, data in members.items():
+            zf.writestr(name, data)
+        zf.writestr(member, members[member])
+    with pytest.raises(fnn.ModelFormatError, match=f"{BAD}: the member name '{member}' occurs twice"):
+        read.load(bad)
+
+
+def test_the_manifest_records_the_kind_and_old_files_without_it_still_read(read, saved, tmp_path):
+    from fastnn._archive import file_kind
+
+    path, _ = saved
+    assert json.loads(read_members(path)["model.json"])["kind"] == "model"
+    assert file_kind(path) == "model"
+    old = with_meta(path, tmp_path / "old.fnn", lambda meta: meta.pop("kind") and None)
+    assert "kind" not in json.loads(read_members(old)["model.json"])
+    assert file_kind(old) == "model"
+    read.load(old)
+    bad = with_meta(path, tmp_path / "other.fnn", _set(["kind"], "weights"))
+    with pytest.raises(fnn.ModelFormatError, match=f"{BAD}: kind 'weights' is not one of model, checkpoint"):
+        read.load(bad)
+
+
+# ------------------------------------------------------------------ issue 17: file writing
+def test_issue17_saving_to_a_directory_is_a_clear_error(tmp_path, monkeypatch):
+    model = make_model("reference")
+    monkeypatch.chdir(tmp_path)
+    for target in (".", tmp_path, "sub"):
+        os.makedirs(tmp_path / "sub", exist_ok=True)
+        with pytest.raises(IsADirectoryError, match=r"^Sequential.save: .* is a directory; give a file name, such as"):
+            model.save(target)
+    assert sorted(os.listdir(tmp_path)) == ["sub"]
+    with pytest.raises(FileNotFoundError, match=r"^Sequential.save: the folder .*nowhere.* does not exist"):
+        model.save(tmp_path / "nowhere" / "m.fnn")
+
+
+@pytest.mark.parametrize("umask", [0o022, 0o077, 0o002])
+def test_issue17_saved_files_follow_the_umask(tmp_path, umask):
+    """main wrote every file with mode 600 (mkstemp's) whatever the umask."""
+    old = os.umask(umask)
+    try:
+        make_model("reference").save(tmp_path / "m.fnn")
+    finally:
+        os.umask(old)
+    assert os.stat(tmp_path / "m.fnn").st_mode & 0o777 == 0o666 & ~umask
+
+
+def test_replacing_a_file_keeps_its_mode(tmp_path):
+    path = tmp_path / "m.fnn"
+    make_model("reference").save(path)
+    os.chmod(path, 0o640)
+    make_model("reference").save(path)
+    assert os.stat(path).st_mode & 0o777 == 0o640
+
+
+def test_issue17_stale_temporaries_of_a_killed_save_are_removed_by_the_next_save(tmp_path):
+    path = tmp_path / "m.fnn"
+    stale = [tmp_path / ".fastnn-tmp-abcd1234-m.fnn", tmp_path / ".tmp-x_9y8z7w-m.fnn"]  # new and old patterns
+    kept = [tmp_path / ".fastnn-tmp-abcd1234-other.fnn",  # another target's
+            tmp_path / ".tmp-abc-m.fnn",  # not the random part mkstemp makes
+            tmp_path / "notes-m.fnn", tmp_path / ".fastnn-tmp-fresh123-m.fnn"]  # ... and one newer than the save
+    for p in stale + kept:
+        p.write_bytes(b"x" * 100)
+    past = time.time() - 3600
+    for p in stale + kept[:-1]:
+        os.utime(p, (past, past))
+    future = time.time() + 3600  # a save that started after ours: left alone
+    os.utime(kept[-1], (future, future))
+    make_model("reference").save(path)
+    assert sorted(os.listdir(tmp_path)) == sorted(["m.fnn", *(p.name for p in kept)])
+
+
+def test_failed_saves_leave_no_temporary_for_every_kind(tmp_path, monkeypatch):
+    import fastnn._archive as archive
+    import fastnn.io as model_io
+
+    model = make_model("reference")
+    trainer = fnn.Trainer(model, "mse")
+
+    def broken(f, members):
+        f.write(b"partial")
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(archive, "write_archive_to", broken)
+    monkeypatch.setattr(model_io, "write_archive_to", broken)
+    for save in (model.save, trainer.save_checkpoint, fnn.Ensemble([model]).save):
+        with pytest.raises(KeyboardInterrupt):
+            save(tmp_path / "x.fnn")
+    assert os.listdir(tmp_path) == []
+
+
+@pytest.mark.skipif(not hasattr(os, "geteuid") or os.geteuid() == 0, reason="root reads any file")
+def test_an_unreadable_file_is_a_permission_error_not_a_format_error(read, saved):
+    path, _ = saved
+    os.chmod(path, 0)
+    try:
+        with pytest.raises(PermissionError):
+            read.load(path)
+    finally:
+        os.chmod(path, 0o644)
+
+
+def test_issue17_a_save_killed_with_sigkill_leaves_debris_the_next_save_removes(tmp_path):
+    """The real thing: a process killed (SIGKILL) in the middle of a save cannot clean up; the
+    next save to the same path removes its temporary (main left 74 of them, 9.3 GiB)."""
+    import signal
+    import subprocess
+    import sys
+
+    path = tmp_path / "m.fnn"
+    script = (
+        "import sys, time, fastnn as fnn, fastnn.io as io_\n"
+        "def stuck(f, members):\n"
+        "    f.write(b'x' * 100000); f.flush(); print('ready', flush=True); time.sleep(120)\n"
+        "io_.write_archive_to = stuck\n"
+        f"fnn.Sequential([fnn.layers.Dense(2)], input_dim=3, seed=0).save({str(path)!r})\n"
+    )
+    root = os.path.dirname(os.path.dirname(os.path.abspath(fnn.__file__)))  # the fastnn under test
+    env = {**os.environ, "PYTHONPATH": root + os.pathsep + os.environ.get("PYTHONPATH", "")}
+    proc = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, env=env, cwd=root)
+    try:
+        assert proc.stdout.readline().strip() == b"ready"
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+    debris = [name for name in os.listdir(tmp_path) if name != "m.fnn"]
+    assert len(debris) == 1 and debris[0].startswith(".fastnn-tmp-") and debris[0].endswith("-m.fnn")
+    make_model("reference").save(path)
+    assert os.listdir(tmp_path) == ["m.fnn"]
+    assert fnn.load(path, device="reference").input_dim == 4
+
+
+@pytest.mark.parametrize("metadata, match", [
+    ({"blob": "x" * (1 << 20)}, r"model.json would be \d+ bytes, over the 1048576 a reader accepts"),
+    ({"id": 10**50}, r"model.json would hold a value no reader accepts \(an integer of 51 digits"),
+])
+def test_what_save_writes_load_reads(tmp_path, metadata, match):
+    """A save refuses, before opening the file, what every reader would refuse (main wrote a
+    model whose 1 MiB of metadata no loader read back)."""
+    model = make_model("reference")
+    model.metadata = metadata
+    with pytest.raises(ValueError, match="^Sequential.save: " + match):
+        model.save(tmp_path / "m.fnn")
+    assert os.listdir(tmp_path) == []
+
+
+@pytest.mark.parametrize("kind", [["model"], {"a": 1}, 3, "Model"])
+def test_a_kind_of_the_wrong_type_is_named(read, saved, tmp_path, kind):
+    path, _ = saved
+    bad = with_meta(path, tmp_path / "k.fnn", _set(["kind"], kind))
+    with pytest.raises(fnn.ModelFormatError, match=f"{BAD}: kind .* is not one of model, checkpoint, ensemble"):
+        read.load(bad)
