@@ -218,7 +218,8 @@ class ArchiveReader:
                                 break
                             data = b""
                 if len(out) > limit:
-                    self.fail(f"the zip archive is damaged ({name} inflates to more than the {limit} bytes it declares)")
+                    self.fail(f"the zip archive is damaged ({name} inflates to more than the {limit} bytes it "
+                              f"declares)")
         if len(out) != limit:
             self.fail(f"the zip archive is damaged ({name} inflates to {len(out)} bytes; it declares {limit})")
         if zlib.crc32(out) & 0xFFFFFFFF != info.CRC:

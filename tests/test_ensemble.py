@@ -268,7 +268,8 @@ def test_each_loader_names_the_loader_of_another_kind(tmp_path):
     fnn.Trainer(model, "mse").save_checkpoint(tmp_path / "c.fnn")
     with zipfile.ZipFile(tmp_path / "e.fnn") as zf:
         assert json.loads(zf.read("ensemble.json"))["kind"] == "ensemble"
-    with pytest.raises(fnn.ModelFormatError, match="it is a model file, not an ensemble file; read it with fastnn.load"):
+    with pytest.raises(fnn.ModelFormatError,
+                       match="it is a model file, not an ensemble file; read it with fastnn.load"):
         fnn.Ensemble.load(tmp_path / "m.fnn")
     with pytest.raises(fnn.ModelFormatError, match="it is a training checkpoint, not an ensemble file; read it with "
                                                    "fastnn.Trainer.from_checkpoint"):

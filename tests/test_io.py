@@ -9,7 +9,8 @@ import pickle
 import struct
 import time
 import zipfile
-from typing import Callable, NamedTuple
+from collections.abc import Callable
+from typing import NamedTuple
 
 import numpy as np
 import pytest
@@ -304,7 +305,8 @@ def test_pickles_are_never_unpickled(read, saved, tmp_path, how):
 
 
 @pytest.mark.parametrize("member, arr, match", [
-    ("arrays/0.w.npy", np.zeros((6, 4), np.float32), r"holds float32 \(6, 4\); the architecture needs float32 \(4, 6\)"),
+    ("arrays/0.w.npy", np.zeros((6, 4), np.float32),
+     r"holds float32 \(6, 4\); the architecture needs float32 \(4, 6\)"),
     ("arrays/0.b.npy", np.zeros((1, 6), np.float32), r"holds float32 \(1, 6\); the architecture needs float32 \(6,\)"),
     ("arrays/0.w.npy", np.zeros((4, 6), np.float64), r"holds float64 \(4, 6\); the architecture needs float32"),
     ("arrays/0.w.npy", np.zeros((4, 6), np.int32), r"holds int32 \(4, 6\)"),
@@ -379,15 +381,22 @@ BAD_META = [
     (_set(["model", "layers", 0], "Dense"), "layer 0 is not one of Dense, Activation"),
     (_set(["model", "layers", 0, "config", "units"], 0), r"layer 0 has an invalid config \(Dense: units must be >= 1"),
     (_set(["model", "layers", 0, "config", "units"], "6"), r"layer 0 has an invalid config \(Dense: units must be an"),
-    (_set(["model", "layers", 0, "config", "activation"], "swish"), r"layer 0 has an invalid config \(Dense: unknown activation 'swish'"),
-    (_set(["model", "layers", 0, "config", "alpha"], -1.0), r"layer 0 has an invalid config \(Dense: alpha must be >= 0"),
-    (_set(["model", "layers", 0, "config", "init"], "os.system"), r"layer 0 has an invalid config \(Dense: unknown init"),
+    (_set(["model", "layers", 0, "config", "activation"], "swish"),
+     r"layer 0 has an invalid config \(Dense: unknown activation 'swish'"),
+    (_set(["model", "layers", 0, "config", "alpha"], -1.0),
+     r"layer 0 has an invalid config \(Dense: alpha must be >= 0"),
+    (_set(["model", "layers", 0, "config", "init"], "os.system"),
+     r"layer 0 has an invalid config \(Dense: unknown init"),
     (_set(["model", "layers", 0, "config", "bogus"], 1), r"layer 0 has an invalid config \(.*bogus"),
-    (_set(["model", "layers", 2, "config", "trainable"], "no"), r"layer 2 has an invalid config \(Dense: trainable must be True or False; got 'no'"),
-    (_set(["model", "layers", 1, "config", "name"], "__import__"), r"layer 1 has an invalid config \(Activation: unknown activation"),
-    (_set(["model", "dtype"], "float16"), r"invalid model settings \(Sequential: dtype must be 'float32' or 'float64'; got 'float16'"),
+    (_set(["model", "layers", 2, "config", "trainable"], "no"),
+     r"layer 2 has an invalid config \(Dense: trainable must be True or False; got 'no'"),
+    (_set(["model", "layers", 1, "config", "name"], "__import__"),
+     r"layer 1 has an invalid config \(Activation: unknown activation"),
+    (_set(["model", "dtype"], "float16"),
+     r"invalid model settings \(Sequential: dtype must be 'float32' or 'float64'; got 'float16'"),
     (_set(["model", "dtype"], "object"), r"invalid model settings \(Sequential: dtype must be"),
-    (_delete(["model", "dtype"]), r"invalid model settings \(Sequential: dtype must be 'float32' or 'float64'; got None"),
+    (_delete(["model", "dtype"]),
+     r"invalid model settings \(Sequential: dtype must be 'float32' or 'float64'; got None"),
     (_set(["model", "input_dim"], 0), r"invalid model settings \(Sequential: input_dim must be >= 1"),
     (_set(["model", "input_dim"], None), r"invalid model settings \(Sequential: input_dim must be an integer"),
     (_set(["model", "seed"], -3), r"invalid model settings \(Sequential: seed must be >= 0"),
