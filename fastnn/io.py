@@ -256,7 +256,7 @@ def build_model(content, path, device="cpu", owner="fastnn.load"):
 
     model = Sequential([spec.layer for spec in content.layers], seed=content.seed, device=device,
                        dtype=content.dtype)
-    model._build(content.input_dim)
+    model._build(content.input_dim, initialize=False)  # set_weights fills every parameter next
     try:
         model.set_weights([w for layer_weights in content.weights for w in layer_weights])
     except ValueError as exc:  # values a layer cannot hold (a negative BatchNorm variance)

@@ -145,9 +145,11 @@ class Sequential:
         self.param_info = []
         self.version += 1
 
-    def _build(self, input_dim, keep=None):
+    def _build(self, input_dim, keep=None, initialize=True):
         """Build every layer for ``input_dim`` features and lay their parameters out in flat
-        buffers; ``keep`` maps a layer to host copies of weights to restore."""
+        buffers; ``keep`` maps a layer to host copies of weights to restore. ``initialize=False``
+        leaves the parameters at zero, for a caller that sets every weight next (loading a file:
+        no random draws only to be overwritten)."""
         if not self.layers:
             raise ValueError("Sequential: the model has no layers; add one with model.add(...).")
         n = self.input_dim = input_dim
@@ -169,7 +171,7 @@ class Sequential:
             old = (keep or {}).get(id(layer))
             if old is not None and [w.shape for w in old] == [p.shape for p in mine]:
                 layer_set_weights(layer, old)
-            else:
+            elif initialize:
                 layer.reset_parameters()
         # published last: another thread that sees `built` sees initialised layers
         self.param_info = specs

@@ -798,3 +798,20 @@ def test_a_kind_of_the_wrong_type_is_named(read, saved, tmp_path, kind):
     bad = with_meta(path, tmp_path / "k.fnn", _set(["kind"], kind))
     with pytest.raises(fnn.ModelFormatError, match=f"{BAD}: kind .* is not one of model, checkpoint, ensemble"):
         read.load(bad)
+
+
+def test_load_sets_the_weights_without_drawing_an_initialization_first(tmp_path, monkeypatch):
+    """Loading fills every parameter from the file: the random initialization a new model would
+    draw is skipped (it was half of the load time of a 2.9M-parameter model)."""
+    model = fnn.Sequential([fnn.layers.Dense(8, activation="relu"), fnn.layers.BatchNorm(), fnn.layers.Dense(3)],
+                           input_dim=5, seed=0)
+    model.save(tmp_path / "m.fnn")
+
+    def no_draw(self, seed=None):
+        raise AssertionError(f"{type(self).__name__}.reset_parameters ran during load")
+
+    for cls in (fnn.layers.Dense, fnn.layers.BatchNorm):
+        monkeypatch.setattr(cls, "reset_parameters", no_draw)
+    loaded = fnn.load(tmp_path / "m.fnn")
+    for got, want in zip(loaded.get_weights(), model.get_weights()):
+        np.testing.assert_array_equal(got, want)
