@@ -474,16 +474,15 @@ def timing_report(trainer, device):
 
 def _load_model(path, device):
     """The model of a model file, or of a training checkpoint (fastnn train --checkpoint)."""
-    import zipfile
-
     import fastnn as fnn
 
+    from ._archive import file_kind
+
     try:
-        with zipfile.ZipFile(path) as zf:
-            checkpoint = "checkpoint.json" in zf.namelist()
-    except (OSError, zipfile.BadZipFile):
-        checkpoint = False  # fnn.load says what is wrong
-    if checkpoint:
+        kind = file_kind(path)
+    except (OSError, fnn.ModelFormatError):
+        kind = "model"  # fnn.load says what is wrong
+    if kind == "checkpoint":
         model = fnn.Trainer.from_checkpoint(path, device=device).model
         if "standardize" in model.metadata:  # inputs scaled outside the model: refused, never silently wrong
             raise UsageError(f"{path}: a checkpoint of an older fastnn train, which scaled its inputs outside the "
