@@ -229,7 +229,7 @@ def test_ctrl_c_finishes_the_batch_and_returns_the_history(capsys):
     def interrupt_at(trainer, epoch, batch):
         def hook(b, logs):
             if trainer.epoch == epoch and b == batch:
-                os.kill(os.getpid(), signal.SIGINT)
+                signal.raise_signal(signal.SIGINT)  # to this thread: handled before it returns
         return LambdaCallback(on_batch_end=hook)
 
     trainer, X, y = iris_trainer(batch_size=10)
