@@ -20,7 +20,7 @@ BUILTIN = ("iris", "digits", "spirals", "moons")
 #: small standardised data (each reaches >= 0.97 test accuracy on digits in 30 epochs, mean of 5 seeds);
 #: for Adam and AdamW 3e-3 rather than the class default 1e-3, which is slow over so few updates
 OPTIMIZER_LR = {"sgd": 0.1, "momentum": 0.05, "nesterov": 0.05, "adagrad": 0.03, "adadelta": 1.0, "rmsprop": 1e-3,
-                "adam": 3e-3, "adamw": 3e-3, "adamax": 1e-2, "nadam": 2e-3}
+                "adam": 3e-3, "adamw": 3e-3, "adamax": 1e-2, "nadam": 2e-3, "radam": 3e-3}
 
 
 class UsageError(Exception):

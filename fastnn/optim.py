@@ -13,6 +13,7 @@ rate, NAdam's momentum products) are computed here in Python, once per update.
 from __future__ import annotations
 
 import functools
+import math
 
 import numpy as np
 
@@ -557,6 +558,67 @@ class NAdam(Optimizer):
                 "momentum_decay": self.momentum_decay}
 
 
+class RAdam(Optimizer):
+    """RAdam: Adam with its adaptive step rectified while the variance estimate is unreliable.
+
+    m and v as in Adam (g = g + wd * p first), bc_i = 1 - b_i^t, rho_inf = 2 / (1 - b2) - 1,
+    rho_t = rho_inf - 2 t b2^t / bc2. While rho_t <= 5 (the first few updates):
+    p = p - lr * m / bc1, momentum without the adaptive scale. After:
+    p = p - lr * r_t * m / bc1 * sqrt(bc2) / (sqrt(v) + eps), with the rectification
+    r_t = sqrt((rho_t - 4)(rho_t - 2) rho_inf / ((rho_inf - 4)(rho_inf - 2) rho_t)).
+
+    PyTorch's rule (torch.optim.RAdam), t counting updates from 1. No kernel of its own: the
+    rectified step is Adam's update with lr * r_t and eps / sqrt(bc2) (the same expression,
+    rearranged), and the early step is Adam's moment update with lr 0 followed by SGD's step of
+    lr / bc1 along m, so every backend runs it with its compiled Adam and SGD kernels.
+
+    Parameters
+    ----------
+    lr : float or schedule, default 1e-3, >= 0
+    betas : (float, float), default (0.9, 0.999), each in [0, 1)
+    eps : float, default 1e-8, > 0
+    weight_decay : float, default 0, >= 0 (L2 added to the gradient; weights only)
+
+    Reference: Liu, Jiang, He, Chen, Liu, Gao and Han, "On the Variance of the Adaptive Learning
+    Rate and Beyond", ICLR 2020.
+
+    >>> import fastnn as fnn
+    >>> opt = fnn.optim.RAdam(lr=1e-3)
+    """
+
+    state_names = ("exp_avg", "exp_avg_sq")
+
+    def __init__(self, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0):
+        super().__init__(lr, weight_decay)
+        self.beta1, self.beta2 = _check_betas("RAdam", betas)
+        self.eps = _check_eps("RAdam", eps)
+        self._step = (1.0, 1.0, None)
+
+    def _begin_step(self, t):
+        bc1, bc2 = 1.0 - self.beta1 ** t, 1.0 - self.beta2 ** t
+        rho_inf = 2.0 / (1.0 - self.beta2) - 1.0
+        rho_t = rho_inf - 2.0 * t * self.beta2 ** t / bc2
+        rect = None
+        if rho_t > 5.0:
+            rect = math.sqrt((rho_t - 4.0) * (rho_t - 2.0) * rho_inf / ((rho_inf - 4.0) * (rho_inf - 2.0) * rho_t))
+        self._step = (bc1, bc2, rect)
+
+    def _update(self, backend, p, g, state, lr, weight_decay):
+        bc1, bc2, rect = self._step
+        m, v = state["exp_avg"], state["exp_avg_sq"]
+        if rect is not None:  # Adam's expression: lr r_t / bc1 * m / (sqrt(v) / sqrt(bc2) + eps / sqrt(bc2))
+            backend.adam_update(p, g, m, v, None, lr=lr * rect, beta1=self.beta1, beta2=self.beta2,
+                                eps=self.eps / math.sqrt(bc2), weight_decay=weight_decay,
+                                bias_correction1=bc1, bias_correction2=bc2)
+        else:  # the moments (p unchanged: lr 0), then p -= lr / bc1 * m
+            backend.adam_update(p, g, m, v, None, lr=0.0, beta1=self.beta1, beta2=self.beta2, eps=self.eps,
+                                weight_decay=weight_decay, bias_correction1=bc1, bias_correction2=bc2)
+            backend.sgd_update(p, m, None, lr=lr / bc1)
+
+    def get_config(self):
+        return {"betas": (self.beta1, self.beta2), "eps": self.eps, "weight_decay": self.weight_decay}
+
+
 #: name -> factory taking the constructor's keyword arguments ('momentum' and 'nesterov' are
 #: SGD with momentum 0.9, without and with Nesterov's correction)
 OPTIMIZERS = {
@@ -570,6 +632,7 @@ OPTIMIZERS = {
     "adamw": AdamW,
     "adamax": Adamax,
     "nadam": NAdam,
+    "radam": RAdam,
 }
 
 
@@ -673,5 +736,5 @@ def trace(optimizer, landscape, start=None, steps=100):
     return path
 
 
-__all__ = ["OPTIMIZERS", "SGD", "Adadelta", "Adagrad", "Adam", "AdamW", "Adamax", "NAdam", "Optimizer",
+__all__ = ["OPTIMIZERS", "SGD", "Adadelta", "Adagrad", "Adam", "AdamW", "Adamax", "NAdam", "Optimizer", "RAdam",
            "Parameters", "RMSprop", "get_optimizer", "trace"]

@@ -471,7 +471,7 @@ BAD_ARGS = [
     (["landscape", "--function", "himmelblau"], r"argument --function: invalid choice: 'himmelblau'"),
     (["landscape", "--optimizers", "sgd,lbfgs"], r"--optimizers 'sgd,lbfgs': unknown 'lbfgs'; choose from sgd, "
                                                  r"momentum, nesterov, adagrad, adadelta, rmsprop, adam, adamw, "
-                                                 r"adamax, nadam$"),
+                                                 r"adamax, nadam, radam$"),
     (["landscape", "--lr", "0.1,0.2"], r"--lr '0.1,0.2': give 1 or 4 values$"),
     (["landscape", "--lr", "fast"], r"--lr 'fast': give numbers separated by commas$"),
     (["landscape", "--lr", "-1"], r"SGD: lr must be >= 0\.0; got -1\.0\.$"),

@@ -540,7 +540,7 @@ ERRORS = [
     (lambda: fnn.optim.SGD(0.1, nesterov=True), ValueError, r"^SGD: nesterov=True needs momentum > 0"),
     (lambda: fnn.optim.get_optimizer("adamm"), ValueError,
      r"^Trainer: unknown optimizer 'adamm'; choose one of 'sgd', 'momentum', 'nesterov', 'adagrad', 'adadelta', "
-     r"'rmsprop', 'adam', 'adamw', 'adamax', 'nadam'\.$"),
+     r"'rmsprop', 'adam', 'adamw', 'adamax', 'nadam', 'radam'\.$"),
     (lambda: fnn.optim.Adam().set_layer_options(None, lr=-1.0), ValueError,
      r"^Adam\.set_layer_options: lr must be >= 0\.0; got -1\.0\.$"),
     (lambda: fnn.optim.Parameters([[1.0, 2.0]]), ValueError, r"^Parameters: values must be 1-D; got 2-D"),

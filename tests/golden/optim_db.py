@@ -106,8 +106,6 @@ OPTIM_DB = [
     OptimCase("adamax-options", "Adamax", 0.05, dict(betas=(0.5, 0.9), weight_decay=0.1)),
     OptimCase("nadam", "NAdam", 0.05, converge=(dict(lr=0.1), dict(lr=1.0), dict(lr=0.01))),
     OptimCase("nadam-options", "NAdam", 0.05, dict(weight_decay=0.1, momentum_decay=0.05, betas=(0.8, 0.99))),
-    # recorded ahead of fastnn's RAdam (issue 12); its tests skip while fastnn.optim has no RAdam (its
-    # convergence options are to be added with it)
-    OptimCase("radam", "RAdam", 0.05),
+    OptimCase("radam", "RAdam", 0.05, converge=(dict(lr=0.2), dict(lr=1.0), dict(lr=0.01))),
     OptimCase("radam-options", "RAdam", 0.05, dict(betas=(0.8, 0.99), eps=1e-6, weight_decay=0.1)),
 ]
