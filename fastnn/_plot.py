@@ -25,3 +25,16 @@ def save_figure(fig, path, **savefig_kw):
     with atomic_write(path) as f:
         fig.savefig(f, format=suffix, **savefig_kw)
     plt.close(fig)
+
+
+def check_figure_path(owner, path):
+    """Raise ValueError unless matplotlib can write ``path``'s format (its suffix; png when it has
+    none), and ImportError naming the extra without matplotlib: checked before any work."""
+    pyplot(owner)
+    from matplotlib.backend_bases import FigureCanvasBase
+
+    suffix = str(path).rsplit(".", 1)[-1].lower() if "." in str(path) else "png"
+    formats = FigureCanvasBase.get_supported_filetypes()
+    if suffix not in formats:
+        raise ValueError(f"{owner}: cannot write a figure as .{suffix} ({path}); use one of "
+                         f"{', '.join('.' + f for f in sorted(formats))}.")

@@ -329,6 +329,13 @@ def cmd_train(args):
     hidden = _check_train_options("fastnn train", args)
     for option in ("plot", "checkpoint", "out"):
         _check_folder(f"--{option}", getattr(args, option))
+    if args.plot:
+        from ._plot import check_figure_path
+
+        try:
+            check_figure_path("--plot", args.plot)
+        except (ImportError, ValueError) as exc:
+            raise UsageError(str(exc).rstrip(".")) from None
     _distributed_ranks(args)
     trainer = None
     task_name = scaling = None
@@ -860,7 +867,7 @@ def build_parser():
                    help="values to try, e.g. lr=1e-3,1e-2 hidden=32,64+32 optimizer=adam,sgd; with --search "
                         "random also ranges lr=log:1e-4:1e-1 hidden=16:128 (keys: " + ", ".join(_TUNE_KEYS) + ")")
     u.add_argument("--search", default="grid", choices=("grid", "random"), help="every combination, or draws")
-    u.add_argument("--trials", type=int, default=10, help="parameter sets a random search draws (default 10)")
+    u.add_argument("--trials", type=int, default=10, help="parameter sets a random search draws")
     u.add_argument("--cv", type=int, default=None,
                    help="score by K-fold cross-validation instead of the validation part")
     u.add_argument("--results", default=None, help="write the table of trials here (.csv)")
@@ -903,7 +910,7 @@ def build_parser():
                        **show_defaults)
     e.add_argument("model", help="a .fnn file written by fastnn train --out or model.save")
     e.add_argument("--onnx", required=True, metavar="OUT.onnx", help="the ONNX file to write")
-    e.add_argument("--opset", type=int, default=17, help="ONNX opset (default 17; GELU is one operator from 20)")
+    e.add_argument("--opset", type=int, default=17, help="ONNX opset (GELU is one operator from 20)")
     e.add_argument("--dtype", default=None, choices=("float32", "float64"), help="element type (default the model's)")
     e.set_defaults(func=cmd_export)
 

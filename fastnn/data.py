@@ -9,6 +9,7 @@ same seed gives the same result.
 from __future__ import annotations
 
 import numbers
+import re
 
 import numpy as np
 
@@ -639,6 +640,9 @@ def _is_missing(values):
                      for v in values.tolist()], dtype=bool)
 
 
+_DECIMAL_COMMA = re.compile(r"[-+]?\d+,\d+")
+
+
 def _as_numbers(values):
     """float64 array of a column, NaN where missing; None when a present cell is not a number."""
     if values.dtype.kind in "biuf":
@@ -654,6 +658,29 @@ def _as_numbers(values):
     except (TypeError, ValueError):
         return None
     return out
+
+
+def _refuse_stray_text(owner, table, name, values):
+    """Raise for a column that is numbers but for a few cells (a typo such as '1.7o', or decimal
+    commas such as '2,43'), instead of silently encoding it as hundreds of categories that new
+    data would then fall outside of."""
+    present = [(i, str(v).strip()) for i, (v, m) in enumerate(zip(values.tolist(), _is_missing(values))) if not m]
+    bad = []
+    for i, v in present:
+        try:
+            float(v)
+        except ValueError:
+            bad.append((i, v))
+    if not bad or not present:
+        return
+    row, value = bad[0]
+    if all(_DECIMAL_COMMA.fullmatch(v) for _, v in bad):
+        raise ValueError(f"{owner}: {table.source}: column {name!r} writes numbers with decimal commas (row {row + 1}: "
+                         f"{value!r}); write them with decimal points ({value.replace(',', '.')!r}).")
+    if len(bad) <= 0.1 * len(present):
+        raise ValueError(f"{owner}: {table.source}: column {name!r} holds numbers but for {len(bad)} of its "
+                         f"{len(present)} cells (row {row + 1}: {value!r}); correct them, or leave them empty to have "
+                         f"them imputed.")
 
 
 class TableEncoder:
@@ -715,6 +742,7 @@ class TableEncoder:
                 self.columns_.append({"name": name, "kind": "numeric", "fill": float(present.mean())})
             else:
                 values = source.columns[name]
+                _refuse_stray_text(owner, source, name, values)
                 cats = sorted({str(v).strip() for v, m in zip(values.tolist(), _is_missing(values)) if not m})
                 self.columns_.append({"name": name, "kind": "categorical", "categories": cats})
         if not self.columns_:
@@ -745,8 +773,12 @@ class TableEncoder:
                              f"on; its columns: {', '.join(table.names)}.")
         extra = [n for n in table.names if n not in need and n != self.target and n not in ignore]
         if extra:
+            hint = ""
+            if len(extra) == 1 and self.target is not None and self.target not in table.columns:
+                hint = (f", or, if it holds the target the model calls {self.target!r}, name it so or pass "
+                        f"--target {extra[0]}")
             raise ValueError(f"{owner}: {table.source} has a column {extra[0]!r} the model was not trained on; "
-                             f"drop it (the model takes {', '.join(need)}).")
+                             f"drop it{hint} (the model takes {', '.join(need)}).")
         parts = []
         for col in self.columns_:
             name, values = col["name"], table.columns[col["name"]]

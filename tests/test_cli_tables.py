@@ -352,3 +352,22 @@ def test_issue16_regression_far_from_zero_with_cli_defaults(capsys, tmp_path):
     path = _regression_csv(tmp_path / "reg.csv")
     code, out, _ = run(capsys, "train", "--data", path)
     assert code == 0 and float(out[-1].split("r2 ")[1]) > 0.95
+
+
+def test_a_plot_format_matplotlib_cannot_write_is_refused_before_training(capsys, tmp_path):
+    out = tmp_path / "m.fnn"
+    assert main(["train", "--data", "iris", "--plot", str(tmp_path / "p.txt"), "--out", str(out)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("fastnn: error: --plot: cannot write a figure as .txt")
+    assert not out.exists()  # nothing trained, nothing saved
+
+
+def test_a_renamed_target_column_is_named_with_the_fix(capsys, tmp_path):
+    rows = ["a,b,target"] + [f"{i % 7},{i % 3},{i % 2}" for i in range(40)]
+    (tmp_path / "t.csv").write_text("\n".join(rows) + "\n")
+    (tmp_path / "u.csv").write_text("\n".join(["a,b,label"] + rows[1:]) + "\n")
+    assert main(["train", "--data", str(tmp_path / "t.csv"), "--epochs", "1", "--out", str(tmp_path / "m.fnn")]) == 0
+    capsys.readouterr()
+    assert main(["evaluate", str(tmp_path / "m.fnn"), "--data", str(tmp_path / "u.csv")]) == 2
+    assert "pass --target label" in capsys.readouterr().err
+    assert main(["evaluate", str(tmp_path / "m.fnn"), "--data", str(tmp_path / "u.csv"), "--target", "label"]) == 0

@@ -75,3 +75,22 @@ def test_categories_from_all_rows_fills_from_training_rows():
     enc = TableEncoder().fit(train, categories_from=everything)
     assert enc.columns_[0]["categories"] == ["a", "b"] and enc.columns_[1]["fill"] == 2.0
     assert fnn.data.MISSING >= {"", "NA", "?"}
+
+
+def test_a_numeric_column_with_a_stray_text_cell_is_refused_naming_it():
+    values = [str(0.5 * i) for i in range(30)]
+    values[19] = "1.7o"  # a typo: one-hot encoding it would make 30 categories new data falls outside of
+    with pytest.raises(ValueError, match=r"column 'malic_acid' holds numbers but for 1 of its 30 cells "
+                                         r"\(row 20: '1\.7o'\); correct them, or leave them empty"):
+        TableEncoder(target="y").fit({"malic_acid": values, "y": [0] * 30})
+
+
+def test_decimal_commas_are_refused_with_the_fix():
+    with pytest.raises(ValueError, match=r"column 'ash' writes numbers with decimal commas \(row 1: '2,43'\); "
+                                         r"write them with decimal points \('2\.43'\)"):
+        TableEncoder(target="y").fit({"ash": ["2,43", "2,14", "3"], "y": [0, 1, 0]})
+
+
+def test_a_text_column_with_some_numbers_stays_categorical():
+    enc = TableEncoder(target="y").fit({"size": ["S", "M", "L", "XL", "42"], "y": [0, 1, 0, 1, 0]})
+    assert enc.feature_names_ == ["size=42", "size=L", "size=M", "size=S", "size=XL"]
