@@ -225,7 +225,17 @@ def test_a_callback_stops_training_after_a_batch_or_an_epoch():
     assert len(h["loss"]) == 2 and trainer.optimizer.step_count == 3 + 15
 
 
-def test_ctrl_c_finishes_the_batch_and_returns_the_history(capsys):
+@pytest.fixture
+def default_sigint():
+    """Python's default SIGINT handler for the test, whatever this process inherited (a process
+    started in the background by a non-interactive shell has SIGINT ignored, and fit then rightly
+    leaves it alone)."""
+    old = signal.signal(signal.SIGINT, signal.default_int_handler)
+    yield
+    signal.signal(signal.SIGINT, old)
+
+
+def test_ctrl_c_finishes_the_batch_and_returns_the_history(capsys, default_sigint):
     def interrupt_at(trainer, epoch, batch):
         def hook(b, logs):
             if trainer.epoch == epoch and b == batch:

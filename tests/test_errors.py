@@ -140,7 +140,7 @@ CASES = [
     ("load-device", lambda: fnn.load(__file__, device="gpu"), ValueError,
      r"^fastnn\.load: unknown device 'gpu'; choose one of 'cpu', 'cuda', 'reference'\.$"),
     ("optimizer", lambda: fnn.Trainer(model(), "mse", "lbfgs"), ValueError,
-     r"^Trainer: unknown optimizer 'lbfgs'; choose one of 'sgd', 'momentum', 'nesterov', 'adagrad', .*'nadam'\.$"),
+     r"^Trainer: unknown optimizer 'lbfgs'; choose one of 'sgd', 'momentum', 'nesterov', 'adagrad', .*'radam'\.$"),
     ("metric", lambda: fnn.Trainer(model(), "mse", metrics=["acc"]), ValueError,
      r"^Trainer: unknown metric 'acc'; choose one of 'accuracy'.*'mse'.*'r2'"),
     ("metric-string", lambda: fnn.Trainer(model(), "mse", metrics="precission"), ValueError,
