@@ -73,6 +73,16 @@ def test_k_ranks_equal_one_process_with_k_times_the_batch(equal_run):
     np.testing.assert_allclose(got["mae"], ref.history["mae"], rtol=1e-10)
 
 
+def _rank_gradient(model, loss, X, y, m):
+    """One rank's share of the gradient of a global batch of ``m`` rows: its rows' loss scaled by
+    the global count, as fastnn.distributed scales it before the allreduce."""
+    out = model._forward(X, training=True)
+    grad = np.empty_like(out)
+    loss(model.backend, out, y, scale=1.0 / loss.count(m, model.n_out), loss_out=np.zeros(1), grad=grad)
+    model._backward(grad)
+    return model.grads
+
+
 def emulate(k, build, epochs):
     """One process playing K ranks: each rank's rows of every global batch forwarded (BatchNorm's
     statistics per rank, Dropout under the rank's key), the loss scaled by the global batch's
@@ -100,12 +110,7 @@ def emulate(k, build, epochs):
                 idx = order[start + m * r // k: start + m * (r + 1) // k]
                 for (layer, key), step in zip(dropouts, steps):
                     layer._key, layer.step = rank_key(key, r), step
-                out = model._forward(X[idx], training=True)
-                grad = np.empty_like(out)
-                loss(model.backend, out, y[idx], scale=1.0 / loss.count(m, model.n_out), loss_out=np.zeros(1),
-                     grad=grad)
-                model._backward(grad)
-                total += model.grads
+                total += _rank_gradient(model, loss, X[idx], y[idx], m)
             model.grads[:] = total
             opt.step()
     return model
@@ -141,12 +146,7 @@ def emulate_shards(k, build, epochs):
             total = np.zeros_like(model.grads)
             for (Xr, yr), perm, (a, c) in zip(parts, perms, cuts):
                 idx = perm[a:c]
-                out = model._forward(Xr[idx], training=True)
-                grad = np.empty_like(out)
-                loss(model.backend, out, yr[idx], scale=1.0 / loss.count(m, model.n_out), loss_out=np.zeros(1),
-                     grad=grad)
-                model._backward(grad)
-                total += model.grads
+                total += _rank_gradient(model, loss, Xr[idx], yr[idx], m)
             model.grads[:] = total
             opt.step()
     return model
