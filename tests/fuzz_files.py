@@ -198,15 +198,17 @@ def _central_directory(rng, data):
     return bytes(raw)
 
 
-def _non_utf8_name(data):
-    """Flag the first member name as UTF-8 while giving it invalid bytes (central directory and local header)."""
+def flag_names_utf8(data, byte=0xFF, every=False):
+    """Flag the first member name (``every``: every one) as UTF-8 while making its first byte
+    ``byte`` (0xFF: invalid UTF-8), in the local header and the central directory."""
     raw = bytearray(data)
     for sig, flag_at, name_at in ((b"PK\x03\x04", 6, 30), (b"PK\x01\x02", 8, 46)):
         pos = raw.find(sig)
-        if pos >= 0:
+        while pos >= 0:
             flags = struct.unpack_from("<H", raw, pos + flag_at)[0] | 0x800
             struct.pack_into("<H", raw, pos + flag_at, flags)
-            raw[pos + name_at] = 0xFF
+            raw[pos + name_at] = byte
+            pos = raw.find(sig, pos + 4) if every else -1
     return bytes(raw)
 
 
@@ -233,7 +235,7 @@ def hostile(rng, kind):
     if how == "central_directory":
         return how, _central_directory(rng, data)
     if how == "non_utf8_name":
-        return how, _non_utf8_name(data)
+        return how, flag_names_utf8(data)
     i = int(rng.integers(len(entries)))
     name, payload, method = entries[i]
     if how == "rename":

@@ -21,6 +21,7 @@ from fastnn.io import FORMAT_VERSION
 
 
 from _helpers import CPU_BUILT, DEVICE, DEVICES, needs_cpu, npy_bytes, read_members, with_meta, write_zip  # noqa: F401
+from fuzz_files import flag_names_utf8
 
 L = fnn.layers
 BAD = "is not a valid fastnn model file"
@@ -577,23 +578,10 @@ def test_negative_running_variance_is_a_format_error(tmp_path):
 
 
 # ------------------------------------------------------------------ issue 17: hostile bytes
-def _set_name_flag_and_byte(data, byte):
-    """Flag every member name as UTF-8 and make its first byte ``byte`` (local and central headers)."""
-    raw = bytearray(data)
-    for sig, flag_at, name_at in ((b"PK\x03\x04", 6, 30), (b"PK\x01\x02", 8, 46)):
-        pos = raw.find(sig)
-        while pos >= 0:
-            flags = struct.unpack_from("<H", raw, pos + flag_at)[0] | 0x800
-            struct.pack_into("<H", raw, pos + flag_at, flags)
-            raw[pos + name_at] = byte
-            pos = raw.find(sig, pos + 4)
-    return bytes(raw)
-
-
 def test_issue17_member_name_that_is_not_utf8(read, saved, tmp_path):
     path, _ = saved
     bad = tmp_path / "name.fnn"
-    bad.write_bytes(_set_name_flag_and_byte(path.read_bytes(), 0xFF))
+    bad.write_bytes(flag_names_utf8(path.read_bytes(), 0xFF, every=True))
     with pytest.raises(fnn.ModelFormatError, match=f"{BAD}: damaged content \\(UnicodeDecodeError"):
         read.load(bad)
 
