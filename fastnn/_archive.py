@@ -39,6 +39,8 @@ from .errors import ModelFormatError
 
 #: The kinds of archive fastnn writes, with the noun its messages use.
 KINDS = {"model": "model file", "checkpoint": "training checkpoint", "ensemble": "ensemble file"}
+#: What reads each kind.
+LOADERS = {"model": "fastnn.load", "checkpoint": "fastnn.Trainer.from_checkpoint", "ensemble": "fastnn.Ensemble.load"}
 #: Largest JSON member read (bytes).
 MAX_JSON_BYTES = 1 << 20
 #: Largest ``.npy`` header read (bytes); fastnn writes headers of 128 bytes.
@@ -142,6 +144,15 @@ class ArchiveReader:
     def fail(self, what):
         """Raise the ModelFormatError saying that this file is invalid because of ``what``."""
         raise _Fail(what)
+
+    def fail_kind(self, found, expected, missing=None):
+        """Refuse a file of kind ``found`` where ``expected`` was asked for, naming the loader
+        that reads it; ``missing``: the manifest member of ``expected`` that the file lacks."""
+        def noun(kind):
+            return ("an " if KINDS[kind][0] in "aeiou" else "a ") + KINDS[kind]
+
+        lacks = f"it has no {missing} member: " if missing else ""
+        self.fail(f"{lacks}it is {noun(found)}, not {noun(expected)}; read it with {LOADERS[found]}")
 
     # ------------------------------------------------------------ members
     def info(self, name):
@@ -384,5 +395,5 @@ def file_kind(path):
         return ar.kind_of(manifest) or default
 
 
-__all__ = ["KINDS", "MAX_JSON_BYTES", "ArchiveReader", "check_json_text", "file_kind", "format_error",
+__all__ = ["KINDS", "LOADERS", "MAX_JSON_BYTES", "ArchiveReader", "check_json_text", "file_kind", "format_error",
            "write_archive", "write_archive_to", "write_check"]

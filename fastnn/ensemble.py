@@ -226,9 +226,8 @@ class Ensemble:
         models = []
         with ArchiveReader(path, owner, "ensemble file") as ar:
             if "ensemble.json" not in ar.names and "model.json" in ar.names:
-                found = "training checkpoint" if "checkpoint.json" in ar.names else "model file"
-                ar.fail(f"it has no ensemble.json member: it is a {found}, not an ensemble file; read it with "
-                        f"{'fastnn.Trainer.from_checkpoint' if 'checkpoint' in found else 'fastnn.load'}")
+                ar.fail_kind("checkpoint" if "checkpoint.json" in ar.names else "model", "ensemble",
+                             missing="ensemble.json")
             meta = ar.read_json("ensemble.json", FORMAT, FORMAT_VERSION)
             if ar.kind_of(meta) not in (None, "ensemble"):
                 ar.fail(f"its manifest declares kind {meta['kind']!r}, not 'ensemble'")

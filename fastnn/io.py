@@ -27,7 +27,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from ._archive import KINDS, ArchiveReader, format_error, write_archive_to, write_check
+from ._archive import ArchiveReader, format_error, write_archive_to, write_check
 from ._checks import check_dtype_name, check_int, check_seed
 from ._files import atomic_write
 
@@ -202,15 +202,11 @@ def read_model_file(path, owner="fastnn.load", describers=None, extra=None, stre
     describers = layer_describers() if describers is None else describers
     with ArchiveReader(path, owner, "model file", stream=stream) as ar:
         if "model.json" not in ar.names and "ensemble.json" in ar.names:
-            ar.fail(f"it has no model.json member: it is an ensemble file, not a {KINDS[kind]}; read it with "
-                    f"fastnn.Ensemble.load")
+            ar.fail_kind("ensemble", kind, missing="model.json")
         meta = _read_meta(ar)
         found = ar.kind_of(meta, {"checkpoint.json": "checkpoint"}) or "model"
         if found != kind:
-            remedy = {"checkpoint": "read it with fastnn.Trainer.from_checkpoint",
-                      "ensemble": "read it with fastnn.Ensemble.load", "model": "read it with fastnn.load"}[found]
-            missing = "it has no checkpoint.json member: " if kind == "checkpoint" else ""
-            ar.fail(f"{missing}it is a {KINDS[found]}, not a {KINDS[kind]}; {remedy}")
+            ar.fail_kind(found, kind, missing="checkpoint.json" if kind == "checkpoint" else None)
         dtype, input_dim, seed, specs = _describe_layers(ar, meta["model"], describers)
         # A reader allocates what the architecture declares, so first bound the parameter
         # count by the bytes the file holds: its arrays are stored uncompressed.
