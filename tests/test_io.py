@@ -761,6 +761,10 @@ def test_issue17_a_save_killed_with_sigkill_leaves_debris_the_next_save_removes(
         proc.wait()
     debris = [name for name in os.listdir(tmp_path) if name != "m.fnn"]
     assert len(debris) == 1 and debris[0].startswith(".fastnn-tmp-") and debris[0].endswith("-m.fnn")
+    # older than the next save: file times tick coarsely (a few ms), and a temporary from the same
+    # tick as the running save is rightly left alone (it could be a concurrent save's)
+    stale = tmp_path / debris[0]
+    os.utime(stale, (stale.stat().st_atime - 1, stale.stat().st_mtime - 1))
     make_model("reference").save(path)
     assert os.listdir(tmp_path) == ["m.fnn"]
     assert fnn.load(path, device="reference").input_dim == 4
