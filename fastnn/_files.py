@@ -59,18 +59,27 @@ def remove_stale_temporaries(folder, name, before):
     return removed
 
 
-@contextlib.contextmanager
-def atomic_write(path, mode="wb", owner="fastnn"):
-    """Open a temporary file beside ``path``; on a clean exit it replaces ``path`` atomically
-    (see the module docstring for the guarantees). ``owner`` names the caller in errors."""
+def check_target(path, owner="fastnn"):
+    """Raise IsADirectoryError when ``path`` is a directory, FileNotFoundError when its folder
+    does not exist; returns that folder. atomic_write checks this first; a caller about to do
+    long work (the CLI before training) checks it before."""
     path = os.fspath(path)
     if os.path.isdir(path):
         raise IsADirectoryError(f"{owner}: {path!r} is a directory; give a file name, such as "
                                 f"{os.path.join(path, 'model.fnn')!r}.")
     folder = os.path.dirname(os.path.abspath(path))
-    name = os.path.basename(path)
     if not os.path.isdir(folder):
         raise FileNotFoundError(f"{owner}: the folder {folder!r} of {path!r} does not exist; create it first.")
+    return folder
+
+
+@contextlib.contextmanager
+def atomic_write(path, mode="wb", owner="fastnn"):
+    """Open a temporary file beside ``path``; on a clean exit it replaces ``path`` atomically
+    (see the module docstring for the guarantees). ``owner`` names the caller in errors."""
+    path = os.fspath(path)
+    folder = check_target(path, owner)
+    name = os.path.basename(path)
     try:
         target_mode = stat.S_IMODE(os.stat(path).st_mode)
     except OSError:

@@ -449,11 +449,12 @@ class _TuneBuild:
 def _check_folder(option, path):
     """A file option must name a file in an existing folder (checked before training, not after)."""
     if path:
-        if os.path.isdir(path):
-            raise UsageError(f"{option} {path} is a directory; give a file name (e.g. {os.path.join(path, 'out')})")
-        folder = os.path.dirname(os.path.abspath(path))
-        if not os.path.isdir(folder):
-            raise UsageError(f"{option} {path}: the folder {folder} does not exist")
+        from ._files import check_target
+
+        try:
+            check_target(path, f"{option} {path}")
+        except OSError as exc:
+            raise UsageError(str(exc).rstrip(".")) from None
 
 
 def _seconds(t):
