@@ -84,4 +84,5 @@ def _with_threads(fn, concurrency, *args):
         with threadpool_limits(limits=threads):
             return fn(*args)
     finally:
-        set_num_threads(before)  # a thread pool's worker is the caller's own process
+        if before is not None:  # None: a BLAS whose pool fastnn cannot read (nothing was changed)
+            set_num_threads(before)  # a thread pool's worker is the caller's own process
