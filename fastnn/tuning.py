@@ -248,9 +248,7 @@ def cross_validate(build, X, y, k=5, params=None, epochs=10, scoring=None, strat
     from .data import kfold
 
     folds = kfold(len(X), k=k, stratify_y=_stratify(owner, y, stratify), seed=check_seed(owner, seed))
-    dispatch = Dispatcher(owner, executor, probe=build)
-    if dispatch.kind == "serial":
-        return _cross_validate(owner, build, X, y, folds, params, epochs, scoring, scale)
+    dispatch = Dispatcher(owner, executor, probe=build)  # without an executor: the folds in turn, here
     t0 = time.perf_counter()
     Xs, ys = dispatch.share(X), dispatch.share(y)
     futures = [dispatch.submit(_fold_task, owner, build, params, Xs, ys, tr, va, epochs, scoring, scale)
@@ -269,16 +267,10 @@ def _fold_task(owner, build, params, X, y, train_idx, val_idx, epochs, scoring, 
     return key, scores
 
 
-def _cross_validate(owner, build, X, y, folds, params, epochs, scoring, scale, setup_errors=False):
-    """The folds one after another (``setup_errors``: the caller's mistakes stay _SetupError)."""
+def _cross_validate(owner, build, X, y, folds, params, epochs, scoring, scale):
+    """The folds one after another, inside a trial (the caller's mistakes stay _SetupError)."""
     t0 = time.perf_counter()
-    try:
-        results = [_fold_task(owner, build, params, X, y, tr, va, epochs, scoring, scale) for tr, va in folds]
-    except _SetupError as exc:
-        if setup_errors:
-            raise
-        raise exc.args[0] from None
-    return _summary(results, t0)
+    return _summary([_fold_task(owner, build, params, X, y, tr, va, epochs, scoring, scale) for tr, va in folds], t0)
 
 
 def _summary(fold_results, t0):
@@ -369,7 +361,7 @@ def _trial_task(owner, build, params, X, y, Xv, yv, folds, epochs, scoring, scal
     entry = {"score": math.nan, "std": 0.0}
     try:
         if folds is not None:
-            cv_result = _cross_validate(owner, build, X, y, folds, params, epochs, scoring, scale, setup_errors=True)
+            cv_result = _cross_validate(owner, build, X, y, folds, params, epochs, scoring, scale)
             entry.update(score=cv_result["score"], std=cv_result["std"] if len(folds) > 1 else 0.0,
                          key=cv_result["scoring"])
         else:
