@@ -69,7 +69,7 @@ def check_target(path, owner="fastnn"):
                                 f"{os.path.join(path, 'model.fnn')!r}.")
     folder = os.path.dirname(os.path.abspath(path))
     if not os.path.isdir(folder):
-        raise FileNotFoundError(f"{owner}: the folder {folder!r} of {path!r} does not exist; create it first.")
+        raise FileNotFoundError(f"{owner}: the folder {folder} does not exist; create it first.")
     return folder
 
 
