@@ -22,6 +22,8 @@ from typing import Any
 import numpy as np
 from numpy.typing import DTypeLike
 
+from ._ops import In, InOut, Out, op
+
 #: A backend's array: a numpy.ndarray here and on the CPU, a device array on CUDA.
 Array = Any
 
@@ -30,6 +32,9 @@ ACTIVATIONS = ("identity", "sigmoid", "tanh", "relu", "leaky_relu", "elu", "gelu
 ACTIVATION_CODES = {name: code for code, name in enumerate(ACTIVATIONS)}
 #: Activations whose derivative needs the pre-activation input x; the others use the output y.
 NEEDS_INPUT = frozenset({"gelu", "silu"})
+#: The residual losses of the one residual kernel, in the order of their integer codes (every device).
+RESIDUAL_LOSSES = ("mse", "mae", "huber")
+RESIDUAL_CODES = {name: code for code, name in enumerate(RESIDUAL_LOSSES)}
 #: Default shape parameter per activation (the slope or scale ``alpha``).
 DEFAULT_ALPHA = {"leaky_relu": 0.01, "elu": 1.0}
 
@@ -99,6 +104,51 @@ def check_batch_rows(owner, n):
                          f"got {n}.")
 
 
+
+# ---- spec helpers (fastnn/backends/_ops.py): shared shapes of the loss and update kernels
+def _needs_input(which):
+    """activation_backward needs x for the names in NEEDS_INPUT, y for the others but identity."""
+    def required(v):
+        name = v["name"]
+        if name == "identity" or (name in NEEDS_INPUT) != (which == "x"):
+            return None
+        return f"{name} needs {which} (the activation's {'input' if which == 'x' else 'output'})"
+    return required
+
+
+def _dense_needs(which):
+    """dense_backward needs z for the activations in NEEDS_INPUT, y for the others but identity."""
+    def required(v):
+        act = v["activation"]
+        if act == "identity" or (act in NEEDS_INPUT) != (which == "z"):
+            return None
+        return f"activation {act!r} needs {which} (the forward {'pre-activation' if which == 'z' else 'output'})"
+    return required
+
+
+def _needed_for(name, grad):
+    return lambda v: f"{name} is needed for {grad}" if v[grad] is not None else None
+
+
+def _loss_args(pred, target=None):
+    """The arrays of a loss kernel: pred (n, k) first (its dtype the others follow)."""
+    return (In(pred, "n,k", required=f"{pred} must be an array"),
+            target or In("target", "n,k", required="target must be an array"),
+            In("weight", "n"), InOut("loss_out", None, "float64", required="loss_out must be an array"),
+            Out("grad", "n,k"))
+
+
+def _update_args(used=None, **state):
+    """The arrays of an optimizer update: p (n,), g (n,) and the state buffers (n,); ``state``
+    maps each buffer to the condition under which it is needed ('' for always), ``used`` a
+    buffer to the test of the call's values under which it is read at all."""
+    used = used or {}
+    args = [InOut("p", "n", required="p must be an array"), In("g", "n", required="g must be an array like p")]
+    for name, when in state.items():
+        args.append(InOut(name, "n", required=f"{name} must be an array like p{when}", used=used.get(name)))
+    return tuple(args)
+
+
 class Backend:
     """Kernel interface. Every body here is also the NumPy reference (``device="reference"``)."""
 
@@ -140,6 +190,7 @@ class Backend:
         return out
 
     # ------------------------------------------------------------- activations
+    @op(In("x", "n,m"), Out("out", "n,m"), anchor="x", activation="name")
     def activation(self, name: str, x: Array, *, alpha: float = 0.0, out: Array | None = None) -> Array:
         """y = f(x) elementwise (softmax: row-wise). x, out: (n, m)."""
         like, x = x, np.asarray(x, dtype=np.float64)
@@ -168,6 +219,8 @@ class Backend:
             raise ValueError(f"activation: unknown name {name!r}")
         return _write(out, y, like)
 
+    @op(In("dy", "n,m", required="dy must be an array"), In("x", "n,m", required=_needs_input("x")),
+        In("y", "n,m", required=_needs_input("y")), Out("out", "n,m"), anchor="dy", activation="name")
     def activation_backward(self, name: str, dy: Array, x: Array, y: Array, *, alpha: float = 0.0,
                             out: Array | None = None) -> Array:
         """dx = dy * f'(x). Uses the output y, or the input x for the names in NEEDS_INPUT
@@ -204,6 +257,8 @@ class Backend:
         return _write(out, d, like)
 
     # ------------------------------------------------------------------ dense
+    @op(In("w", "i,o", required="w must be an array"), In("x", "n,i", required="x must be an array"), In("b", "o"),
+        Out("z", "n,o"), Out("out", "n,o"), anchor="w", activation="activation")
     def dense_forward(self, x: Array, w: Array, b: Array | None, activation: str = "identity", *, alpha: float = 0.0,
                       z: Array | None = None, out: Array | None = None) -> Array:
         """out = f(x @ w + b), the activation fused into the pass over the output.
@@ -219,6 +274,10 @@ class Backend:
         y = Backend.activation(self, activation, zz, alpha=alpha)  # the reference's own, in float64
         return _write(out, y, x)
 
+    @op(In("dy", "n,o", required="dy must be an array"), In("y", "n,o", required=_dense_needs("y")),
+        In("z", "n,o", required=_dense_needs("z")), Out("dz", "n,o"), Out("db", "o"),
+        In("x", "n,i", required=_needed_for("x", "dw")), In("w", "i,o", required=_needed_for("w", "dx")),
+        Out("dw", "i,o"), Out("dx", "n,i"), anchor="w", activation="activation")
     def dense_backward(self, dy: Array, x: Array | None, w: Array, y: Array, z: Array | None,
                        activation: str = "identity", *, alpha: float = 0.0, dw: Array | None = None,
                        db: Array | None = None, dx: Array | None = None, dz: Array | None = None) -> Array:
@@ -264,6 +323,8 @@ class Backend:
             grad[...] = scale * w[:, None] * dgrad
         return loss_out
 
+    @op(*_loss_args("logits", In("target", {1: "n", 2: "n,k"}, {1: "int64", 2: "float"},
+                                  required="target must be an array")), anchor="logits")
     def cross_entropy(self, logits: Array, target: Array, *, label_smoothing: float = 0.0, weight: Array | None = None,
                       scale: float = 1.0, loss_out: Array, grad: Array | None = None) -> Array:
         """Fused stable softmax + cross-entropy on logits (n, k).
@@ -286,6 +347,7 @@ class Backend:
         dgrad = np.exp(logp) * t.sum(axis=1, keepdims=True) - t
         return self._accumulate(per_sample, weight, loss_out, grad, dgrad, scale)
 
+    @op(*_loss_args("logits"), anchor="logits")
     def binary_cross_entropy(self, logits: Array, target: Array, *, weight: Array | None = None, scale: float = 1.0,
                              loss_out: Array, grad: Array | None = None) -> Array:
         """Fused stable sigmoid + binary cross-entropy on logits (n, k), targets in [0, 1].
@@ -297,18 +359,21 @@ class Backend:
         per_elem = np.maximum(z, 0.0) - z * t + np.log1p(np.exp(-np.abs(z)))
         return self._accumulate(per_elem.sum(axis=1), weight, loss_out, grad, _sigmoid(z) - t, scale)
 
+    @op(*_loss_args("pred"), anchor="pred")
     def mse(self, pred: Array, target: Array, *, weight: Array | None = None, scale: float = 1.0, loss_out: Array,
             grad: Array | None = None) -> Array:
         """Squared error per element (p - t)^2; gradient 2 (p - t). pred, target (n, k)."""
         d = np.asarray(pred, np.float64) - np.asarray(target, np.float64)
         return self._accumulate((d * d).sum(axis=1), weight, loss_out, grad, 2.0 * d, scale)
 
+    @op(*_loss_args("pred"), anchor="pred")
     def mae(self, pred: Array, target: Array, *, weight: Array | None = None, scale: float = 1.0, loss_out: Array,
             grad: Array | None = None) -> Array:
         """Absolute error per element |p - t|; gradient sign(p - t) (0 where equal)."""
         d = np.asarray(pred, np.float64) - np.asarray(target, np.float64)
         return self._accumulate(np.abs(d).sum(axis=1), weight, loss_out, grad, np.sign(d), scale)
 
+    @op(*_loss_args("pred"), anchor="pred")
     def huber(self, pred: Array, target: Array, *, delta: float = 1.0, weight: Array | None = None, scale: float = 1.0,
               loss_out: Array, grad: Array | None = None) -> Array:
         """Huber per element: d^2/2 where |d| <= delta, else delta (|d| - delta/2);
@@ -322,6 +387,11 @@ class Backend:
     # ---- normalization and dropout
     # BatchNorm, Dropout and the Trainer's augmentations. Random kernels draw from the
     # counter-based stream (key, step) of philox_words, the same on every backend.
+    @op(In("x", "n,m", required="x must be an array"), In("gamma", "m", required="gamma must be an array"),
+        In("beta", "m", required="beta must be an array"),
+        InOut("running_mean", "m", required="running_mean must be an array"),
+        InOut("running_var", "m", required="running_var must be an array"), Out("mean", "m"), Out("inv_std", "m"),
+        Out("out", "n,m"), anchor="x")
     def batchnorm_forward(self, x: Array, gamma: Array, beta: Array, running_mean: Array, running_var: Array, *,
                           eps: float = 1e-05, momentum: float = 0.1, training: bool = True, mean: Array | None = None,
                           inv_std: Array | None = None, out: Array | None = None) -> Array:
@@ -349,6 +419,10 @@ class Backend:
             inv_std[...] = istd
         return _write(out, (x64 - mu) * (np.asarray(gamma, np.float64) * istd) + np.asarray(beta, np.float64), x)
 
+    @op(In("dy", "n,m", required="dy must be an array"), In("x", "n,m", required="x must be an array"),
+        Out("dx", "n,m"), In("gamma", "m", required="gamma must be an array"),
+        In("mean", "m", required="mean must be an array"), In("inv_std", "m", required="inv_std must be an array"),
+        Out("dgamma", "m"), Out("dbeta", "m"), anchor="dy")
     def batchnorm_backward(self, dy: Array, x: Array, gamma: Array, mean: Array, inv_std: Array, *,
                            training: bool = True, dgamma: Array | None = None, dbeta: Array | None = None,
                            dx: Array | None = None) -> Array:
@@ -372,6 +446,7 @@ class Backend:
             dx[...] = a * (dy64 - sum_dy / n - xhat * (sum_dy_xhat / n)) if training else a * dy64
         return dx
 
+    @op(In("x", "n,m", required="x must be an array"), Out("mask", "n,m", "uint8"), Out("out", "n,m"), anchor="x")
     def dropout_forward(self, x: Array, *, rate: float, key: int, step: int, mask: Array | None = None,
                         out: Array | None = None) -> Array:
         """Inverted dropout: out = x * s where the stream (key, step) keeps an element, else 0.
@@ -387,11 +462,14 @@ class Backend:
             mask[...] = keep
         return _write(out, x * np.asarray(1.0 / (1.0 - rate), x.dtype) * keep, x)
 
+    @op(In("dy", "n,m", required="dy must be an array"), In("mask", "n,m", "uint8", required="mask must be an array"),
+        Out("out", "n,m"), anchor="dy")
     def dropout_backward(self, dy: Array, mask: Array, *, rate: float, out: Array | None = None) -> Array:
         """dx = dy * s where mask is 1, else 0 (s as in dropout_forward); out may alias dy."""
         dy = np.asarray(dy)
         return _write(out, dy * np.asarray(1.0 / (1.0 - rate), dy.dtype) * (np.asarray(mask) != 0), dy)
 
+    @op(In("x", "n,m", required="x must be an array"), Out("out", "n,m"), anchor="x")
     def gaussian_noise(self, x: Array, *, std: float, key: int, step: int, out: Array | None = None) -> Array:
         """out = x + std * z, z standard normal from the stream (key, step) by Box-Muller (see
         _normals); computed in double, rounded once. x, out (n, m); out may alias x."""
@@ -399,12 +477,17 @@ class Backend:
         z = _normals(key, step, x64.size).reshape(x64.shape)
         return _write(out, x64 + std * z, x)
 
+    @op(In("x", {2: "n,m", 1: "n"}, required="x must be an array"),
+        In("idx", "n", "int64", required="idx must be an array"), Out("out", {2: "n,m", 1: "n"}), anchor="x")
     def mixup(self, x: Array, idx: Array, lam: float, *, out: Array | None = None) -> Array:
         """out = lam * x + (1 - lam) * x[idx] (Zhang et al. 2018). x (n, m) or (n,), idx int64 (n,)
         in [0, n); out like x, not aliasing it."""
         x64 = np.asarray(x, np.float64)
         return _write(out, lam * x64 + (1.0 - lam) * x64[np.asarray(idx)], x)
 
+    @op(In("labels", "n", "int64", required="labels must be an array"),
+        In("idx", "n", "int64", required="idx must be an array"), Out("out", "n,k", required="out must be an array"),
+        anchor="out")
     def mixup_labels(self, labels: Array, idx: Array, lam: float, *, out: Array) -> Array:
         """Mixed one-hot targets: out = lam * onehot(labels) + (1 - lam) * onehot(labels[idx]).
         labels int64 (n,) in [0, k), idx int64 (n,) in [0, n), out (n, k)."""
@@ -415,11 +498,14 @@ class Backend:
         return out
 
     # ------------------------------------------------------ flat buffers, update
+    @op(In("x", required="x must be an array"), anchor="x")
     def sum_squares(self, x: Array) -> float:
         """sum(x**2) as a Python float (squared global norm of a flat buffer)."""
         x = np.asarray(x, np.float64)
         return float(np.dot(x, x))
 
+    @op(InOut("x", required="x must be an array"),
+        Out("norm_out", "1", "float64", required="norm_out must be an array"), anchor="x")
     def clip_grad_norm_(self, x: Array, max_norm: float | None, *, norm_out: Array) -> Array:
         """PyTorch's clip_grad_norm_ on a flat buffer, without a host round-trip on a device:
         norm_out[0] = ||x||_2 (float64 array of shape (1,)); when max_norm is not None and the norm
@@ -430,16 +516,19 @@ class Backend:
             self.scale_(x, max_norm / (norm + 1e-6))
         return norm_out
 
+    @op(InOut("x", required="x must be an array"), anchor="x")
     def scale_(self, x: Array, factor: float) -> Array:
         """x *= factor, in place."""
         x *= factor
         return x
 
+    @op(InOut("x", required="x must be an array"), anchor="x")
     def clip_(self, x: Array, value: float) -> Array:
         """x = clip(x, -value, value), in place."""
         np.clip(x, -value, value, out=x)
         return x
 
+    @op(In("w", "n", required="w must be an array"), InOut("g", "n"), anchor="w")
     def penalty(self, w: Array, g: Array, *, l1: float = 0.0, l2: float = 0.0) -> float:
         """Elastic-net penalty l1 * sum|w| + l2 * sum w^2, returned as a float; when g is given,
         its gradient l1 * sign(w) + 2 * l2 * w is added to g in place. w, g: flat (n,)."""
@@ -448,6 +537,8 @@ class Backend:
             g += (l1 * np.sign(w64) + 2.0 * l2 * w64).astype(g.dtype)
         return float(l1 * np.abs(w64).sum() + l2 * np.dot(w64, w64))
 
+    @op(In("w", "n", required="w must be an array"), InOut("g", "n"),
+        InOut("loss_out", None, "float64", required="loss_out must be an array"), anchor="w")
     def penalty_into(self, w: Array, g: Array, *, l1: float = 0.0, l2: float = 0.0, scale: float = 1.0,
                      loss_out: Array) -> Array:
         """penalty(w, g, l1=l1, l2=l2), gradient included, but added times ``scale`` to loss_out[0]
@@ -455,6 +546,7 @@ class Backend:
         loss_out[0] += scale * self.penalty(w, g, l1=l1, l2=l2)
         return loss_out
 
+    @op(*_update_args(buf=" when momentum != 0", used={"buf": lambda v: v["momentum"] != 0}), anchor="p")
     def sgd_update(self, p: Array, g: Array, buf: Array, *, lr: float, momentum: float = 0.0, dampening: float = 0.0,
                    nesterov: bool = False, weight_decay: float = 0.0, first_step: bool = False) -> None:
         """PyTorch's SGD on flat buffers, in place: g' = g + wd p; with momentum,
@@ -473,6 +565,7 @@ class Backend:
     # PyTorch; AdamW's decoupled form is a flag of adam_update). Scalars that depend only on the
     # step (the decayed lr, bias corrections, NAdam's momentum products) are computed by the
     # optimizer in Python and passed in. g is never modified.
+    @op(*_update_args(state_sum=""), anchor="p")
     def adagrad_update(self, p: Array, g: Array, state_sum: Array, *, lr: float, eps: float = 1e-10,
                        weight_decay: float = 0.0) -> None:
         """Adagrad: state_sum += d^2; p -= lr d / (sqrt(state_sum) + eps). ``lr`` is the decayed
@@ -483,6 +576,7 @@ class Backend:
         state_sum[...] = s
         p[...] = p64 - lr * d / (np.sqrt(s) + eps)
 
+    @op(*_update_args(square_avg="", acc_delta=""), anchor="p")
     def adadelta_update(self, p: Array, g: Array, square_avg: Array, acc_delta: Array, *, lr: float, rho: float = 0.9,
                         eps: float = 1e-06, weight_decay: float = 0.0) -> None:
         """Adadelta: square_avg = rho square_avg + (1 - rho) d^2;
@@ -497,6 +591,9 @@ class Backend:
         acc_delta[...] = rho * u + (1.0 - rho) * delta * delta
         p[...] = p64 - lr * delta
 
+    @op(*_update_args(square_avg="", grad_avg=" when centered=True", momentum_buffer=" when momentum != 0",
+                      used={"grad_avg": lambda v: v["centered"], "momentum_buffer": lambda v: v["momentum"] != 0}),
+        anchor="p")
     def rmsprop_update(self, p: Array, g: Array, square_avg: Array, grad_avg: Array, momentum_buffer: Array, *,
                        lr: float, alpha: float = 0.99, eps: float = 1e-08, weight_decay: float = 0.0,
                        momentum: float = 0.0, centered: bool = False) -> None:
@@ -519,6 +616,9 @@ class Backend:
             momentum_buffer[...] = step
         p[...] = p64 - lr * step
 
+    @op(*_update_args(exp_avg="", exp_avg_sq="", max_exp_avg_sq=" when amsgrad=True",
+                      used={"max_exp_avg_sq": lambda v: v["amsgrad"]}),
+        anchor="p")
     def adam_update(self, p: Array, g: Array, exp_avg: Array, exp_avg_sq: Array, max_exp_avg_sq: Array, *, lr: float,
                     beta1: float = 0.9, beta2: float = 0.999, eps: float = 1e-08, weight_decay: float = 0.0,
                     amsgrad: bool = False, decoupled_weight_decay: bool = False, bias_correction1: float,
@@ -541,6 +641,7 @@ class Backend:
             max_exp_avg_sq[...] = v
         p[...] = p64 - lr / bias_correction1 * m / (np.sqrt(v) / math.sqrt(bias_correction2) + eps)
 
+    @op(*_update_args(exp_avg="", exp_inf=""), anchor="p")
     def adamax_update(self, p: Array, g: Array, exp_avg: Array, exp_inf: Array, *, lr: float, beta1: float = 0.9,
                       beta2: float = 0.999, eps: float = 1e-08, weight_decay: float = 0.0,
                       bias_correction1: float) -> None:
@@ -554,6 +655,7 @@ class Backend:
         exp_inf[...] = u
         p[...] = p64 - lr / bias_correction1 * m / u
 
+    @op(*_update_args(exp_avg="", exp_avg_sq=""), anchor="p")
     def nadam_update(self, p: Array, g: Array, exp_avg: Array, exp_avg_sq: Array, *, lr: float, beta1: float = 0.9,
                      beta2: float = 0.999, eps: float = 1e-08, weight_decay: float = 0.0, mu: float, mu_next: float,
                      mu_product: float, bias_correction2: float) -> None:

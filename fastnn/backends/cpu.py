@@ -7,9 +7,11 @@ no OpenMP). Bias, activation, losses and updates are single serial passes in Cyt
 OpenBLAS is found (a NumPy built on MKL or Accelerate), or with ``FASTNN_BLAS=numpy`` or
 ``CpuBackend(blas="numpy")``, products go through ``np.matmul(..., out=)`` instead.
 
-Each kernel tries the compiled path first; the memoryview signature itself checks the dtypes
-(float32 or float64, all alike), C-contiguity and ndim, and the kernel entry checks shapes
-before it touches memory. When it refuses, the arguments are examined: mixed float dtypes and
+The kernels are registered at the end of this module, one plain function per operation, against
+the operation specs of backends/base.py; the adapter (backends/_adapter.py) makes them methods.
+Each tries the compiled path first; the memoryview signature itself checks the dtypes (float32
+or float64, all alike), C-contiguity and ndim, and the kernel entry checks shapes before it
+touches memory. When it refuses, the spec examines the arguments: mixed float dtypes and
 mismatched shapes raise errors that say what to do; other dtypes, non-contiguous or read-only
 arrays are computed by the NumPy reference (a plain ``Backend``, so that the reference's own
 calls between kernels stay in float64).
@@ -24,11 +26,12 @@ import sys
 
 import numpy as np
 
-from .._checks import FLOAT_DTYPES, check_choice, check_int
-from ._shared import (ResidualLosses, _arrays, _check_activation_backward, _check_batchnorm_backward,
-                      _check_batchnorm_forward, _check_dense_backward, _check_dense_forward, _check_dtypes, _check_loss,
-                      _expect, _fast_ok, _unknown_activation, _update_refused)
-from .base import ACTIVATION_CODES, NEEDS_INPUT, Backend, check_batch_rows, dropout_threshold
+from .._checks import check_choice, check_int
+from . import _adapter
+from ._adapter import REFUSED as _REFUSED
+from ._adapter import implement
+from ._ops import FAMILIES, FLOAT_DTYPES, SPECS
+from .base import ACTIVATION_CODES, NEEDS_INPUT, RESIDUAL_CODES, Backend, check_batch_rows, dropout_threshold
 
 try:
     from .._ext import activations as _activations
@@ -51,10 +54,7 @@ __all__ = ["CpuBackend", "blas_info", "get_num_threads", "get_thread_policy", "s
 
 _F32, _F64 = FLOAT_DTYPES
 _I64 = np.dtype(np.int64)
-_REFERENCE = Backend()
-# What a refusing kernel raises: wrong dtype/ndim/contiguity (ValueError, TypeError), a non-array
-# (AttributeError), an unknown name or dtype (KeyError), a shape on the way (IndexError).
-_REFUSED = (TypeError, ValueError, AttributeError, KeyError, IndexError)
+_MSE, _MAE, _HUBER = RESIDUAL_CODES["mse"], RESIDUAL_CODES["mae"], RESIDUAL_CODES["huber"]
 
 
 def _by_dtype(fused):
@@ -276,17 +276,6 @@ def get_num_threads():
     return None if _state["threads"] is None else int(_state["threads"][1]())
 
 
-def _index_ok(*arrays):
-    """True when every argument is None or a C-contiguous array of the given dtype: (array, dtype)."""
-    return all(a is None or (isinstance(a, np.ndarray) and a.dtype == dt and a.flags.c_contiguous)
-               for a, dt in arrays)
-
-
-def _loss_out_ok(loss_out):
-    return (isinstance(loss_out, np.ndarray) and loss_out.dtype == _F64 and loss_out.ndim == 1
-            and loss_out.shape[0] >= 1 and loss_out.flags.c_contiguous and loss_out.flags.writeable)
-
-
 class CpuBackend(Backend):
     """Compiled CPU kernels (Cython) with GEMMs on NumPy's own OpenBLAS; see the module docstring.
 
@@ -327,93 +316,9 @@ class CpuBackend(Backend):
             _TAKE[x.ndim - 1][x.dtype](x, idx, out)
             return out
         except _REFUSED:  # anything unusual, bad indices included: np.take does it, or says why
-            return _REFERENCE.take_rows(x, idx, out=out)
-
-    # ------------------------------------------------------------- activations
-    def activation(self, name, x, *, alpha=0.0, out=None):
-        try:
-            code = ACTIVATION_CODES[name]
-            o = np.empty(x.shape, x.dtype) if out is None else out
-            _ACT_FWD[x.dtype](code, alpha, x, o)
-            return o
-        except _REFUSED:
-            owner = "activation"
-            _unknown_activation(owner, name)
-            if not _arrays(x, out):
-                return _REFERENCE.activation(name, x, alpha=alpha, out=out)
-            _check_dtypes(owner, "x", [("x", x), ("out", out)], outputs=("out",))
-            _expect(owner, "out", out, x.shape)
-            if _fast_ok([("x", x)], [("out", out)]):
-                raise
-            return _REFERENCE.activation(name, x, alpha=alpha, out=out)
-
-    def activation_backward(self, name, dy, x, y, *, alpha=0.0, out=None):
-        try:
-            code = ACTIVATION_CODES[name]
-            o = np.empty(dy.shape, dy.dtype) if out is None else out
-            _ACT_BWD[dy.dtype](code, alpha, dy, x, y, o)
-            return o
-        except _REFUSED:
-            owner = "activation_backward"
-            _unknown_activation(owner, name)
-            if not _arrays(dy, x, y, out):
-                return _REFERENCE.activation_backward(name, dy, x, y, alpha=alpha, out=out)
-            arrays = _check_activation_backward(owner, name, dy, x, y, out)
-            if _fast_ok(arrays, [("out", out)]):
-                raise
-            return _REFERENCE.activation_backward(name, dy, x, y, alpha=alpha, out=out)
+            return _adapter.REFERENCE.take_rows(x, idx, out=out)
 
     # ------------------------------------------------------------------ dense
-    def dense_forward(self, x, w, b, activation="identity", *, alpha=0.0, z=None, out=None):
-        try:
-            code = ACTIVATION_CODES[activation]
-            o = np.empty((x.shape[0], w.shape[1]), x.dtype) if out is None else out
-            if self._gemm:
-                _DENSE_FWD[x.dtype](x, w, b, code, alpha, z, o)
-            else:
-                np.matmul(x, w, out=o if z is None else z)
-                _DENSE_BIAS_ACT[x.dtype](b, code, alpha, z, o)
-            return o
-        except _REFUSED:
-            owner = "dense_forward"
-            _unknown_activation(owner, activation)
-            if not _arrays(x, w, b, z, out) or x is None or w is None:
-                return _REFERENCE.dense_forward(x, w, b, activation, alpha=alpha, z=z, out=out)
-            inputs, outputs = _check_dense_forward(owner, x, w, b, z, out)
-            if _fast_ok(inputs, outputs, ndim={"b": 1}):
-                raise
-            return _REFERENCE.dense_forward(x, w, b, activation, alpha=alpha, z=z, out=out)
-
-    def dense_backward(self, dy, x, w, y, z, activation="identity", *, alpha=0.0,
-                       dw=None, db=None, dx=None, dz=None):
-        try:
-            code = ACTIVATION_CODES[activation]
-            d = dz
-            if d is None and code:  # the kernel needs somewhere to put dy * f'; identity uses dy
-                d = np.empty(dy.shape, dy.dtype)
-            if self._gemm:
-                _DENSE_BWD[dy.dtype](dy, x, w, y, z, code, alpha, dw, db, dx, d)
-            else:
-                _DENSE_BWD_PASS[dy.dtype](dy, y, z, code, alpha, db, d)
-                g = dy if d is None else d
-                if dw is not None:
-                    np.matmul(x.T, g, out=dw)
-                if dx is not None:
-                    np.matmul(g, w.T, out=dx)
-            return dx
-        except _REFUSED:
-            owner = "dense_backward"
-            _unknown_activation(owner, activation)
-            if not _arrays(dy, x, w, y, z, dw, db, dx, dz) or dy is None:
-                return _REFERENCE.dense_backward(dy, x, w, y, z, activation, alpha=alpha,
-                                                 dw=dw, db=db, dx=dx, dz=dz)
-            inputs, outputs = _check_dense_backward(owner, activation, dy, x, w, y, z, dw, db, dx, dz)
-            if _fast_ok(inputs, outputs, ndim={"db": 1}):
-                raise
-            return _REFERENCE.dense_backward(dy, x, w, y, z, activation, alpha=alpha,
-                                             dw=dw, db=db, dx=dx, dz=dz)
-
-    # ----------------------------------------------------------------- losses
     def dense_chain(self, steps, first):
         """Backend.dense_chain as one compiled call each way (fastnn._ext.dense.Chain: the data
         pointers are taken once, so the arrays must stay in place while it is used), or the
@@ -443,308 +348,196 @@ class CpuBackend(Backend):
             return _ChainCalls(chain.forward64, chain.backward64, chain)
         return _ChainCalls(chain.forward32, chain.backward32, chain)
 
-    def _loss_refused(self, owner, pred_name, pred, target, weight, loss_out, grad, labels=False):
-        """Shared slow path of the loss kernels: raise for a bad call; True: run the reference."""
-        if not _arrays(pred, target, weight, grad) or pred is None or target is None:
-            return True
-        floats = _check_loss(owner, pred_name, pred, target, weight, grad, labels)
-        ok = _fast_ok(floats[:-1], [("grad", grad)], ndim={"weight": 1}) and _loss_out_ok(loss_out)
-        if labels:
-            ok = ok and isinstance(target, np.ndarray) and target.dtype == _I64 and target.flags.c_contiguous
-        return not ok
 
-    def cross_entropy(self, logits, target, *, label_smoothing=0.0, weight=None, scale=1.0,
-                      loss_out, grad=None):
-        try:
-            if target.ndim == 1:
-                _CE_LABELS[logits.dtype](logits, target, label_smoothing, weight, scale, loss_out, grad)
-            else:
-                _CE_SOFT[logits.dtype](logits, target, label_smoothing, weight, scale, loss_out, grad)
-            return loss_out
-        except _REFUSED:
-            labels = getattr(target, "ndim", 2) == 1
-            if not self._loss_refused("cross_entropy", "logits", logits, target, weight, loss_out,
-                                      grad, labels=labels):
-                raise
-            return _REFERENCE.cross_entropy(logits, target, label_smoothing=label_smoothing,
-                                            weight=weight, scale=scale, loss_out=loss_out, grad=grad)
+# ---------------------------------------------------------------------------------- kernels
+# One function per operation: the fast call and nothing else, its parameters the reference's
+# (backends/base.py), in order. The adapter (backends/_adapter.py) gives each the reference's
+# signature and, when the compiled call refuses, the spec's checks and the reference.
+def _activation(self, name, x, alpha, out):
+    o = np.empty(x.shape, x.dtype) if out is None else out
+    _ACT_FWD[x.dtype](ACTIVATION_CODES[name], alpha, x, o)
+    return o
 
-    def binary_cross_entropy(self, logits, target, *, weight=None, scale=1.0, loss_out, grad=None):
-        try:
-            _BCE[logits.dtype](logits, target, weight, scale, loss_out, grad)
-            return loss_out
-        except _REFUSED:
-            if not self._loss_refused("binary_cross_entropy", "logits", logits, target, weight,
-                                      loss_out, grad):
-                raise
-            return _REFERENCE.binary_cross_entropy(logits, target, weight=weight, scale=scale,
-                                                   loss_out=loss_out, grad=grad)
 
-    def _residual(self, name, code, pred, target, delta, weight, scale, loss_out, grad):
-        """mse (code 0), mae (1) and huber (2): one compiled kernel for the three."""
-        try:
-            _RESIDUAL[pred.dtype](code, pred, target, delta, weight, scale, loss_out, grad)
-            return loss_out
-        except _REFUSED:
-            if not self._loss_refused(name, "pred", pred, target, weight, loss_out, grad):
-                raise
-            kw = {"delta": delta} if name == "huber" else {}
-            return getattr(_REFERENCE, name)(pred, target, weight=weight, scale=scale, loss_out=loss_out,
-                                             grad=grad, **kw)
+def _activation_backward(self, name, dy, x, y, alpha, out):
+    o = np.empty(dy.shape, dy.dtype) if out is None else out
+    _ACT_BWD[dy.dtype](ACTIVATION_CODES[name], alpha, dy, x, y, o)
+    return o
 
-    mse, mae, huber = ResidualLosses.mse, ResidualLosses.mae, ResidualLosses.huber
 
-    # ---- normalization and dropout
-    def batchnorm_forward(self, x, gamma, beta, running_mean, running_var, *, eps=1e-5, momentum=0.1,
-                          training=True, mean=None, inv_std=None, out=None):
-        if training:
-            check_batch_rows("batchnorm_forward", np.shape(x)[0])
-        try:
-            o = np.empty(x.shape, x.dtype) if out is None else out
-            _BN_FWD[x.dtype](x, gamma, beta, running_mean, running_var, eps, momentum, training, mean, inv_std, o)
-            return o
-        except _REFUSED:
-            owner = "batchnorm_forward"
-            vectors = [("gamma", gamma), ("beta", beta), ("running_mean", running_mean),
-                       ("running_var", running_var), ("mean", mean), ("inv_std", inv_std)]
-            if not _arrays(x, out, *(a for _, a in vectors)) or x is None:
-                return _REFERENCE.batchnorm_forward(x, gamma, beta, running_mean, running_var, eps=eps,
-                                                    momentum=momentum, training=training, mean=mean,
-                                                    inv_std=inv_std, out=out)
-            _check_batchnorm_forward(owner, x, vectors, out)
-            if _fast_ok(vectors[:2] + [("x", x)], vectors[2:] + [("out", out)], ndim={k: 1 for k, _ in vectors}):
-                raise
-            return _REFERENCE.batchnorm_forward(x, gamma, beta, running_mean, running_var, eps=eps,
-                                                momentum=momentum, training=training, mean=mean,
-                                                inv_std=inv_std, out=out)
+def _dense_forward(self, x, w, b, activation, alpha, z, out):
+    code = ACTIVATION_CODES[activation]
+    o = np.empty((x.shape[0], w.shape[1]), x.dtype) if out is None else out
+    if self._gemm:
+        _DENSE_FWD[x.dtype](x, w, b, code, alpha, z, o)
+    else:
+        np.matmul(x, w, out=o if z is None else z)
+        _DENSE_BIAS_ACT[x.dtype](b, code, alpha, z, o)
+    return o
 
-    def batchnorm_backward(self, dy, x, gamma, mean, inv_std, *, training=True, dgamma=None, dbeta=None,
-                           dx=None):
-        try:
-            _BN_BWD[dy.dtype](dy, x, gamma, mean, inv_std, training, dgamma, dbeta, dx)
-            return dx
-        except _REFUSED:
-            owner = "batchnorm_backward"
-            vectors = [("gamma", gamma), ("mean", mean), ("inv_std", inv_std)]
-            grads = [("dgamma", dgamma), ("dbeta", dbeta)]
-            if not _arrays(dy, x, dx, *(a for _, a in vectors + grads)) or dy is None:
-                return _REFERENCE.batchnorm_backward(dy, x, gamma, mean, inv_std, training=training,
-                                                     dgamma=dgamma, dbeta=dbeta, dx=dx)
-            _check_batchnorm_backward(owner, dy, x, vectors, grads, dx)
-            if _fast_ok([("dy", dy), ("x", x)] + vectors, grads + [("dx", dx)],
-                        ndim={k: 1 for k, _ in vectors + grads}):
-                raise
-            return _REFERENCE.batchnorm_backward(dy, x, gamma, mean, inv_std, training=training,
-                                                 dgamma=dgamma, dbeta=dbeta, dx=dx)
 
-    def dropout_forward(self, x, *, rate, key, step, mask=None, out=None):
-        try:
-            o = np.empty(x.shape, x.dtype) if out is None else out
-            _DROPOUT_FWD[x.dtype](x, key, step, dropout_threshold(rate), 1.0 / (1.0 - rate), mask, o)
-            return o
-        except _REFUSED:
-            owner = "dropout_forward"
-            if not _arrays(x, mask, out) or x is None:
-                return _REFERENCE.dropout_forward(x, rate=rate, key=key, step=step, mask=mask, out=out)
-            _check_dtypes(owner, "x", [("x", x), ("out", out)], outputs=("out",))
-            _expect(owner, "mask", mask, x.shape)
-            _expect(owner, "out", out, x.shape)
-            if _fast_ok([("x", x)], [("out", out)]) and _index_ok((mask, np.uint8)):
-                raise
-            return _REFERENCE.dropout_forward(x, rate=rate, key=key, step=step, mask=mask, out=out)
+def _dense_backward(self, dy, x, w, y, z, activation, alpha, dw, db, dx, dz):
+    code = ACTIVATION_CODES[activation]
+    d = dz
+    if d is None and code:  # the kernel needs somewhere to put dy * f'; identity uses dy
+        d = np.empty(dy.shape, dy.dtype)
+    if self._gemm:
+        _DENSE_BWD[dy.dtype](dy, x, w, y, z, code, alpha, dw, db, dx, d)
+    else:
+        _DENSE_BWD_PASS[dy.dtype](dy, y, z, code, alpha, db, d)
+        g = dy if d is None else d
+        if dw is not None:
+            np.matmul(x.T, g, out=dw)
+        if dx is not None:
+            np.matmul(g, w.T, out=dx)
+    return dx
 
-    def dropout_backward(self, dy, mask, *, rate, out=None):
-        try:
-            o = np.empty(dy.shape, dy.dtype) if out is None else out
-            _DROPOUT_BWD[dy.dtype](dy, mask, 1.0 / (1.0 - rate), o)
-            return o
-        except _REFUSED:
-            owner = "dropout_backward"
-            if not _arrays(dy, mask, out) or dy is None or mask is None:
-                return _REFERENCE.dropout_backward(dy, mask, rate=rate, out=out)
-            _check_dtypes(owner, "dy", [("dy", dy), ("out", out)], outputs=("out",))
-            _expect(owner, "mask", mask, dy.shape)
-            _expect(owner, "out", out, dy.shape)
-            if _fast_ok([("dy", dy)], [("out", out)]) and _index_ok((mask, np.uint8)):
-                raise
-            return _REFERENCE.dropout_backward(dy, mask, rate=rate, out=out)
 
-    def gaussian_noise(self, x, *, std, key, step, out=None):
-        try:
-            o = np.empty(x.shape, x.dtype) if out is None else out
-            _NOISE[x.dtype](x, std, key, step, o)
-            return o
-        except _REFUSED:
-            owner = "gaussian_noise"
-            if not _arrays(x, out) or x is None:
-                return _REFERENCE.gaussian_noise(x, std=std, key=key, step=step, out=out)
-            _check_dtypes(owner, "x", [("x", x), ("out", out)], outputs=("out",))
-            _expect(owner, "out", out, x.shape)
-            if _fast_ok([("x", x)], [("out", out)]):
-                raise
-            return _REFERENCE.gaussian_noise(x, std=std, key=key, step=step, out=out)
+def _cross_entropy(self, logits, target, label_smoothing, weight, scale, loss_out, grad):
+    kernel = _CE_LABELS if target.ndim == 1 else _CE_SOFT
+    kernel[logits.dtype](logits, target, label_smoothing, weight, scale, loss_out, grad)
+    return loss_out
 
-    def mixup(self, x, idx, lam, *, out=None):
-        try:
-            o = np.empty(x.shape, x.dtype) if out is None else out
-            if x.ndim == 1:  # per-sample weights: one column
-                _MIXUP[x.dtype](x.reshape(-1, 1), idx, lam, o.reshape(-1, 1))
-            else:
-                _MIXUP[x.dtype](x, idx, lam, o)
-            return o
-        except _REFUSED:
-            owner = "mixup"
-            if not _arrays(x, idx, out) or x is None or idx is None:
-                return _REFERENCE.mixup(x, idx, lam, out=out)
-            _check_dtypes(owner, "x", [("x", x), ("out", out)], outputs=("out",))
-            _expect(owner, "idx", idx, (x.shape[0],))
-            _expect(owner, "out", out, x.shape)
-            if _fast_ok([("x", x)], [("out", out)], ndim={"x": x.ndim, "out": x.ndim}) and _index_ok((idx, _I64)):
-                raise
-            return _REFERENCE.mixup(x, idx, lam, out=out)
 
-    def mixup_labels(self, labels, idx, lam, *, out):
-        try:
-            _MIXUP_LABELS[out.dtype](labels, idx, lam, out)
-            return out
-        except _REFUSED:
-            owner = "mixup_labels"
-            if not _arrays(labels, idx, out) or labels is None or idx is None:
-                return _REFERENCE.mixup_labels(labels, idx, lam, out=out)
-            _expect(owner, "idx", idx, (labels.shape[0],))
-            _expect(owner, "out", out, (labels.shape[0], None))
-            if _fast_ok([], [("out", out)]) and _index_ok((labels, _I64), (idx, _I64)):
-                raise
-            return _REFERENCE.mixup_labels(labels, idx, lam, out=out)
+def _binary_cross_entropy(self, logits, target, weight, scale, loss_out, grad):
+    _BCE[logits.dtype](logits, target, weight, scale, loss_out, grad)
+    return loss_out
 
-    # ------------------------------------------------------ flat buffers, update
-    def sum_squares(self, x):
-        try:
-            return _SUM_SQUARES[x.dtype](x)
-        except _REFUSED:
-            if _fast_ok([("x", x)], ndim={"x": 1}):
-                raise
-            return _REFERENCE.sum_squares(x)
 
-    # two compiled kernels (sum_squares, scale_) and a float on the host: the reference's body is it
-    clip_grad_norm_ = Backend.clip_grad_norm_
+def _mse(self, pred, target, weight, scale, loss_out, grad):
+    _RESIDUAL[pred.dtype](_MSE, pred, target, 0.0, weight, scale, loss_out, grad)
+    return loss_out
 
-    def scale_(self, x, factor):
-        try:
-            _SCALE[x.dtype](x, factor)
-            return x
-        except _REFUSED:
-            if isinstance(x, np.ndarray) and x.ndim != 1 and _fast_ok([], [("x", x)], ndim={"x": x.ndim}):
-                _SCALE[x.dtype](x.reshape(-1), factor)  # any C-contiguous array, as a flat view
-                return x
-            if _fast_ok([], [("x", x)], ndim={"x": 1}):
-                raise
-            return _REFERENCE.scale_(x, factor)
 
-    def clip_(self, x, value):
-        try:
-            _CLIP[x.dtype](x, value)
-            return x
-        except _REFUSED:
-            if isinstance(x, np.ndarray) and x.ndim != 1 and _fast_ok([], [("x", x)], ndim={"x": x.ndim}):
-                _CLIP[x.dtype](x.reshape(-1), value)
-                return x
-            if _fast_ok([], [("x", x)], ndim={"x": 1}):
-                raise
-            return _REFERENCE.clip_(x, value)
+def _mae(self, pred, target, weight, scale, loss_out, grad):
+    _RESIDUAL[pred.dtype](_MAE, pred, target, 0.0, weight, scale, loss_out, grad)
+    return loss_out
 
-    def penalty(self, w, g, *, l1=0.0, l2=0.0):
-        try:
-            return _PENALTY[w.dtype](w, g, l1, l2)
-        except _REFUSED:
-            owner = "penalty"
-            if not _arrays(w, g) or w is None:
-                return _REFERENCE.penalty(w, g, l1=l1, l2=l2)
-            _check_dtypes(owner, "w", [("w", w), ("g", g)], outputs=("g",))
-            _expect(owner, "g", g, w.shape)
-            if _fast_ok([("w", w)], [("g", g)], ndim={"w": 1, "g": 1}):
-                raise
-            return _REFERENCE.penalty(w, g, l1=l1, l2=l2)
 
-    penalty_into = Backend.penalty_into  # the compiled penalty, added on the host
+def _huber(self, pred, target, delta, weight, scale, loss_out, grad):
+    _RESIDUAL[pred.dtype](_HUBER, pred, target, delta, weight, scale, loss_out, grad)
+    return loss_out
 
-    def sgd_update(self, p, g, buf, *, lr, momentum=0.0, dampening=0.0, nesterov=False,
-                   weight_decay=0.0, first_step=False):
-        try:
-            _SGD[p.dtype](p, g, buf if momentum else None, lr, momentum, dampening, nesterov,
-                          weight_decay, first_step)
-        except _REFUSED:
-            if _update_refused("sgd_update", p, g, [("buf", buf, " when momentum != 0" if momentum else None)]):
-                raise
-            _REFERENCE.sgd_update(p, g, buf, lr=lr, momentum=momentum, dampening=dampening, nesterov=nesterov,
-                                  weight_decay=weight_decay, first_step=first_step)
 
-    def adagrad_update(self, p, g, state_sum, *, lr, eps=1e-10, weight_decay=0.0):
-        try:
-            _ADAGRAD[p.dtype](p, g, state_sum, lr, eps, weight_decay)
-        except _REFUSED:
-            if _update_refused("adagrad_update", p, g, [("state_sum", state_sum, "")]):
-                raise
-            _REFERENCE.adagrad_update(p, g, state_sum, lr=lr, eps=eps, weight_decay=weight_decay)
+def _batchnorm_forward(self, x, gamma, beta, running_mean, running_var, eps, momentum, training, mean, inv_std,
+                       out):
+    if training:
+        check_batch_rows("batchnorm_forward", np.shape(x)[0])
+    o = np.empty(x.shape, x.dtype) if out is None else out
+    _BN_FWD[x.dtype](x, gamma, beta, running_mean, running_var, eps, momentum, training, mean, inv_std, o)
+    return o
 
-    def adadelta_update(self, p, g, square_avg, acc_delta, *, lr, rho=0.9, eps=1e-6, weight_decay=0.0):
-        try:
-            _ADADELTA[p.dtype](p, g, square_avg, acc_delta, lr, rho, eps, weight_decay)
-        except _REFUSED:
-            if _update_refused("adadelta_update", p, g, [("square_avg", square_avg, ""), ("acc_delta", acc_delta, "")]):
-                raise
-            _REFERENCE.adadelta_update(p, g, square_avg, acc_delta, lr=lr, rho=rho, eps=eps,
-                                       weight_decay=weight_decay)
 
-    def rmsprop_update(self, p, g, square_avg, grad_avg, momentum_buffer, *, lr, alpha=0.99, eps=1e-8,
-                       weight_decay=0.0, momentum=0.0, centered=False):
-        try:
-            _RMSPROP[p.dtype](p, g, square_avg, grad_avg if centered else None,
-                              momentum_buffer if momentum else None, lr, alpha, eps, weight_decay, momentum,
-                              centered)
-        except _REFUSED:
-            state = [("square_avg", square_avg, ""),
-                     ("grad_avg", grad_avg, " when centered=True" if centered else None),
-                     ("momentum_buffer", momentum_buffer, " when momentum != 0" if momentum else None)]
-            if _update_refused("rmsprop_update", p, g, state):
-                raise
-            _REFERENCE.rmsprop_update(p, g, square_avg, grad_avg, momentum_buffer, lr=lr, alpha=alpha, eps=eps,
-                                      weight_decay=weight_decay, momentum=momentum, centered=centered)
+def _batchnorm_backward(self, dy, x, gamma, mean, inv_std, training, dgamma, dbeta, dx):
+    _BN_BWD[dy.dtype](dy, x, gamma, mean, inv_std, training, dgamma, dbeta, dx)
+    return dx
 
-    def adam_update(self, p, g, exp_avg, exp_avg_sq, max_exp_avg_sq, *, lr, beta1=0.9, beta2=0.999, eps=1e-8,
-                    weight_decay=0.0, amsgrad=False, decoupled_weight_decay=False, bias_correction1,
-                    bias_correction2):
-        try:
-            _ADAM[p.dtype](p, g, exp_avg, exp_avg_sq, max_exp_avg_sq if amsgrad else None, lr, beta1, beta2, eps,
-                           weight_decay, amsgrad, decoupled_weight_decay, bias_correction1, bias_correction2)
-        except _REFUSED:
-            state = [("exp_avg", exp_avg, ""), ("exp_avg_sq", exp_avg_sq, ""),
-                     ("max_exp_avg_sq", max_exp_avg_sq, " when amsgrad=True" if amsgrad else None)]
-            if _update_refused("adam_update", p, g, state):
-                raise
-            _REFERENCE.adam_update(p, g, exp_avg, exp_avg_sq, max_exp_avg_sq, lr=lr, beta1=beta1, beta2=beta2,
-                                   eps=eps, weight_decay=weight_decay, amsgrad=amsgrad,
-                                   decoupled_weight_decay=decoupled_weight_decay,
-                                   bias_correction1=bias_correction1, bias_correction2=bias_correction2)
 
-    def adamax_update(self, p, g, exp_avg, exp_inf, *, lr, beta1=0.9, beta2=0.999, eps=1e-8, weight_decay=0.0,
-                      bias_correction1):
-        try:
-            _ADAMAX[p.dtype](p, g, exp_avg, exp_inf, lr, beta1, beta2, eps, weight_decay, bias_correction1)
-        except _REFUSED:
-            if _update_refused("adamax_update", p, g, [("exp_avg", exp_avg, ""), ("exp_inf", exp_inf, "")]):
-                raise
-            _REFERENCE.adamax_update(p, g, exp_avg, exp_inf, lr=lr, beta1=beta1, beta2=beta2, eps=eps,
-                                     weight_decay=weight_decay, bias_correction1=bias_correction1)
+def _dropout_forward(self, x, rate, key, step, mask, out):
+    o = np.empty(x.shape, x.dtype) if out is None else out
+    _DROPOUT_FWD[x.dtype](x, key, step, dropout_threshold(rate), 1.0 / (1.0 - rate), mask, o)
+    return o
 
-    def nadam_update(self, p, g, exp_avg, exp_avg_sq, *, lr, beta1=0.9, beta2=0.999, eps=1e-8, weight_decay=0.0,
-                     mu, mu_next, mu_product, bias_correction2):
-        try:
-            _NADAM[p.dtype](p, g, exp_avg, exp_avg_sq, lr, beta1, beta2, eps, weight_decay, mu, mu_next, mu_product,
-                            bias_correction2)
-        except _REFUSED:
-            if _update_refused("nadam_update", p, g, [("exp_avg", exp_avg, ""), ("exp_avg_sq", exp_avg_sq, "")]):
-                raise
-            _REFERENCE.nadam_update(p, g, exp_avg, exp_avg_sq, lr=lr, beta1=beta1, beta2=beta2, eps=eps,
-                                    weight_decay=weight_decay, mu=mu, mu_next=mu_next, mu_product=mu_product,
-                                    bias_correction2=bias_correction2)
+
+def _dropout_backward(self, dy, mask, rate, out):
+    o = np.empty(dy.shape, dy.dtype) if out is None else out
+    _DROPOUT_BWD[dy.dtype](dy, mask, 1.0 / (1.0 - rate), o)
+    return o
+
+
+def _gaussian_noise(self, x, std, key, step, out):
+    o = np.empty(x.shape, x.dtype) if out is None else out
+    _NOISE[x.dtype](x, std, key, step, o)
+    return o
+
+
+def _mixup(self, x, idx, lam, out):
+    o = np.empty(x.shape, x.dtype) if out is None else out
+    if x.ndim == 1:  # per-sample weights: one column
+        _MIXUP[x.dtype](x.reshape(-1, 1), idx, lam, o.reshape(-1, 1))
+    else:
+        _MIXUP[x.dtype](x, idx, lam, o)
+    return o
+
+
+def _mixup_labels(self, labels, idx, lam, out):
+    _MIXUP_LABELS[out.dtype](labels, idx, lam, out)
+    return out
+
+
+def _flat(x):
+    """A flat view of a C-contiguous array (x itself otherwise: the 1-D kernel then refuses it;
+    a reshape would copy, and an in-place kernel would write the copy)."""
+    return x if x.ndim == 1 or not x.flags.c_contiguous else x.reshape(-1)
+
+
+def _sum_squares(self, x):
+    return _SUM_SQUARES[x.dtype](_flat(x))
+
+
+def _scale_(self, x, factor):
+    _SCALE[x.dtype](_flat(x), factor)
+    return x
+
+
+def _clip_(self, x, value):
+    _CLIP[x.dtype](_flat(x), value)
+    return x
+
+
+def _penalty(self, w, g, l1, l2):
+    return _PENALTY[w.dtype](w, g, l1, l2)
+
+
+def _sgd_update(self, p, g, buf, lr, momentum, dampening, nesterov, weight_decay, first_step):
+    _SGD[p.dtype](p, g, buf if momentum else None, lr, momentum, dampening, nesterov, weight_decay, first_step)
+
+
+def _adagrad_update(self, p, g, state_sum, lr, eps, weight_decay):
+    _ADAGRAD[p.dtype](p, g, state_sum, lr, eps, weight_decay)
+
+
+def _adadelta_update(self, p, g, square_avg, acc_delta, lr, rho, eps, weight_decay):
+    _ADADELTA[p.dtype](p, g, square_avg, acc_delta, lr, rho, eps, weight_decay)
+
+
+def _rmsprop_update(self, p, g, square_avg, grad_avg, momentum_buffer, lr, alpha, eps, weight_decay, momentum,
+                    centered):
+    _RMSPROP[p.dtype](p, g, square_avg, grad_avg if centered else None, momentum_buffer if momentum else None, lr,
+                      alpha, eps, weight_decay, momentum, centered)
+
+
+def _adam_update(self, p, g, exp_avg, exp_avg_sq, max_exp_avg_sq, lr, beta1, beta2, eps, weight_decay, amsgrad,
+                 decoupled_weight_decay, bias_correction1, bias_correction2):
+    _ADAM[p.dtype](p, g, exp_avg, exp_avg_sq, max_exp_avg_sq if amsgrad else None, lr, beta1, beta2, eps,
+                   weight_decay, amsgrad, decoupled_weight_decay, bias_correction1, bias_correction2)
+
+
+def _adamax_update(self, p, g, exp_avg, exp_inf, lr, beta1, beta2, eps, weight_decay, bias_correction1):
+    _ADAMAX[p.dtype](p, g, exp_avg, exp_inf, lr, beta1, beta2, eps, weight_decay, bias_correction1)
+
+
+def _nadam_update(self, p, g, exp_avg, exp_avg_sq, lr, beta1, beta2, eps, weight_decay, mu, mu_next, mu_product,
+                  bias_correction2):
+    _NADAM[p.dtype](p, g, exp_avg, exp_avg_sq, lr, beta1, beta2, eps, weight_decay, mu, mu_next, mu_product,
+                    bias_correction2)
+
+
+def _native(arg, a):
+    """True when the compiled kernels take ``a`` for ``arg``: an ndarray of the family's dtype,
+    C-contiguous, writeable when the kernel writes it (ranks were checked by the spec)."""
+    if not isinstance(a, np.ndarray) or not a.flags.c_contiguous:
+        return False
+    family = arg.family_of(a.ndim)
+    if family == "float":
+        ok = a.dtype in FLOAT_DTYPES
+    else:
+        ok = a.dtype == FAMILIES[family]
+    return ok and (arg.role == "in" or a.flags.writeable)
+
+
+#: the operations with a compiled kernel: {name: fast call}; the others are the reference's
+KERNELS = {name[1:]: fn for name, fn in list(globals().items())
+           if name[1:] in SPECS and name.startswith("_") and callable(fn)}
+implement(CpuBackend, KERNELS, "refuse", _native)
+

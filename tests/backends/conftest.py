@@ -20,6 +20,6 @@ def _compiled_path_only(request, monkeypatch):
     """Unless a test is marked ``fallback``, fail when CpuBackend runs the reference instead
     of its compiled kernels (which would make the comparisons vacuous)."""
     if request.node.get_closest_marker("fallback") is None:
-        from fastnn.backends import cpu
+        from fastnn.backends import _adapter
 
-        monkeypatch.setattr(cpu, "_REFERENCE", _NoReference())
+        monkeypatch.setattr(_adapter, "REFERENCE", _NoReference())
