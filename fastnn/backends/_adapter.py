@@ -22,7 +22,9 @@ the outputs are copied back into the caller's device arrays.
 
 from __future__ import annotations
 
+import ast
 import inspect
+import textwrap
 from collections.abc import Callable
 
 from ._ops import SPECS, OpSpec, examine
@@ -75,10 +77,50 @@ def refused(backend, spec: OpSpec, exc: BaseException, args: tuple, native: Call
     return run_reference(spec, values)
 
 
+def _inlined(spec: OpSpec, impl: Callable, native: Callable | None):
+    """The refusing method with ``impl``'s body inlined in its try block, compiled in ``impl``'s
+    module (its globals, its file and line numbers), or None when the source is not available.
+    It is the code a hand-written wrapper would be: the fast call costs no extra Python call."""
+    try:
+        source = textwrap.dedent(inspect.getsource(impl))
+    except (OSError, TypeError):
+        return None
+    fn = ast.parse(source).body[0]
+    if not isinstance(fn, ast.FunctionDef):
+        return None
+    params, defaults = _signature_source(spec)
+    call = ", ".join(spec.params)
+    template = ast.parse(
+        f"def _fastnn_factory(_spec, _refused, _native, _REFUSED, {', '.join(defaults) or '_unused=None'}):\n"
+        f"    def {spec.name}(self, {params}):\n"
+        f"        try:\n            pass\n"
+        f"        except _REFUSED as exc:\n            return _refused(self, _spec, exc, ({call},), _native)\n"
+        f"    return {spec.name}\n")
+    first = impl.__code__.co_firstlineno  # the adapter's own lines are reported as impl's def line
+    for node in ast.walk(template):
+        if hasattr(node, "lineno"):
+            node.lineno = node.end_lineno = first
+    ast.increment_lineno(fn, first - fn.lineno)
+    method = template.body[0].body[0]
+    method.body[0].body = fn.body
+    module = ast.fix_missing_locations(template)
+    ns = impl.__globals__
+    exec(compile(module, impl.__code__.co_filename, "exec"), ns)  # noqa: S102  (our own source, our module)
+    factory = ns.pop("_fastnn_factory")
+    return factory(spec, refused, native, REFUSED, **defaults)
+
+
 def make_method(spec: OpSpec, impl: Callable, mode: str, native: Callable | None = None, owner: str = "backend"):
     """A method with ``spec``'s signature running ``impl`` under the adapter ``mode`` (module
     docstring)."""
     _check_impl(spec, impl, owner)
+    if mode == "refuse":
+        fn = _inlined(spec, impl, native)
+        if fn is not None:
+            fn.__doc__ = spec.reference.__doc__
+            fn.__wrapped_impl__ = impl
+            fn.op_spec = spec
+            return fn
     params, ns = _signature_source(spec)
     call = ", ".join(spec.params)
     if mode == "refuse":
