@@ -36,3 +36,27 @@ def test_the_cuda_backend_loads_without_the_compiled_cpu_kernels():
     out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "[]"
+
+
+def test_the_backends_never_import_upward():
+    """fastnn/backends imports only itself, the compiled kernels (fastnn._ext) and the leaf
+    argument checks (fastnn._checks, which import nothing of fastnn): no circle through the API."""
+    leaves = {"_ext", "_checks"}
+    for path in sorted((ROOT / "fastnn" / "backends").glob("*.py")):
+        for level, module in re.findall(r"^\s*from (\.+)(\w*)", path.read_text(), re.M):
+            if len(level) > 1:
+                assert module in leaves, f"{path.name} imports fastnn.{module}"
+        assert not re.search(r"^\s*(from|import) fastnn\b", path.read_text(), re.M), path.name
+    assert not re.search(r"^\s*from \.", (ROOT / "fastnn" / "_checks.py").read_text(), re.M)
+
+
+def test_the_residual_loss_codes_follow_one_table():
+    """mse, mae and huber are codes of one residual kernel on every device: the compiled kernel's
+    names, the CUDA kernel's constants and the CPU backend's calls come from RESIDUAL_LOSSES."""
+    from fastnn.backends.base import RESIDUAL_CODES, RESIDUAL_LOSSES
+
+    assert RESIDUAL_CODES == {"mse": 0, "mae": 1, "huber": 2}
+    text = (ROOT / "csrc" / "losses.pyx").read_text()
+    assert repr(RESIDUAL_LOSSES).replace("'", '"') in text  # the name table the compiled kernel reports with
+    kernels = pytest.importorskip("fastnn.backends._cuda_kernels", reason="numba is not installed")
+    assert {name: getattr(kernels, "_" + name.upper()) for name in RESIDUAL_LOSSES} == RESIDUAL_CODES

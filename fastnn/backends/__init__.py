@@ -31,7 +31,7 @@ def get_backend(device, owner="fastnn"):
 
 def _cuda_backend(owner):
     """CudaBackend on a real GPU or numba's simulator; a RuntimeError naming the remedy otherwise."""
-    from ..cuda import is_available, simulated
+    from ._cuda_device import is_available, simulated
 
     try:
         if not (is_available() or simulated()):

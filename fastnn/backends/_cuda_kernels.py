@@ -23,7 +23,7 @@ import math
 import numpy as np
 from numba import config, cuda, float32, float64, uint64
 
-from .base import ACTIVATION_CODES
+from .base import ACTIVATION_CODES, RESIDUAL_CODES
 
 SIMULATED = bool(config.ENABLE_CUDASIM)
 #: threads per block of the 1-D kernels (a power of two: the block reductions halve it)
@@ -49,6 +49,7 @@ _INV_SQRT_2PI = 1.0 / math.sqrt(2.0 * math.pi)
 _A = ACTIVATION_CODES
 _IDENTITY, _SIGMOID, _TANH, _RELU, _LEAKY_RELU = _A["identity"], _A["sigmoid"], _A["tanh"], _A["relu"], _A["leaky_relu"]
 _ELU, _GELU, _SOFTPLUS, _SILU, _SOFTMAX = _A["elu"], _A["gelu"], _A["softplus"], _A["silu"], _A["softmax"]
+_MSE, _MAE, _HUBER = RESIDUAL_CODES["mse"], RESIDUAL_CODES["mae"], RESIDUAL_CODES["huber"]
 
 
 # ------------------------------------------------------------------------ device functions
@@ -391,7 +392,7 @@ def binary_cross_entropy(logits, target, weight, has_w, scale, loss_out, grad, h
 
 @_jit
 def residual(code, pred, target, delta, weight, has_w, scale, loss_out, grad, has_grad):
-    """mse (code 0), mae (1), huber (2) per element."""
+    """mse, mae, huber per element, by their code in RESIDUAL_CODES."""
     sh = cuda.shared.array(TPB, float64)
     n, k = pred.shape
     part = 0.0
@@ -400,10 +401,10 @@ def residual(code, pred, target, delta, weight, has_w, scale, loss_out, grad, ha
         j = e - i * k
         d = float64(pred[i, j]) - float64(target[i, j])
         w = float64(weight[i]) if has_w else 1.0
-        if code == 0:
+        if code == _MSE:
             loss = d * d
             g = 2.0 * d
-        elif code == 1:
+        elif code == _MAE:
             loss = abs(d)
             g = 1.0 if d > 0 else (-1.0 if d < 0 else d * 0.0)
         else:

@@ -22,10 +22,10 @@ import numpy as np
 from numba import config, cuda
 
 from . import _cuda_kernels as K
-from ._shared import (ResidualLosses, _check_activation_backward, _check_batchnorm_backward,
-                      _check_batchnorm_forward, _check_dense_backward, _check_dense_forward, _check_dtypes, _check_loss,
-                      _check_update, _expect, _unknown_activation)
-from .base import ACTIVATION_CODES, NEEDS_INPUT, Backend, check_batch_rows, dropout_threshold
+from ._adapter import host_round_trip, implement
+from ._ops import SPECS
+from ._ops import expect_shape as _expect
+from .base import ACTIVATION_CODES, NEEDS_INPUT, RESIDUAL_CODES, Backend, check_batch_rows, dropout_threshold
 
 __all__ = ["CUBLAS_MIN_WORK", "CudaBackend", "device_arrays"]
 
@@ -162,8 +162,7 @@ class CudaBackend(Backend):
     def _read(self, acc):
         return float(acc.copy_to_host()[0])
 
-    def _code(self, owner, name):
-        _unknown_activation(owner, name)
+    def _code(self, owner, name):  # the name was checked by the spec
         return ACTIVATION_CODES[name]
 
     def _gemm(self, a, b, ta, tb, out, bias=None, code=0, alpha=0.0, z=None):
@@ -230,11 +229,10 @@ class CudaBackend(Backend):
         return out
 
     # ------------------------------------------------------------- activations
-    def activation(self, name, x, *, alpha=0.0, out=None):
+    def _op_activation(self, name, x, alpha, out):
         owner = "activation"
         code = self._code(owner, name)
         x = self._in(x)
-        _check_dtypes(owner, "x", [("x", x), ("out", out)], outputs=("out",))
         out = self._out(owner, "out", out, x.shape, x.dtype)
         if code == _SOFTMAX:
             self._rows(K.softmax_rows, x.shape[0], x, out)
@@ -242,11 +240,10 @@ class CudaBackend(Backend):
             self._run(K.activation, x.size, code, _flat(x), alpha, _flat(out))
         return out
 
-    def activation_backward(self, name, dy, x, y, *, alpha=0.0, out=None):
+    def _op_activation_backward(self, name, dy, x, y, alpha, out):
         owner = "activation_backward"
         code = self._code(owner, name)
         dy, x, y = self._in(dy), self._in(x), self._in(y)
-        _check_activation_backward(owner, name, dy, x, y, out)
         out = self._out(owner, "out", out, dy.shape, dy.dtype)
         if code == _SOFTMAX:
             self._rows(K.softmax_backward_rows, dy.shape[0], dy, y, out)
@@ -256,11 +253,10 @@ class CudaBackend(Backend):
         return out
 
     # ------------------------------------------------------------------ dense
-    def dense_forward(self, x, w, b, activation="identity", *, alpha=0.0, z=None, out=None):
+    def _op_dense_forward(self, x, w, b, activation, alpha, z, out):
         owner = "dense_forward"
         code = self._code(owner, activation)
         x, w, b = self._in(x), self._in(w), self._in(b)
-        _check_dense_forward(owner, x, w, b, z, out)
         n, n_out = x.shape[0], w.shape[1]
         if z is not None:
             z = self._out(owner, "z", z, (n, n_out), w.dtype)
@@ -270,12 +266,10 @@ class CudaBackend(Backend):
             self._rows(K.softmax_rows, n, out, out)
         return out
 
-    def dense_backward(self, dy, x, w, y, z, activation="identity", *, alpha=0.0,
-                       dw=None, db=None, dx=None, dz=None):
+    def _op_dense_backward(self, dy, x, w, y, z, activation, alpha, dw, db, dx, dz):
         owner = "dense_backward"
         code = self._code(owner, activation)
         dy, x, w, y, z = (self._in(a) for a in (dy, x, w, y, z))
-        _check_dense_backward(owner, activation, dy, x, w, y, z, dw, db, dx, dz)
         n, n_out = dy.shape
         dt = dy.dtype
         if code == _SOFTMAX:
@@ -316,7 +310,6 @@ class CudaBackend(Backend):
                 bad = target[(target < 0) | (target >= k)][0]
                 raise ValueError(f"{owner}: target labels must be in [0, {k}); got {bad}.")
         target = self._in(target, _I64 if labels else None)
-        _check_loss(owner, pred_name, pred, target, weight, grad, labels)
         n, k = pred.shape
         if grad is not None:
             grad = self._out(owner, "grad", grad, (n, k), pred.dtype)
@@ -328,8 +321,7 @@ class CudaBackend(Backend):
         grad, has_grad = self._or_dummy(grad, dt, 2)
         return pred, target, weight, has_w, grad, has_grad
 
-    def cross_entropy(self, logits, target, *, label_smoothing=0.0, weight=None, scale=1.0,
-                      loss_out, grad=None):
+    def _op_cross_entropy(self, logits, target, label_smoothing, weight, scale, loss_out, grad):
         labels = getattr(target, "ndim", 2) == 1
         pred, target, w, has_w, g, has_g = self._loss_args("cross_entropy", "logits", logits, target, weight,
                                                            loss_out, grad, labels=labels)
@@ -339,7 +331,7 @@ class CudaBackend(Backend):
                   float(scale), loss_out, g, has_g)
         return loss_out
 
-    def binary_cross_entropy(self, logits, target, *, weight=None, scale=1.0, loss_out, grad=None):
+    def _op_binary_cross_entropy(self, logits, target, weight, scale, loss_out, grad):
         pred, target, w, has_w, g, has_g = self._loss_args("binary_cross_entropy", "logits", logits, target,
                                                            weight, loss_out, grad)
         self._run(K.binary_cross_entropy, pred.size, pred, target, w, has_w, float(scale), loss_out, g, has_g)
@@ -351,19 +343,22 @@ class CudaBackend(Backend):
                   g, has_g)
         return loss_out
 
-    # the same three wrappers as the CPU's (_shared.ResidualLosses), around this class's _residual
-    mse, mae, huber = ResidualLosses.mse, ResidualLosses.mae, ResidualLosses.huber
+    def _op_mse(self, pred, target, weight, scale, loss_out, grad):
+        return self._residual("mse", RESIDUAL_CODES["mse"], pred, target, 0.0, weight, scale, loss_out, grad)
+
+    def _op_mae(self, pred, target, weight, scale, loss_out, grad):
+        return self._residual("mae", RESIDUAL_CODES["mae"], pred, target, 0.0, weight, scale, loss_out, grad)
+
+    def _op_huber(self, pred, target, delta, weight, scale, loss_out, grad):
+        return self._residual("huber", RESIDUAL_CODES["huber"], pred, target, delta, weight, scale, loss_out, grad)
 
     # ---- normalization and dropout
-    def batchnorm_forward(self, x, gamma, beta, running_mean, running_var, *, eps=1e-5, momentum=0.1,
-                          training=True, mean=None, inv_std=None, out=None):
+    def _op_batchnorm_forward(self, x, gamma, beta, running_mean, running_var, eps, momentum, training, mean,
+                              inv_std, out):
         owner = "batchnorm_forward"
         x, gamma, beta = self._in(x), self._in(gamma), self._in(beta)
         if training:
             check_batch_rows(owner, x.shape[0])
-        vectors = [("gamma", gamma), ("beta", beta), ("running_mean", running_mean),
-                   ("running_var", running_var), ("mean", mean), ("inv_std", inv_std)]
-        _check_batchnorm_forward(owner, x, vectors, out)
         n, m = x.shape
         out = self._out(owner, "out", out, (n, m), x.dtype)
         has_stats = mean is not None and inv_std is not None
@@ -373,13 +368,8 @@ class CudaBackend(Backend):
                   bool(training), mean, inv_std, has_stats, out)
         return out
 
-    def batchnorm_backward(self, dy, x, gamma, mean, inv_std, *, training=True, dgamma=None, dbeta=None,
-                           dx=None):
-        owner = "batchnorm_backward"
+    def _op_batchnorm_backward(self, dy, x, gamma, mean, inv_std, training, dgamma, dbeta, dx):
         dy, x, gamma, mean, inv_std = (self._in(a) for a in (dy, x, gamma, mean, inv_std))
-        vectors = [("gamma", gamma), ("mean", mean), ("inv_std", inv_std)]
-        grads = [("dgamma", dgamma), ("dbeta", dbeta)]
-        _check_batchnorm_backward(owner, dy, x, vectors, grads, dx)
         m = dy.shape[1]
         dt = dy.dtype
         has_dgamma = dgamma is not None and dbeta is not None
@@ -390,11 +380,9 @@ class CudaBackend(Backend):
                   dxx, has_dx)
         return dx
 
-    def dropout_forward(self, x, *, rate, key, step, mask=None, out=None):
+    def _op_dropout_forward(self, x, rate, key, step, mask, out):
         owner = "dropout_forward"
         x = self._in(x)
-        _check_dtypes(owner, "x", [("x", x), ("out", out)], outputs=("out",))
-        _expect(owner, "mask", mask, x.shape)
         out = self._out(owner, "out", out, x.shape, x.dtype)
         mask_arr, has_mask = self._or_dummy(mask, np.uint8, 1)
         k0, k1 = _words(key)
@@ -405,27 +393,24 @@ class CudaBackend(Backend):
                   _flat(out))
         return out
 
-    def dropout_backward(self, dy, mask, *, rate, out=None):
+    def _op_dropout_backward(self, dy, mask, rate, out):
         owner = "dropout_backward"
         dy, mask = self._in(dy), self._in(mask)
-        _check_dtypes(owner, "dy", [("dy", dy), ("out", out)], outputs=("out",))
-        _expect(owner, "mask", mask, dy.shape)
         out = self._out(owner, "out", out, dy.shape, dy.dtype)
         scale = float(np.asarray(1.0 / (1.0 - rate), dy.dtype))
         self._run(K.dropout_backward, dy.size, _flat(dy), _flat(mask), scale, _flat(out))
         return out
 
-    def gaussian_noise(self, x, *, std, key, step, out=None):
+    def _op_gaussian_noise(self, x, std, key, step, out):
         owner = "gaussian_noise"
         x = self._in(x)
-        _check_dtypes(owner, "x", [("x", x), ("out", out)], outputs=("out",))
         out = self._out(owner, "out", out, x.shape, x.dtype)
         k0, k1 = _words(key)
         s0, s1 = _words(step)
         self._run(K.gaussian_noise, (x.size + 3) // 4, _flat(x), float(std), k0, k1, s0, s1, _flat(out))
         return out
 
-    def mixup(self, x, idx, lam, *, out=None):
+    def _op_mixup(self, x, idx, lam, out):
         owner = "mixup"
         x = self._in(x)
         if not _is_device(idx):
@@ -434,28 +419,25 @@ class CudaBackend(Backend):
                 bad = idx[(idx < 0) | (idx >= x.shape[0])][0]
                 raise IndexError(f"{owner}: index {bad} is out of bounds for {x.shape[0]} rows.")
             idx = self._in(idx, np.int64)
-        _check_dtypes(owner, "x", [("x", x), ("out", out)], outputs=("out",))
-        _expect(owner, "idx", idx, (x.shape[0],))
         out = self._out(owner, "out", out, x.shape, x.dtype)
         self._run(K.mixup, x.size, _as_2d(x), idx, float(lam), _as_2d(out))
         return out
 
-    def mixup_labels(self, labels, idx, lam, *, out):
+    def _op_mixup_labels(self, labels, idx, lam, out):
         owner = "mixup_labels"
         labels, idx = self._in(labels, np.int64), self._in(idx, np.int64)
-        _expect(owner, "idx", idx, (labels.shape[0],))
         out = self._out(owner, "out", out, (labels.shape[0], None), None)
         self._run(K.mixup_labels, out.size, labels, idx, float(lam), out)
         return out
 
     # ------------------------------------------------------ flat buffers, update
-    def sum_squares(self, x):
+    def _op_sum_squares(self, x):
         acc = self._scalar_acc()
         x = self._in(x)
         self._run(K.sum_squares, x.size, _flat(x), acc)
         return self._read(acc)
 
-    def clip_grad_norm_(self, x, max_norm, *, norm_out):
+    def _op_clip_grad_norm_(self, x, max_norm, norm_out):
         if not _is_device(norm_out) or norm_out.dtype != np.float64 or norm_out.shape != (1,):
             raise TypeError("clip_grad_norm_: norm_out must be a float64 device array of shape (1,); allocate it "
                             "with backend.zeros((1,), np.float64).")
@@ -465,79 +447,77 @@ class CudaBackend(Backend):
         self._run(K.clip_by_norm, max(x.size, 1), _flat(x), acc, limit, max_norm is not None, norm_out)
         return norm_out
 
-    def scale_(self, x, factor):  # the scalar rounded to x's dtype first, as NumPy does: the same bits
+    def _op_scale_(self, x, factor):  # the scalar rounded to x's dtype first, as NumPy does: the same bits
         self._run(K.scale_, x.size, _flat(x), float(np.asarray(factor, x.dtype)))
         return x
 
-    def clip_(self, x, value):
+    def _op_clip_(self, x, value):
         self._run(K.clip_, x.size, _flat(x), float(np.asarray(value, x.dtype)))
         return x
 
-    def penalty(self, w, g, *, l1=0.0, l2=0.0):
+    def _op_penalty(self, w, g, l1, l2):
         return self._read(self.penalty_into(w, g, l1=l1, l2=l2, loss_out=self._scalar_acc()))
 
-    def penalty_into(self, w, g, *, l1=0.0, l2=0.0, scale=1.0, loss_out):
-        owner = "penalty"
+    def _op_penalty_into(self, w, g, l1, l2, scale, loss_out):
         w = self._in(w)
-        _check_dtypes(owner, "w", [("w", w), ("g", g)], outputs=("g",))
-        _expect(owner, "g", g, w.shape)
         gg, has_g = self._or_dummy(g, w.dtype, 1)
         self._run(K.penalty, w.size, _flat(w), _flat(gg) if has_g else gg, has_g, float(l1), float(l2), float(scale),
                   loss_out)
         return loss_out
 
-    def _update(self, owner, kernel, p, g, state, *scalars):
-        """Check an optimizer call (``state``: [(name, buffer, when)] as _check_update takes it)
-        and launch its kernel over the flat buffers; unused buffers become p."""
+    def _update(self, kernel, p, g, buffers, *scalars):
+        """Launch an optimizer kernel over the flat buffers (checked by the spec); a buffer this
+        call does not use (None) is passed as p, which the kernel then never reads."""
         g = self._in(g)
-        _check_update(owner, p, g, state)
-        buffers = [p if when is None or a is None else a for _, a, when in state]
-        self._run(kernel, p.size, p, g, *buffers, *scalars)
+        self._run(kernel, p.size, p, g, *(p if b is None else b for b in buffers), *scalars)
 
-    def sgd_update(self, p, g, buf, *, lr, momentum=0.0, dampening=0.0, nesterov=False,
-                   weight_decay=0.0, first_step=False):
-        self._update("sgd_update", K.sgd_update, p, g,
-                     [("buf", buf, " when momentum != 0" if momentum else None)],
-                     float(lr), float(momentum), float(dampening), bool(nesterov), float(weight_decay),
-                     bool(first_step))
+    def _op_sgd_update(self, p, g, buf, lr, momentum, dampening, nesterov, weight_decay, first_step):
+        self._update(K.sgd_update, p, g, [buf if momentum else None], float(lr), float(momentum), float(dampening),
+                     bool(nesterov), float(weight_decay), bool(first_step))
 
-    def adagrad_update(self, p, g, state_sum, *, lr, eps=1e-10, weight_decay=0.0):
-        self._update("adagrad_update", K.adagrad_update, p, g, [("state_sum", state_sum, "")],
-                     float(lr), float(eps), float(weight_decay))
+    def _op_adagrad_update(self, p, g, state_sum, lr, eps, weight_decay):
+        self._update(K.adagrad_update, p, g, [state_sum], float(lr), float(eps), float(weight_decay))
 
-    def adadelta_update(self, p, g, square_avg, acc_delta, *, lr, rho=0.9, eps=1e-6, weight_decay=0.0):
-        self._update("adadelta_update", K.adadelta_update, p, g,
-                     [("square_avg", square_avg, ""), ("acc_delta", acc_delta, "")],
-                     float(lr), float(rho), float(eps), float(weight_decay))
+    def _op_adadelta_update(self, p, g, square_avg, acc_delta, lr, rho, eps, weight_decay):
+        self._update(K.adadelta_update, p, g, [square_avg, acc_delta], float(lr), float(rho), float(eps),
+                     float(weight_decay))
 
-    def rmsprop_update(self, p, g, square_avg, grad_avg, momentum_buffer, *, lr, alpha=0.99, eps=1e-8,
-                       weight_decay=0.0, momentum=0.0, centered=False):
-        self._update("rmsprop_update", K.rmsprop_update, p, g,
-                     [("square_avg", square_avg, ""),
-                      ("grad_avg", grad_avg, " when centered=True" if centered else None),
-                      ("momentum_buffer", momentum_buffer, " when momentum != 0" if momentum else None)],
+    def _op_rmsprop_update(self, p, g, square_avg, grad_avg, momentum_buffer, lr, alpha, eps, weight_decay,
+                           momentum, centered):
+        self._update(K.rmsprop_update, p, g,
+                     [square_avg, grad_avg if centered else None, momentum_buffer if momentum else None],
                      float(lr), float(alpha), float(eps), float(weight_decay), float(momentum), bool(centered))
 
-    def adam_update(self, p, g, exp_avg, exp_avg_sq, max_exp_avg_sq, *, lr, beta1=0.9, beta2=0.999, eps=1e-8,
-                    weight_decay=0.0, amsgrad=False, decoupled_weight_decay=False, bias_correction1,
-                    bias_correction2):
-        self._update("adam_update", K.adam_update, p, g,
-                     [("exp_avg", exp_avg, ""), ("exp_avg_sq", exp_avg_sq, ""),
-                      ("max_exp_avg_sq", max_exp_avg_sq, " when amsgrad=True" if amsgrad else None)],
+    def _op_adam_update(self, p, g, exp_avg, exp_avg_sq, max_exp_avg_sq, lr, beta1, beta2, eps, weight_decay,
+                        amsgrad, decoupled_weight_decay, bias_correction1, bias_correction2):
+        self._update(K.adam_update, p, g, [exp_avg, exp_avg_sq, max_exp_avg_sq if amsgrad else None],
                      float(lr), float(beta1), float(beta2), float(eps), float(weight_decay), bool(amsgrad),
                      bool(decoupled_weight_decay), float(bias_correction1), float(np.sqrt(bias_correction2)))
 
-    def adamax_update(self, p, g, exp_avg, exp_inf, *, lr, beta1=0.9, beta2=0.999, eps=1e-8, weight_decay=0.0,
-                      bias_correction1):
-        self._update("adamax_update", K.adamax_update, p, g, [("exp_avg", exp_avg, ""), ("exp_inf", exp_inf, "")],
-                     float(lr), float(beta1), float(beta2), float(eps), float(weight_decay),
-                     float(bias_correction1))
+    def _op_adamax_update(self, p, g, exp_avg, exp_inf, lr, beta1, beta2, eps, weight_decay, bias_correction1):
+        self._update(K.adamax_update, p, g, [exp_avg, exp_inf], float(lr), float(beta1), float(beta2), float(eps),
+                     float(weight_decay), float(bias_correction1))
 
-    def nadam_update(self, p, g, exp_avg, exp_avg_sq, *, lr, beta1=0.9, beta2=0.999, eps=1e-8, weight_decay=0.0,
-                     mu, mu_next, mu_product, bias_correction2):
+    def _op_nadam_update(self, p, g, exp_avg, exp_avg_sq, lr, beta1, beta2, eps, weight_decay, mu, mu_next,
+                         mu_product, bias_correction2):
         c_grad = lr * (1.0 - mu) / (1.0 - mu_product)
         c_avg = lr * mu_next / (1.0 - mu_product * mu_next)
-        self._update("nadam_update", K.nadam_update, p, g, [("exp_avg", exp_avg, ""), ("exp_avg_sq", exp_avg_sq, "")],
-                     float(lr), float(beta1), float(beta2), float(eps), float(weight_decay), float(c_grad),
-                     float(c_avg), float(bias_correction2))
+        self._update(K.nadam_update, p, g, [exp_avg, exp_avg_sq], float(lr), float(beta1), float(beta2), float(eps),
+                     float(weight_decay), float(c_grad), float(c_avg), float(bias_correction2))
 
+
+#: the operations with a CUDA kernel (the ``_op_<name>`` methods above): the spec's checks first,
+#: then the launch; an operation without one runs the reference on host copies (host_round_trip)
+KERNELS = {name: getattr(CudaBackend, "_op_" + name) for name in SPECS if hasattr(CudaBackend, "_op_" + name)}
+implement(CudaBackend, KERNELS, "check")
+for _name in SPECS.keys() - KERNELS.keys():
+    setattr(CudaBackend, _name, host_round_trip(SPECS[_name], lambda a: a.copy_to_host(),
+                                                lambda h, dev: _to_device(h, dev), _is_device))
+
+
+def _to_device(host, dev):
+    """Copy ``host`` into the device array ``dev``, or into a new one when dev is None."""
+    if dev is None:
+        return cuda.to_device(np.ascontiguousarray(host))
+    dev.copy_to_device(np.ascontiguousarray(host, dtype=dev.dtype))
+    return dev
