@@ -498,7 +498,7 @@ class Backend:
         return out
 
     # ------------------------------------------------------ flat buffers, update
-    @op(In("x", required="x must be an array"), anchor="x")
+    @op(In("x", "n", required="x must be an array"), anchor="x")
     def sum_squares(self, x: Array) -> float:
         """sum(x**2) as a Python float (squared global norm of a flat buffer)."""
         x = np.asarray(x, np.float64)

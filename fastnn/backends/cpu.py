@@ -472,7 +472,7 @@ def _flat(x):
 
 
 def _sum_squares(self, x):
-    return _SUM_SQUARES[x.dtype](_flat(x))
+    return _SUM_SQUARES[x.dtype](x)
 
 
 def _scale_(self, x, factor):
