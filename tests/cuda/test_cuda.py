@@ -122,12 +122,17 @@ def test_outputs_must_be_device_arrays():
 
 def test_the_backend_has_the_interface():
     from test_interface import (test_defines_only_backend_methods_with_the_same_signatures,
-                                test_overrides_the_kernels_it_accelerates)
+                                test_every_registered_operation_has_conformance_tests,
+                                test_registered_implementations_follow_their_specs)
 
+    from fastnn.backends import _adapter
+    from fastnn.backends._ops import SPECS
     from fastnn.backends.cuda import CudaBackend
 
     test_defines_only_backend_methods_with_the_same_signatures(CudaBackend)
-    test_overrides_the_kernels_it_accelerates(CudaBackend)
+    test_registered_implementations_follow_their_specs(CudaBackend)
+    test_every_registered_operation_has_conformance_tests(CudaBackend)
+    assert _adapter.registered(CudaBackend) == set(SPECS)  # every operation has a device kernel
 
 
 def test_is_available_means_a_real_gpu_and_info_says_so():
