@@ -27,7 +27,7 @@ import inspect
 import textwrap
 from collections.abc import Callable
 
-from ._ops import SPECS, OpSpec, examine
+from ._ops import SPECS, OpSpec, examine, op
 from .base import Backend
 
 #: What a refusing compiled kernel raises: wrong dtype/ndim/contiguity (ValueError, TypeError),
@@ -62,7 +62,10 @@ def _signature_source(spec: OpSpec) -> tuple[str, dict]:
 
 
 def _check_impl(spec: OpSpec, impl: Callable, owner: str):
-    got = tuple(inspect.signature(impl).parameters)[1:]
+    params = list(inspect.signature(impl).parameters.values())
+    if len(params) == 2 and params[1].kind is inspect.Parameter.VAR_POSITIONAL:
+        return  # a generic implementation (a convention's launch): it takes the spec's parameters in order
+    got = tuple(p.name for p in params)[1:]
     if got != spec.params:
         raise TypeError(f"{owner}: the implementation of {spec.name} takes {got}; the spec's parameters are "
                         f"{spec.params} (self first, then these, in this order).")
@@ -159,6 +162,35 @@ def implement(cls, impls: dict, mode: str, native: Callable | None = None):
     return sorted(impls)
 
 
+_CONVENTIONS: list[Callable] = []
+
+
+def add_convention(rule: Callable):
+    """``rule(spec)`` registers a backend's kernel for ``spec`` when its kernel library has one
+    by the operation's name (for example a fused update ``<name>_update`` in fastnn._ext.optim);
+    it runs now for every operation and later for every operation added by add_operation."""
+    _CONVENTIONS.append(rule)
+    for spec in list(SPECS.values()):
+        rule(spec)
+
+
+def add_operation(reference: Callable, *arrays, anchor: str | None = None, activation: str | None = None,
+                  check: Callable | None = None) -> Callable:
+    """Add an operation to the kernel interface from beside its user: ``reference`` (a function
+    ``(backend, ...)`` written as a Backend method) becomes ``Backend.<its name>`` with its spec,
+    and every backend's conventions register the kernels found under that name. An optimizer
+    with an update rule of its own adds it this way in fastnn/optim.py, next to its class."""
+    name = reference.__name__
+    if name in SPECS or hasattr(Backend, name):
+        raise ValueError(f"add_operation: {name!r} is already an operation of the interface; choose another name.")
+    op(*arrays, anchor=anchor, activation=activation, check=check)(reference)
+    reference.__qualname__ = f"Backend.{name}"
+    setattr(Backend, name, reference)
+    for rule in _CONVENTIONS:
+        rule(SPECS[name])
+    return reference
+
+
 def registered(cls) -> frozenset:
     """The operations ``cls`` implements itself (the rest are the reference's)."""
     return frozenset(getattr(cls, "implemented", ()))
@@ -204,5 +236,5 @@ def host_round_trip(spec: OpSpec, to_host: Callable, to_device: Callable, is_dev
     return fn
 
 
-__all__ = ["REFERENCE", "REFUSED", "host_round_trip", "implement", "make_method", "refused", "registered",
-           "run_reference"]
+__all__ = ["REFERENCE", "REFUSED", "add_convention", "add_operation", "host_round_trip", "implement", "make_method",
+           "refused", "registered", "run_reference"]

@@ -541,3 +541,20 @@ KERNELS = {name[1:]: fn for name, fn in list(globals().items())
            if name[1:] in SPECS and name.startswith("_") and callable(fn)}
 implement(CpuBackend, KERNELS, "refuse", _native)
 
+
+def _fused_update(spec, module=_optim):
+    """Convention: an operation with no function above and a fused kernel of the same name in
+    fastnn._ext.optim (float and double, taking the spec's parameters in order) is registered
+    as that kernel, refusing and falling back as the others do. A new optimizer's update needs
+    no code here."""
+    if spec.name in _adapter.registered(CpuBackend) or not hasattr(module, spec.name):
+        return
+    kernel = _by_dtype(getattr(module, spec.name))
+    first, params = spec.params[0], ", ".join(spec.params)
+    ns = {"_kernel": kernel}
+    exec(f"def {spec.name}(self, {params}):\n    return _kernel[{first}.dtype]({params})\n", ns)  # noqa: S102
+    implement(CpuBackend, {spec.name: ns[spec.name]}, "refuse", _native)
+
+
+_adapter.add_convention(_fused_update)
+

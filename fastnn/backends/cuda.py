@@ -22,6 +22,7 @@ import numpy as np
 from numba import config, cuda
 
 from . import _cuda_kernels as K
+from . import _adapter
 from ._adapter import host_round_trip, implement
 from ._ops import SPECS
 from ._ops import expect_shape as _expect
@@ -507,12 +508,48 @@ class CudaBackend(Backend):
 
 
 #: the operations with a CUDA kernel (the ``_op_<name>`` methods above): the spec's checks first,
-#: then the launch; an operation without one runs the reference on host copies (host_round_trip)
+#: then the launch
 KERNELS = {name: getattr(CudaBackend, "_op_" + name) for name in SPECS if hasattr(CudaBackend, "_op_" + name)}
 implement(CudaBackend, KERNELS, "check")
-for _name in SPECS.keys() - KERNELS.keys():
-    setattr(CudaBackend, _name, host_round_trip(SPECS[_name], lambda a: a.copy_to_host(),
-                                                lambda h, dev: _to_device(h, dev), _is_device))
+
+
+def _launch_by_name(spec, kernels=K):
+    """Convention: an operation with no ``_op_`` method and a grid-stride kernel of the same name
+    in _cuda_kernels, taking the spec's parameters in order (one thread per element of the first
+    array; an unused array is passed as the first one), is launched as that kernel, after the
+    spec's checks. A new optimizer's update needs no code here."""
+    if spec.name in KERNELS or not hasattr(kernels, spec.name):
+        return
+    kernel, arrays = getattr(kernels, spec.name), {a.name for a in spec.arrays}
+    used = {a.name: a.used for a in spec.arrays if a.used is not None}
+
+    def launch(self, *args):
+        values = dict(zip(spec.params, args))
+        first = self._in(args[0])
+        out = []
+        for name, v in values.items():
+            if name in arrays:
+                out.append(first if v is None or (name in used and not used[name](values)) else self._in(v))
+            else:
+                out.append(v if isinstance(v, (bool, np.bool_)) else float(v))
+        self._run(kernel, first.size, *out)
+
+    KERNELS[spec.name] = launch
+    implement(CudaBackend, {spec.name: launch}, "check")
+
+
+_adapter.add_convention(_launch_by_name)
+
+
+def _round_trip(spec):
+    """An operation with no CUDA kernel at all runs the reference on host copies of its arrays
+    (one transfer per array each way; correct, and slow: for rare operations only)."""
+    if spec.name not in KERNELS:
+        setattr(CudaBackend, spec.name, host_round_trip(spec, lambda a: a.copy_to_host(),
+                                                        lambda h, dev: _to_device(h, dev), _is_device))
+
+
+_adapter.add_convention(_round_trip)
 
 
 def _to_device(host, dev):
