@@ -16,11 +16,20 @@ import numpy as np
 from .errors import ModelFormatError, TrainingDiverged
 
 BUILTIN = ("iris", "digits", "spirals", "moons")
-#: --optimizer choices with the default --lr of ``fastnn train`` for each: rates for its 30-epoch runs on
-#: small standardised data (each reaches >= 0.97 test accuracy on digits in 30 epochs, mean of 5 seeds);
-#: for Adam and AdamW 3e-3 rather than the class default 1e-3, which is slow over so few updates
-OPTIMIZER_LR = {"sgd": 0.1, "momentum": 0.05, "nesterov": 0.05, "adagrad": 0.03, "adadelta": 1.0, "rmsprop": 1e-3,
-                "adam": 3e-3, "adamw": 3e-3, "adamax": 1e-2, "nadam": 2e-3, "radam": 3e-3}
+
+
+def _optimizer_lr():
+    """--optimizer choices with the default --lr of ``fastnn train`` for each, from the optimizer
+    registry (fastnn.optim.REGISTRY: each optimizer's ``cli_lr``, beside its class)."""
+    from .optim import REGISTRY
+
+    return {name: entry.cli_lr for name, entry in REGISTRY.items()}
+
+
+def __getattr__(name):  # OPTIMIZER_LR is derived from the registry on first use (PEP 562)
+    if name == "OPTIMIZER_LR":
+        return _optimizer_lr()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 class UsageError(Exception):
@@ -281,7 +290,7 @@ def _make_trainer(args, n_in, n_out, classify, hidden, activation, optimizer, lr
     layers.append(fnn.layers.Dense(n_out))
     model = fnn.Sequential(layers, input_dim=n_in, seed=args.seed, device=args.device)
     loss = "cross_entropy" if classify else "mse"
-    lr = lr if lr is not None else OPTIMIZER_LR[optimizer]
+    lr = lr if lr is not None else _optimizer_lr()[optimizer]
     optimizer = fnn.optim.get_optimizer(optimizer, lr=lr, owner=owner)
     metrics = ["accuracy"] if classify else ["r2"]
     return fnn.Trainer(model, loss, optimizer, batch_size=batch_size, metrics=metrics, seed=args.seed, l2=args.l2)
@@ -527,7 +536,7 @@ def _tune_value(key, text):
         if not np.isfinite(value) or value <= 0:
             raise UsageError(f"{where}: every learning rate must be > 0")
         return value
-    choices = OPTIMIZER_LR if key == "optimizer" else [a for a in ACTIVATIONS if a != "softmax"]
+    choices = _optimizer_lr() if key == "optimizer" else [a for a in ACTIVATIONS if a != "softmax"]
     if text not in choices:
         raise UsageError(f"{where}: unknown {key}; choose from {', '.join(choices)}")
     return text
@@ -830,7 +839,7 @@ def _add_train_options(p, out_help="save the trained model here (.fnn)"):
                    help="auto: classify when the target holds strings or few whole numbers, else regress")
     p.add_argument("--hidden", default="128", help="hidden widths, comma-separated, e.g. 128,64")
     p.add_argument("--activation", default="relu", help="activation of the hidden layers")
-    p.add_argument("--optimizer", default="adam", choices=tuple(OPTIMIZER_LR), help="the update rule")
+    p.add_argument("--optimizer", default="adam", choices=tuple(_optimizer_lr()), help="the update rule")
     p.add_argument("--lr", type=float, default=None, help="learning rate (default by optimizer)")
     p.add_argument("--epochs", type=int, default=30, help="passes over the training rows, >= 1")
     p.add_argument("--batch-size", type=int, default=64, help="rows per update")

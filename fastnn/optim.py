@@ -12,7 +12,9 @@ rate, NAdam's momentum products) are computed here in Python, once per update.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
+import inspect
 import math
 
 import numpy as np
@@ -54,6 +56,72 @@ def _check_bool(owner, name, value):
     if not isinstance(value, (bool, np.bool_)):
         raise TypeError(f"{owner}: {name} must be True or False; got {value!r}.")
     return bool(value)
+
+
+@dataclasses.dataclass(frozen=True)
+class OptimizerEntry:
+    """One name of the optimizer registry (REGISTRY): everything about an optimizer that is not
+    its math, written once, beside its class (``@register``).
+
+    Parameters
+    ----------
+    name : str
+        The name ``get_optimizer``, the CLI's ``--optimizer`` and the estimators accept.
+    cls : type
+        The Optimizer subclass.
+    cli_lr : float
+        The default ``--lr`` of ``fastnn train`` for this name: a rate for its 30-epoch runs on
+        small standardised data (each reaches >= 0.97 test accuracy on digits in 30 epochs, mean
+        of 5 seeds; for Adam and AdamW 3e-3 rather than the class default 1e-3, which is slow
+        over so few updates). The class's own default applies in the API.
+    kernels : tuple of str
+        The backend operations its update runs (each a spec in fastnn.backends).
+    preset : dict
+        Options fixed for this name ('momentum' is SGD with momentum=0.9).
+    """
+
+    name: str
+    cls: type
+    cli_lr: float
+    kernels: tuple[str, ...]
+    preset: dict = dataclasses.field(default_factory=dict)
+
+    def make(self, **kwargs):
+        """The optimizer with this entry's preset and ``kwargs``."""
+        return self.cls(**{**self.preset, **kwargs})
+
+    @property
+    def factory(self):
+        """The class, or the class with the preset bound (what OPTIMIZERS maps the name to)."""
+        return functools.partial(self.cls, **self.preset) if self.preset else self.cls
+
+    @property
+    def defaults(self) -> dict:
+        """Hyper-parameter defaults of this name (the constructor's, preset applied)."""
+        sig = inspect.signature(self.cls.__init__)
+        found = {k: p.default for k, p in sig.parameters.items() if k != "self" and p.default is not p.empty}
+        return {**found, **self.preset}
+
+    @property
+    def state_names(self) -> tuple[str, ...]:
+        """The state buffers it keeps with its default options."""
+        return tuple(self.make().state_names)
+
+
+#: name -> OptimizerEntry, in the order the names are offered (CLI, error messages, docs)
+REGISTRY: dict[str, OptimizerEntry] = {}
+
+
+def register(name, *, cli_lr, kernels, variants=None):
+    """Class decorator: record ``name`` (and each of ``variants``, {name: (cli_lr, preset)}) in
+    REGISTRY. ``kernels``: the backend operations the update runs."""
+    def record(cls):
+        for key, lr, preset in [(name, cli_lr, {})] + [(k, v[0], v[1]) for k, v in (variants or {}).items()]:
+            if key in REGISTRY:
+                raise ValueError(f"register: optimizer name {key!r} is taken by {REGISTRY[key].cls.__name__}.")
+            REGISTRY[key] = OptimizerEntry(key, cls, float(lr), tuple(kernels), dict(preset))
+        return cls
+    return record
 
 
 class Optimizer:
@@ -224,6 +292,9 @@ class Optimizer:
         return f"{type(self).__name__}(lr={self.lr!r}, {args})"
 
 
+@register("sgd", cli_lr=0.1, kernels=("sgd_update",),
+          variants={"momentum": (0.05, {"momentum": 0.9}),
+                    "nesterov": (0.05, {"momentum": 0.9, "nesterov": True})})
 class SGD(Optimizer):
     """Stochastic gradient descent with momentum, dampening, Nesterov and weight decay.
 
@@ -266,6 +337,7 @@ class SGD(Optimizer):
                 "weight_decay": self.weight_decay}
 
 
+@register("adagrad", cli_lr=0.03, kernels=("adagrad_update",))
 class Adagrad(Optimizer):
     """Adagrad: s = s + g^2; p = p - lr_t * g / (sqrt(s) + eps), lr_t = lr / (1 + (t - 1) lr_decay).
 
@@ -311,6 +383,7 @@ class Adagrad(Optimizer):
                 "initial_accumulator_value": self.initial_accumulator_value, "eps": self.eps}
 
 
+@register("adadelta", cli_lr=1.0, kernels=("adadelta_update",))
 class Adadelta(Optimizer):
     """Adadelta: v = rho v + (1 - rho) g^2; delta = sqrt(u + eps) / sqrt(v + eps) * g;
     u = rho u + (1 - rho) delta^2; p = p - lr * delta.
@@ -346,6 +419,7 @@ class Adadelta(Optimizer):
         return {"rho": self.rho, "eps": self.eps, "weight_decay": self.weight_decay}
 
 
+@register("rmsprop", cli_lr=1e-3, kernels=("rmsprop_update",))
 class RMSprop(Optimizer):
     """RMSprop: v = alpha v + (1 - alpha) g^2; p = p - lr * g / (sqrt(v) + eps).
 
@@ -389,6 +463,7 @@ class RMSprop(Optimizer):
                 "momentum": self.momentum, "centered": self.centered}
 
 
+@register("adam", cli_lr=3e-3, kernels=("adam_update",))
 class Adam(Optimizer):
     """Adam: m = b1 m + (1 - b1) g; v = b2 v + (1 - b2) g^2;
     p = p - lr / (1 - b1^t) * m / (sqrt(v / (1 - b2^t)) + eps).
@@ -440,6 +515,7 @@ class Adam(Optimizer):
                 "amsgrad": self.amsgrad}
 
 
+@register("adamw", cli_lr=3e-3, kernels=("adam_update",))
 class AdamW(Adam):
     """AdamW: Adam with decoupled weight decay, p = p * (1 - lr * wd) before the Adam step.
 
@@ -467,6 +543,7 @@ class AdamW(Adam):
         super().__init__(lr, betas, eps, weight_decay, amsgrad)
 
 
+@register("adamax", cli_lr=1e-2, kernels=("adamax_update",))
 class Adamax(Optimizer):
     """Adamax: m = b1 m + (1 - b1) g; u = max(b2 u, |g| + eps); p = p - lr / (1 - b1^t) * m / u.
 
@@ -505,6 +582,7 @@ class Adamax(Optimizer):
         return {"betas": (self.beta1, self.beta2), "eps": self.eps, "weight_decay": self.weight_decay}
 
 
+@register("nadam", cli_lr=2e-3, kernels=("nadam_update",))
 class NAdam(Optimizer):
     """NAdam: Adam with Nesterov momentum, mu_t = b1 (1 - 0.5 * 0.96^(t psi));
     p = p - lr * [(1 - mu_t) / (1 - prod_{i<=t} mu_i) * g + mu_{t+1} / (1 - prod_{i<=t+1} mu_i) * m]
@@ -558,6 +636,7 @@ class NAdam(Optimizer):
                 "momentum_decay": self.momentum_decay}
 
 
+@register("radam", cli_lr=3e-3, kernels=("adam_update", "sgd_update"))
 class RAdam(Optimizer):
     """RAdam: Adam with its adaptive step rectified while the variance estimate is unreliable.
 
@@ -620,20 +699,8 @@ class RAdam(Optimizer):
 
 
 #: name -> factory taking the constructor's keyword arguments ('momentum' and 'nesterov' are
-#: SGD with momentum 0.9, without and with Nesterov's correction)
-OPTIMIZERS = {
-    "sgd": SGD,
-    "momentum": functools.partial(SGD, momentum=0.9),
-    "nesterov": functools.partial(SGD, momentum=0.9, nesterov=True),
-    "adagrad": Adagrad,
-    "adadelta": Adadelta,
-    "rmsprop": RMSprop,
-    "adam": Adam,
-    "adamw": AdamW,
-    "adamax": Adamax,
-    "nadam": NAdam,
-    "radam": RAdam,
-}
+#: SGD with momentum 0.9, without and with Nesterov's correction): derived from REGISTRY
+OPTIMIZERS = {name: entry.factory for name, entry in REGISTRY.items()}
 
 
 def get_optimizer(optimizer, lr=None, owner="Trainer"):
@@ -736,5 +803,5 @@ def trace(optimizer, landscape, start=None, steps=100):
     return path
 
 
-__all__ = ["OPTIMIZERS", "SGD", "Adadelta", "Adagrad", "Adam", "AdamW", "Adamax", "NAdam", "Optimizer", "RAdam",
-           "Parameters", "RMSprop", "get_optimizer", "trace"]
+__all__ = ["OPTIMIZERS", "REGISTRY", "SGD", "Adadelta", "Adagrad", "Adam", "AdamW", "Adamax", "NAdam", "Optimizer",
+           "OptimizerEntry", "Parameters", "RAdam", "RMSprop", "get_optimizer", "register", "trace"]

@@ -563,3 +563,80 @@ def test_docstring_examples_run(module):
         pytest.skip("the example trains on the default device, cpu, which is not built")
     result = doctest.testmod(importlib.import_module(module), optionflags=doctest.ELLIPSIS)
     assert result.attempted > 0 and result.failed == 0
+
+
+# ------------------------------------------------------------------------------ the registry
+def _registry_problems(registry, backends, case_names):
+    """What an optimizer registry lacks: for each name, its kernels must be operations with a
+    spec that every backend class in ``backends`` implements itself, and its class an OptimCase."""
+    from fastnn.backends import _adapter
+    from fastnn.backends._ops import SPECS
+
+    problems = []
+    for name, entry in registry.items():
+        for kernel in entry.kernels:
+            if kernel not in SPECS:
+                problems.append(f"{name}: {kernel} is not an operation of the kernel interface")
+                continue
+            for cls in backends:
+                if kernel not in _adapter.registered(cls):
+                    problems.append(f"{name}: {cls.__name__} has no kernel for {kernel}")
+        if entry.cls.__name__ not in case_names:
+            problems.append(f"{name}: no OptimCase for {entry.cls.__name__} in tests/golden/optim_db.py")
+    return problems
+
+
+def _fast_backends():
+    from fastnn.backends.cpu import CpuBackend
+
+    classes = [CpuBackend]
+    if os.environ.get("NUMBA_ENABLE_CUDASIM") == "1" or importlib.util.find_spec("numba") is not None:
+        try:
+            from fastnn.backends.cuda import CudaBackend
+        except Exception:  # no usable numba-cuda here: the CUDA suite checks it where there is one
+            return classes
+        classes.append(CudaBackend)
+    return classes
+
+
+def test_every_registered_optimizer_has_its_kernels_on_every_backend_and_a_test_entry():
+    assert _registry_problems(fnn.optim.REGISTRY, _fast_backends(), set(OPTIMIZER_NAMES)) == []
+
+
+def test_an_optimizer_registered_without_kernels_or_test_entry_is_caught():
+    from fastnn.backends.cpu import CpuBackend
+
+    class Lion(fnn.optim.Optimizer):
+        def _update(self, backend, p, g, state, lr, weight_decay):
+            backend.lion_update(p, g, state["exp_avg"], lr=lr)
+
+    registry = {}
+    entry = fnn.optim.OptimizerEntry("lion", Lion, 1e-4, ("lion_update",))
+    registry["lion"] = entry
+    assert _registry_problems(registry, [CpuBackend], set(OPTIMIZER_NAMES)) == [
+        "lion: lion_update is not an operation of the kernel interface",
+        "lion: no OptimCase for Lion in tests/golden/optim_db.py"]
+    registry["lion"] = dataclasses.replace(entry, cls=fnn.optim.Adam, kernels=("adam_update", "mse"))
+    assert _registry_problems(registry, [CpuBackend, fnn.backends.Backend], set(OPTIMIZER_NAMES)) == [
+        "lion: Backend has no kernel for adam_update", "lion: Backend has no kernel for mse"]
+
+
+def test_the_registry_is_the_one_list_of_optimizer_names():
+    from fastnn import cli
+
+    names = list(fnn.optim.REGISTRY)
+    assert names[:3] == ["sgd", "momentum", "nesterov"] and "radam" in names
+    assert list(fnn.optim.OPTIMIZERS) == names == list(cli.OPTIMIZER_LR)
+    assert cli.OPTIMIZER_LR["adam"] == 3e-3 and fnn.optim.REGISTRY["adam"].defaults["lr"] == 1e-3
+    assert fnn.optim.REGISTRY["nesterov"].defaults["nesterov"] is True
+    assert fnn.optim.REGISTRY["adam"].state_names == ("exp_avg", "exp_avg_sq")
+    assert fnn.optim.REGISTRY["momentum"].state_names == ("momentum_buffer",)
+    opt = fnn.optim.get_optimizer("nesterov", lr=0.2)
+    assert isinstance(opt, fnn.optim.SGD) and opt.nesterov and opt.momentum == 0.9
+    with pytest.raises(ValueError, match=r"unknown optimizer 'lion'; choose one of 'sgd', .*'radam'\."):
+        fnn.optim.get_optimizer("lion")
+    with pytest.raises(ValueError, match=r"register: optimizer name 'adam' is taken by Adam"):
+        fnn.optim.register("adam", cli_lr=1.0, kernels=())(fnn.optim.SGD)
+    api = (pathlib.Path(__file__).resolve().parents[1] / "docs" / "API.md").read_text()
+    missing = [n for n in names if f"`{n}`" not in api]
+    assert not missing, f"docs/API.md does not list {missing}"
