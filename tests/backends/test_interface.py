@@ -205,3 +205,58 @@ def test_a_spec_is_data_read_by_one_check():
         examine(spec, dict(good, labels=np.zeros(5, np.int64)))
     with pytest.raises(ValueError, match=r"^toy: out must have shape \(4, 3\); got \(4,\)\.$"):
         examine(spec, dict(good, out=np.zeros(4, np.float32)))
+
+
+@pytest.mark.fallback
+def test_an_operation_added_beside_its_user_finds_its_kernel_by_name():
+    """How an optimizer with an update of its own is added: its reference and spec in
+    fastnn/optim.py (add_operation), its kernel under the same name in fastnn._ext.optim (here a
+    stand-in module); cpu.py and cuda.py do not change."""
+    from fastnn.backends import cpu
+
+    def toy_update(self, p, g, *, lr):
+        """p -= lr sign(g)."""
+        p[...] = np.asarray(p, np.float64) - lr * np.sign(np.asarray(g, np.float64))
+
+    calls = []
+
+    def kernel(p, g, lr):
+        if p.dtype != g.dtype or not p.flags.c_contiguous:
+            raise ValueError("Buffer dtype mismatch")  # what a typed memoryview refuses
+        calls.append(p.dtype)
+        p -= (lr * np.sign(g)).astype(p.dtype)
+
+    class Module:
+        toy_update = {"float": kernel, "double": kernel}
+
+    try:
+        _adapter.add_operation(toy_update, InOut("p", "n", required="p must be an array"), In("g", "n"), anchor="p")
+        with pytest.raises(ValueError, match=r"add_operation: 'toy_update' is already an operation"):
+            _adapter.add_operation(toy_update)
+        assert Backend.toy_update is toy_update and "toy_update" not in _adapter.registered(cpu.CpuBackend)
+        cpu._fused_update(SPECS["toy_update"], module=Module)
+        assert "toy_update" in _adapter.registered(cpu.CpuBackend)
+        be = cpu.CpuBackend()
+        p = np.ones(4, np.float32)
+        be.toy_update(p, np.array([1, -1, 0, 2], np.float32), lr=0.5)
+        np.testing.assert_array_equal(p, [0.5, 1.5, 1.0, 0.5])
+        assert calls == [np.float32]
+        strided = np.ones(8)[::2]  # not contiguous: the reference
+        be.toy_update(strided, np.ones(4), lr=0.25)
+        np.testing.assert_array_equal(strided, 0.75)
+        assert len(calls) == 1
+        with pytest.raises(TypeError, match=r"^toy_update: g is float64 but p is float32; cast with"):
+            be.toy_update(p, np.ones(4), lr=0.5)
+        with pytest.raises(ValueError, match=r"^toy_update: g must have shape \(4,\); got \(3,\)\.$"):
+            be.toy_update(p, np.ones(3, np.float32), lr=0.5)
+    finally:
+        SPECS.pop("toy_update", None)
+        classes, i = [Backend], 0
+        while i < len(classes):  # every backend class loaded in this process (a device's round trip too)
+            classes += classes[i].__subclasses__()
+            i += 1
+        for cls in classes:
+            if "toy_update" in vars(cls):
+                delattr(cls, "toy_update")
+            if "toy_update" in vars(cls).get("implemented", ()):
+                cls.implemented = cls.implemented - {"toy_update"}
