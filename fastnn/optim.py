@@ -98,8 +98,8 @@ class OptimizerEntry:
     @property
     def defaults(self) -> dict:
         """Hyper-parameter defaults of this name (the constructor's, preset applied)."""
-        sig = inspect.signature(self.cls.__init__)
-        found = {k: p.default for k, p in sig.parameters.items() if k != "self" and p.default is not p.empty}
+        sig = inspect.signature(self.cls)
+        found = {k: p.default for k, p in sig.parameters.items() if p.default is not p.empty}
         return {**found, **self.preset}
 
     @property

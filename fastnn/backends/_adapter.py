@@ -102,10 +102,14 @@ def _inlined(spec: OpSpec, impl: Callable, native: Callable | None):
     first = impl.__code__.co_firstlineno  # the adapter's own lines are reported as impl's def line
     for node in ast.walk(template):
         if hasattr(node, "lineno"):
-            node.lineno = node.end_lineno = first
+            node.lineno = node.end_lineno = first  # type: ignore[attr-defined]
     ast.increment_lineno(fn, first - fn.lineno)
-    method = template.body[0].body[0]
-    method.body[0].body = fn.body
+    factory_def = template.body[0]
+    assert isinstance(factory_def, ast.FunctionDef)  # the template above: the factory, the method, its try
+    method, = (node for node in factory_def.body if isinstance(node, ast.FunctionDef))
+    try_block = method.body[0]
+    assert isinstance(try_block, ast.Try)
+    try_block.body = fn.body
     module = ast.fix_missing_locations(template)
     ns = impl.__globals__
     exec(compile(module, impl.__code__.co_filename, "exec"), ns)  # noqa: S102  (our own source, our module)
