@@ -10,7 +10,10 @@ Conventions shared by every kernel:
 - loss kernels *add* the weighted sum of per-element losses to ``loss_out`` (a float64 array
   of shape (1,)) so that a device backend never has to synchronise per batch, and write the
   gradient ``scale * weight_i * dloss/dpred`` into ``grad`` when it is given.
-Shapes and dtypes are checked by the Python layers before a kernel is called.
+Each kernel's array arguments (role, dtype family, symbolic shape, when they may be None) are
+written once, as data, by ``@op`` on its method here (fastnn/backends/_ops.py); the fast backends
+register their kernels against these specs (fastnn/backends/_adapter.py), which say at their
+boundary what a wrong call is. The Python layers check user input before a kernel is called.
 """
 
 from __future__ import annotations
