@@ -149,3 +149,55 @@ def test_unknown_gemm_route_is_a_value_error():
 
     with pytest.raises(ValueError, match=r"CudaBackend: unknown gemm 'blas'; choose one of 'auto', 'tiled'"):
         CudaBackend(gemm="blas")
+
+
+def test_an_operation_added_beside_its_user_is_launched_by_name_or_round_trips():
+    """A new optimizer's update on CUDA: a kernel of its name in _cuda_kernels taking the spec's
+    parameters in order is launched after the spec's checks; without one the reference runs on
+    host copies. cuda.py does not change."""
+    from numba import cuda
+
+    from fastnn.backends import _adapter
+    from fastnn.backends import cuda as cuda_backend
+    from fastnn.backends._ops import SPECS, In, InOut
+    from fastnn.backends.base import Backend
+
+    def toy_update(self, p, g, buf, *, lr, use_buf=False):
+        """p -= lr sign(g) (+ buf when use_buf)."""
+        step = np.sign(np.asarray(g, np.float64)) + (np.asarray(buf, np.float64) if use_buf else 0.0)
+        p[...] = np.asarray(p, np.float64) - lr * step
+
+    ns = {"cuda": cuda}  # a kernel's `cuda` must be a global of its module (the simulator swaps it)
+    exec("def toy_kernel(p, g, buf, lr, use_buf):\n"
+         "    for i in range(cuda.grid(1), p.size, cuda.gridsize(1)):\n"
+         "        s = 1.0 if g[i] > 0 else (-1.0 if g[i] < 0 else 0.0)\n"
+         "        p[i] -= lr * (s + (buf[i] if use_buf else 0.0))\n", ns)
+    toy_kernel = cuda.jit(ns["toy_kernel"])
+
+    class Kernels:
+        toy_update = toy_kernel
+
+    backend = get_backend("cuda")
+    try:
+        _adapter.add_operation(toy_update, InOut("p", "n", required="p must be an array"), In("g", "n"),
+                               In("buf", "n", used=lambda v: v["use_buf"]), anchor="p")
+        assert "toy_update" not in _adapter.registered(cuda_backend.CudaBackend)  # a host round trip for now
+        p = backend.asarray(np.ones(5))
+        backend.toy_update(p, backend.asarray(np.array([1.0, -1, 0, 2, -3])), None, lr=0.5)
+        np.testing.assert_array_equal(backend.to_numpy(p), [0.5, 1.5, 1.0, 0.5, 1.5])
+        cuda_backend._launch_by_name(SPECS["toy_update"], kernels=Kernels)
+        assert "toy_update" in _adapter.registered(cuda_backend.CudaBackend)
+        launches = backend.launches
+        backend.toy_update(p, backend.asarray(np.ones(5)), backend.asarray(np.full(5, 2.0)), lr=0.25, use_buf=True)
+        assert backend.launches == launches + 1
+        np.testing.assert_array_equal(backend.to_numpy(p), [-0.25, 0.75, 0.25, -0.25, 0.75])
+        with pytest.raises(ValueError, match=r"^toy_update: g must have shape \(5,\); got \(4,\)\.$"):
+            backend.toy_update(p, backend.asarray(np.ones(4)), None, lr=0.5)
+    finally:
+        SPECS.pop("toy_update", None)
+        cuda_backend.KERNELS.pop("toy_update", None)
+        for cls in (Backend, cuda_backend.CudaBackend):
+            if "toy_update" in vars(cls):
+                delattr(cls, "toy_update")
+        impl = cuda_backend.CudaBackend.implemented
+        cuda_backend.CudaBackend.implemented = impl - {"toy_update"}
