@@ -11,8 +11,9 @@ as dataclasses does, so that the hot path is the fast call inside one try and no
   kernel's own error when every array suited it, and otherwise runs the NumPy reference
   (other dtypes, non-contiguous or read-only arrays, array-likes). No silent fallback hides a
   wrong call.
-- ``mode="check"`` (CUDA kernels, which cannot refuse: they would read out of bounds): the
-  spec-driven check first, then the launch.
+- ``mode="check"`` (CUDA kernels, which cannot refuse: they would read out of bounds):
+  the spec-driven check first, then the conversion of every input (``native(arg, value)``:
+  host arrays uploaded, int64 families as int64), then the launch.
 
 An operation a backend does not register is the reference's (the method it inherits from
 ``Backend``): per-operation fallback. ``host_round_trip`` makes such a method for a device
@@ -133,12 +134,16 @@ def make_method(spec: OpSpec, impl: Callable, mode: str, native: Callable | None
     if mode == "refuse":
         body = (f"    try:\n        return _impl(self, {call})\n"
                 f"    except _REFUSED as exc:\n        return _refused(self, _spec, exc, ({call},), _native)\n")
-    elif mode == "check":
-        body = f"    _check(self, _spec, ({call},))\n    return _impl(self, {call})\n"
+    elif mode == "check":  # ``native`` converts an input: native(arg, value) -> the backend's array
+        inputs = {a.name: i for i, a in enumerate(spec.arrays) if a.role == "in"}
+        conv = ", ".join(f"_native(_arrays[{inputs[p]}], {p})" if p in inputs and native is not None else p
+                         for p in spec.params)
+        body = f"    _check(self, _spec, ({call},))\n    return _impl(self, {conv})\n"
     else:
         raise ValueError(f"make_method: mode must be 'refuse' or 'check'; got {mode!r}.")
     src = f"def {spec.name}(self, {params}):\n{body}"
-    ns.update(_impl=impl, _spec=spec, _REFUSED=REFUSED, _refused=refused, _native=native, _check=_check_first)
+    ns.update(_impl=impl, _spec=spec, _REFUSED=REFUSED, _refused=refused, _native=native, _check=_check_first,
+              _arrays=spec.arrays)
     exec(compile(src, f"<fastnn adapter {owner}.{spec.name}>", "exec"), ns)  # noqa: S102  (our own source)
     fn = ns[spec.name]
     fn.__doc__ = spec.reference.__doc__

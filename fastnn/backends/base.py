@@ -133,6 +133,31 @@ def _needed_for(name, grad):
     return lambda v: f"{name} is needed for {grad}" if v[grad] is not None else None
 
 
+def _host_out_of_range(a, high):
+    """The first value of host integer array ``a`` outside [0, high), or None (device arrays and
+    other dtypes are not read here: their kernels or the reference check them)."""
+    if not isinstance(a, np.ndarray) or a.dtype.kind not in "iu" or a.ndim != 1 or not a.size:
+        return None
+    bad = a[(a < 0) | (a >= high)]
+    return bad[0] if bad.size else None
+
+
+def _labels_in_range(v):
+    logits, target = v["logits"], v["target"]
+    k = logits.shape[1] if len(getattr(logits, "shape", ())) == 2 else None
+    bad = None if k is None else _host_out_of_range(target, k)
+    if bad is not None:
+        raise ValueError(f"cross_entropy: target labels must be in [0, {k}); got {bad}.")
+
+
+def _rows_in_range(v):
+    x, idx = v["x"], v["idx"]
+    n = x.shape[0] if getattr(x, "shape", ()) else None
+    bad = None if n is None else _host_out_of_range(idx, n)
+    if bad is not None:
+        raise IndexError(f"mixup: index {bad} is out of bounds for {n} rows.")
+
+
 def _loss_args(pred, target=None):
     """The arrays of a loss kernel: pred (n, k) first (its dtype the others follow)."""
     return (In(pred, "n,k", required=f"{pred} must be an array"),
@@ -327,7 +352,8 @@ class Backend:
         return loss_out
 
     @op(*_loss_args("logits", In("target", {1: "n", 2: "n,k"}, {1: "int64", 2: "float"},
-                                  required="target must be an array")), anchor="logits")
+                                  required="target must be an array")), anchor="logits",
+        check=_labels_in_range)
     def cross_entropy(self, logits: Array, target: Array, *, label_smoothing: float = 0.0, weight: Array | None = None,
                       scale: float = 1.0, loss_out: Array, grad: Array | None = None) -> Array:
         """Fused stable softmax + cross-entropy on logits (n, k).
@@ -481,7 +507,8 @@ class Backend:
         return _write(out, x64 + std * z, x)
 
     @op(In("x", {2: "n,m", 1: "n"}, required="x must be an array"),
-        In("idx", "n", "int64", required="idx must be an array"), Out("out", {2: "n,m", 1: "n"}), anchor="x")
+        In("idx", "n", "int64", required="idx must be an array"), Out("out", {2: "n,m", 1: "n"}), anchor="x",
+        check=_rows_in_range)
     def mixup(self, x: Array, idx: Array, lam: float, *, out: Array | None = None) -> Array:
         """out = lam * x + (1 - lam) * x[idx] (Zhang et al. 2018). x (n, m) or (n,), idx int64 (n,)
         in [0, n); out like x, not aliasing it."""

@@ -69,6 +69,14 @@ def _words(value):
     return np.uint64(value & _MASK32), np.uint64(value >> 32)
 
 
+def _upload(arg, a):
+    """An input as a device array: None and device arrays as they are; host arrays uploaded (a
+    copy per call: keep data on the device), as int64 for the integer families."""
+    if a is None or isinstance(a, _DeviceArray):
+        return a
+    return cuda.to_device(np.ascontiguousarray(a, np.int64 if arg.family_of(np.ndim(a)) == "int64" else None))
+
+
 def _cupy():
     """The cupy module, or None when it is not installed (or under the simulator)."""
     if K.SIMULATED:
@@ -233,7 +241,6 @@ class CudaBackend(Backend):
     def _op_activation(self, name, x, alpha, out):
         owner = "activation"
         code = self._code(owner, name)
-        x = self._in(x)
         out = self._out(owner, "out", out, x.shape, x.dtype)
         if code == _SOFTMAX:
             self._rows(K.softmax_rows, x.shape[0], x, out)
@@ -244,7 +251,6 @@ class CudaBackend(Backend):
     def _op_activation_backward(self, name, dy, x, y, alpha, out):
         owner = "activation_backward"
         code = self._code(owner, name)
-        dy, x, y = self._in(dy), self._in(x), self._in(y)
         out = self._out(owner, "out", out, dy.shape, dy.dtype)
         if code == _SOFTMAX:
             self._rows(K.softmax_backward_rows, dy.shape[0], dy, y, out)
@@ -257,7 +263,6 @@ class CudaBackend(Backend):
     def _op_dense_forward(self, x, w, b, activation, alpha, z, out):
         owner = "dense_forward"
         code = self._code(owner, activation)
-        x, w, b = self._in(x), self._in(w), self._in(b)
         n, n_out = x.shape[0], w.shape[1]
         if z is not None:
             z = self._out(owner, "z", z, (n, n_out), w.dtype)
@@ -270,7 +275,6 @@ class CudaBackend(Backend):
     def _op_dense_backward(self, dy, x, w, y, z, activation, alpha, dw, db, dx, dz):
         owner = "dense_backward"
         code = self._code(owner, activation)
-        dy, x, w, y, z = (self._in(a) for a in (dy, x, w, y, z))
         n, n_out = dy.shape
         dt = dy.dtype
         if code == _SOFTMAX:
@@ -303,14 +307,6 @@ class CudaBackend(Backend):
 
     def _loss_args(self, owner, pred_name, pred, target, weight, loss_out, grad, labels=False):
         """Checked device arrays (pred, target, weight, grad) of a loss call."""
-        pred, weight = self._in(pred), self._in(weight)
-        if labels and not _is_device(target):
-            target = np.asarray(target)
-            k = pred.shape[1] if pred.ndim == 2 else 0
-            if target.size and (target.min() < 0 or target.max() >= k):
-                bad = target[(target < 0) | (target >= k)][0]
-                raise ValueError(f"{owner}: target labels must be in [0, {k}); got {bad}.")
-        target = self._in(target, _I64 if labels else None)
         n, k = pred.shape
         if grad is not None:
             grad = self._out(owner, "grad", grad, (n, k), pred.dtype)
@@ -357,7 +353,6 @@ class CudaBackend(Backend):
     def _op_batchnorm_forward(self, x, gamma, beta, running_mean, running_var, eps, momentum, training, mean,
                               inv_std, out):
         owner = "batchnorm_forward"
-        x, gamma, beta = self._in(x), self._in(gamma), self._in(beta)
         if training:
             check_batch_rows(owner, x.shape[0])
         n, m = x.shape
@@ -370,7 +365,6 @@ class CudaBackend(Backend):
         return out
 
     def _op_batchnorm_backward(self, dy, x, gamma, mean, inv_std, training, dgamma, dbeta, dx):
-        dy, x, gamma, mean, inv_std = (self._in(a) for a in (dy, x, gamma, mean, inv_std))
         m = dy.shape[1]
         dt = dy.dtype
         has_dgamma = dgamma is not None and dbeta is not None
@@ -383,7 +377,6 @@ class CudaBackend(Backend):
 
     def _op_dropout_forward(self, x, rate, key, step, mask, out):
         owner = "dropout_forward"
-        x = self._in(x)
         out = self._out(owner, "out", out, x.shape, x.dtype)
         mask_arr, has_mask = self._or_dummy(mask, np.uint8, 1)
         k0, k1 = _words(key)
@@ -396,7 +389,6 @@ class CudaBackend(Backend):
 
     def _op_dropout_backward(self, dy, mask, rate, out):
         owner = "dropout_backward"
-        dy, mask = self._in(dy), self._in(mask)
         out = self._out(owner, "out", out, dy.shape, dy.dtype)
         scale = float(np.asarray(1.0 / (1.0 - rate), dy.dtype))
         self._run(K.dropout_backward, dy.size, _flat(dy), _flat(mask), scale, _flat(out))
@@ -404,7 +396,6 @@ class CudaBackend(Backend):
 
     def _op_gaussian_noise(self, x, std, key, step, out):
         owner = "gaussian_noise"
-        x = self._in(x)
         out = self._out(owner, "out", out, x.shape, x.dtype)
         k0, k1 = _words(key)
         s0, s1 = _words(step)
@@ -413,20 +404,12 @@ class CudaBackend(Backend):
 
     def _op_mixup(self, x, idx, lam, out):
         owner = "mixup"
-        x = self._in(x)
-        if not _is_device(idx):
-            idx = np.asarray(idx)
-            if idx.size and (idx.min() < 0 or idx.max() >= x.shape[0]):
-                bad = idx[(idx < 0) | (idx >= x.shape[0])][0]
-                raise IndexError(f"{owner}: index {bad} is out of bounds for {x.shape[0]} rows.")
-            idx = self._in(idx, np.int64)
         out = self._out(owner, "out", out, x.shape, x.dtype)
         self._run(K.mixup, x.size, _as_2d(x), idx, float(lam), _as_2d(out))
         return out
 
     def _op_mixup_labels(self, labels, idx, lam, out):
         owner = "mixup_labels"
-        labels, idx = self._in(labels, np.int64), self._in(idx, np.int64)
         out = self._out(owner, "out", out, (labels.shape[0], None), None)
         self._run(K.mixup_labels, out.size, labels, idx, float(lam), out)
         return out
@@ -434,7 +417,6 @@ class CudaBackend(Backend):
     # ------------------------------------------------------ flat buffers, update
     def _op_sum_squares(self, x):
         acc = self._scalar_acc()
-        x = self._in(x)
         self._run(K.sum_squares, x.size, _flat(x), acc)
         return self._read(acc)
 
@@ -460,7 +442,6 @@ class CudaBackend(Backend):
         return self._read(self.penalty_into(w, g, l1=l1, l2=l2, loss_out=self._scalar_acc()))
 
     def _op_penalty_into(self, w, g, l1, l2, scale, loss_out):
-        w = self._in(w)
         gg, has_g = self._or_dummy(g, w.dtype, 1)
         self._run(K.penalty, w.size, _flat(w), _flat(gg) if has_g else gg, has_g, float(l1), float(l2), float(scale),
                   loss_out)
@@ -469,7 +450,6 @@ class CudaBackend(Backend):
     def _update(self, kernel, p, g, buffers, *scalars):
         """Launch an optimizer kernel over the flat buffers (checked by the spec); a buffer this
         call does not use (None) is passed as p, which the kernel then never reads."""
-        g = self._in(g)
         self._run(kernel, p.size, p, g, *(p if b is None else b for b in buffers), *scalars)
 
     def _op_sgd_update(self, p, g, buf, lr, momentum, dampening, nesterov, weight_decay, first_step):
@@ -510,7 +490,7 @@ class CudaBackend(Backend):
 #: the operations with a CUDA kernel (the ``_op_<name>`` methods above): the spec's checks first,
 #: then the launch
 KERNELS = {name: getattr(CudaBackend, "_op_" + name) for name in SPECS if hasattr(CudaBackend, "_op_" + name)}
-implement(CudaBackend, KERNELS, "check")
+implement(CudaBackend, KERNELS, "check", _upload)
 
 
 def _launch_by_name(spec, kernels=K):
@@ -525,17 +505,17 @@ def _launch_by_name(spec, kernels=K):
 
     def launch(self, *args):
         values = dict(zip(spec.params, args))
-        first = self._in(args[0])
+        first = args[0]  # the inputs arrive uploaded (the adapter); outputs are the caller's
         out = []
         for name, v in values.items():
             if name in arrays:
-                out.append(first if v is None or (name in used and not used[name](values)) else self._in(v))
+                out.append(first if v is None or (name in used and not used[name](values)) else v)
             else:
                 out.append(v if isinstance(v, (bool, np.bool_)) else float(v))
         self._run(kernel, first.size, *out)
 
     KERNELS[spec.name] = launch
-    implement(CudaBackend, {spec.name: launch}, "check")
+    implement(CudaBackend, {spec.name: launch}, "check", _upload)
 
 
 _adapter.add_convention(_launch_by_name)
