@@ -9,7 +9,7 @@ its spec: it raises what the caller must fix (mixed float dtypes, wrong shapes o
 missing array, an unknown activation) with the operation, the argument, the value and the
 remedy, and otherwise says whether every array suits a backend's native kernels. The adapters
 of fastnn/backends/_adapter.py run it at the boundary of every compiled and CUDA kernel.
-Nothing here imports NumPy's fast paths, numba or the compiled kernels.
+Nothing here imports numba or the compiled kernels.
 """
 
 from __future__ import annotations
