@@ -8,10 +8,9 @@
 
 from __future__ import annotations
 
-__version__ = "0.1.0"
-
 import importlib
 
+from ._version import __version__
 from .errors import ModelFormatError, TrainingDiverged
 
 #: Public names imported on first use (PEP 562), so that importing fastnn or one of its

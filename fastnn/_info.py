@@ -34,7 +34,7 @@ def _cpu_name():
 
 
 def collect():
-    from . import __version__
+    from ._version import __version__
 
     try:
         from .backends import cpu

@@ -26,27 +26,38 @@ from ._checks import check_float, check_int
 
 
 class Augmentation:
-    """Base class. A subclass declares the rows it writes (``_buffer_shapes``) and transforms a
-    batch (``_apply``); the Trainer owns and sizes the buffers."""
+    """Base class of a batch transform. The Trainer drives it through this protocol:
 
-    def _bind(self, key, capacity):
-        """Before training: the key of this augmentation's random stream (from the Trainer's
-        seed and its position) and the largest batch it will see."""
+    - ``bind(key, capacity)`` when fit starts: the key of the augmentation's random stream
+      (from the Trainer's seed and the augmentation's position) and the largest batch.
+    - ``buffer_shapes(n_features, n_out, dtype, weighted)``: {name: (row shape, dtype)} of the
+      batch buffers it writes; the Trainer allocates them once ((capacity, *row shape)).
+    - ``apply(backend, rng, out, x, y, w) -> (x, y, w)`` per training batch: backend arrays
+      (x (rows, n_features), y the loss's targets, w (rows,) or None); the results are new
+      arrays written into ``out`` (``buffer_shapes``' names, sliced to the batch's rows) or the
+      inputs themselves; ``rng`` is the Trainer's generator. It must allocate nothing.
+    - ``state_dict()`` / ``load_state_dict(state)``: what training changes, for checkpoints.
+    """
 
-    def _buffer_shapes(self, n_features, n_out, dtype, weighted):
-        """{name: (row shape, dtype)} of the batch buffers ``_apply`` receives as ``out``."""
+    def bind(self, key, capacity):
+        """Before training: the key of this augmentation's random stream (a 64-bit int from the
+        Trainer's seed and its position) and the largest batch it will see."""
+
+    def buffer_shapes(self, n_features, n_out, dtype, weighted):
+        """{name: (row shape, dtype)} of the batch buffers ``apply`` receives as ``out``."""
         return {}
 
-    def _apply(self, backend, rng, out, x, y, w):
+    def apply(self, backend, rng, out, x, y, w):
         """Transform one batch: returns (x, y, w), new arrays written into ``out`` or the inputs."""
         raise NotImplementedError  # every concrete augmentation defines it
 
     def state_dict(self):
-        """State that training changes (JSON-able; checkpoints save it)."""
+        """State that training changes (JSON-able; checkpoints save it): the key is the
+        Trainer's (``Trainer.state_dict``), so only counters belong here."""
         return {}
 
     def load_state_dict(self, state):
-        """Restore what ``state_dict`` returned."""
+        """Restore what ``state_dict`` returned; raises ValueError for a value it cannot hold."""
 
     def get_config(self):
         return {}
@@ -81,13 +92,13 @@ class GaussianNoise(Augmentation):
         self.step = 0
         self._key = 0
 
-    def _bind(self, key, capacity):
+    def bind(self, key, capacity):
         self._key = key
 
-    def _buffer_shapes(self, n_features, n_out, dtype, weighted):
+    def buffer_shapes(self, n_features, n_out, dtype, weighted):
         return {"x": ((n_features,), dtype)}
 
-    def _apply(self, backend, rng, out, x, y, w):
+    def apply(self, backend, rng, out, x, y, w):
         x = backend.gaussian_noise(x, std=self.std, key=self._key, step=self.step, out=out["x"])
         self.step += 1
         return x, y, w
@@ -96,6 +107,8 @@ class GaussianNoise(Augmentation):
         return {"step": self.step}
 
     def load_state_dict(self, state):
+        if not isinstance(state, dict) or "step" not in state:
+            raise ValueError(f"GaussianNoise.load_state_dict: state must be a dict with a 'step'; got {state!r}.")
         self.step = check_int("GaussianNoise.load_state_dict", "step", state["step"], low=0, high=2**64 - 1)
 
     def get_config(self):
@@ -129,13 +142,13 @@ class Mixup(Augmentation):
         self._order = self._perm = None
         self._views = {}
 
-    def _bind(self, key, capacity):
+    def bind(self, key, capacity):
         if self._order is None or len(self._order) < capacity:
             self._order = np.arange(capacity, dtype=np.int64)
             self._perm = np.empty(capacity, dtype=np.int64)
             self._views = {}
 
-    def _buffer_shapes(self, n_features, n_out, dtype, weighted):
+    def buffer_shapes(self, n_features, n_out, dtype, weighted):
         shapes = {"x": ((n_features,), dtype), "y": ((n_out,), dtype)}
         if weighted:
             shapes["w"] = ((), dtype)
@@ -151,7 +164,7 @@ class Mixup(Augmentation):
         rng.shuffle(perm)
         return perm
 
-    def _apply(self, backend, rng, out, x, y, w):
+    def apply(self, backend, rng, out, x, y, w):
         lam = float(rng.beta(self.alpha, self.alpha))
         idx = backend.asarray(self._partners(rng, x.shape[0]))
         x = backend.mixup(x, idx, lam, out=out["x"])

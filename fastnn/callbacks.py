@@ -469,7 +469,7 @@ def _predicts_finite(model, X, chunk=4096):
     backend = model.backend
     with np.errstate(all="ignore"):
         for start in range(0, X.shape[0], chunk):
-            out = model._forward(X[start:start + chunk], training=False)
+            out = model.forward(X[start:start + chunk], training=False)
             if not np.isfinite(backend.to_numpy(out)).all():
                 return False
     return True

@@ -13,12 +13,17 @@ parameter, written atomically, read without pickle by fastnn._archive's reader) 
 - ``optimizer/<name>.npy``: the optimizer's state buffers (momentum, Adam's moments, ...),
   each shaped like the flat parameter buffer, in the model's dtype.
 
+The file is written from ``Trainer.state_dict()`` and the Trainer's public settings, and read
+back as a ``Checkpoint`` (model, settings, state) that ``Trainer.from_checkpoint`` turns into a
+Trainer with ``load_state_dict``: this module knows the file, the Trainer knows its state.
 Everything a continued ``fit`` reads is restored, so N epochs, save, restore, M epochs gives
 the same bits as N + M epochs without stopping (same device and thread count). Callbacks are
 not saved: pass them again to ``fit``.
 """
 
 from __future__ import annotations
+
+from typing import NamedTuple
 
 import numpy as np
 
@@ -28,9 +33,8 @@ from . import metrics as _metrics
 from . import optim as _optim
 from . import schedules as _schedules
 from ._archive import format_error
-from .errors import ModelFormatError
+from ._params import max_padded_size
 from .io import build_model, read_model_file, save_model
-from .model import _ALIGN
 
 FORMAT = "fastnn.checkpoint"
 FORMAT_VERSION = 1
@@ -46,6 +50,10 @@ _KINDS = {
     "metric": {cls.__name__: cls for cls in _metrics.METRICS.values()},
     "augmentation": {cls.__name__: getattr(_augment, cls.__name__) for cls in (_augment.GaussianNoise, _augment.Mixup)},
 }
+
+#: What rebuilding a Trainer from a checkpoint's fields raises for fields this fastnn does not
+#: write (Trainer.from_checkpoint turns them into ModelFormatError with checkpoint_error).
+CHECKPOINT_ERRORS = (KeyError, TypeError, ValueError, IndexError, AttributeError, OverflowError, RecursionError)
 
 
 def _spec(kind, obj, owner):
@@ -63,32 +71,29 @@ def _build(kind, spec):
 
 
 def save_checkpoint(trainer, path):
-    """Write ``trainer``'s model and training state to ``path`` atomically (see the module docstring)."""
+    """Write ``trainer``'s model, settings and ``state_dict()`` to ``path`` atomically (see the
+    module docstring). Reads only the Trainer's public attributes."""
     owner = "Trainer.save_checkpoint"
     model, opt = trainer.model, trainer.optimizer
     if not model.built:
         raise ValueError(f"{owner}: the model is not built yet; give input_dim or train it first.")
-    opt.bind(model)  # a Trainer that has not trained yet: its state buffers exist (zeros)
-    index = {id(layer): i for i, layer in enumerate(model.layers)}
-    layer_options = {str(index[k]): v for k, v in opt._layer_options.items() if k in index}
+    state = trainer.state_dict()
+    history = state.pop("history")
+    opt_state = state["optimizer"]
+    layer_options = opt_state.pop("layer_options")
+    buffers = opt_state.pop("state")
     optimizer = {"type": _spec("optimizer", opt, owner)["type"], "config": opt.get_config(),
                  "lr": _spec("schedule", opt.lr, owner), "layer_options": layer_options}
     settings = {"loss": _spec("loss", trainer.loss, owner), "optimizer": optimizer, "batch_size": trainer.batch_size,
                 "metrics": [_spec("metric", m, owner) for m in trainer.metrics], "l1": trainer.l1, "l2": trainer.l2,
                 "clip_norm": trainer.clip_norm, "clip_value": trainer.clip_value, "shuffle": trainer.shuffle,
                 "seed": trainer.seed, "augment": [_spec("augmentation", a, owner) for a in trainer.augment]}
-    opt_state = opt.state_dict()
-    buffers = opt_state.pop("state")
     arrays = {f"optimizer/{name}.npy": np.ascontiguousarray(value, dtype=model.dtype)
               for name, value in buffers.items()}
     opt_state["state"] = sorted(buffers)
     opt_state["shape"] = list(model.params.shape)
-    state = {"epoch": trainer.epoch, "rng": trainer.rng.bit_generator.state, "augment_keys": trainer._augment_keys,
-             "augment": [a.state_dict() for a in trainer.augment],
-             "layers": {str(i): layer.state_dict() for i, layer in enumerate(model.layers) if layer.state_dict()},
-             "optimizer": opt_state}
     document = {"format": FORMAT, "format_version": FORMAT_VERSION, "trainer": settings, "state": state,
-                "history": trainer.history.state_dict(), "device": model.device}
+                "history": history, "device": model.device}
     save_model(model, path, extra={"checkpoint.json": document, **arrays}, kind="checkpoint")
 
 
@@ -112,8 +117,8 @@ def _read_extra(path, owner):
                 raise ValueError("bad optimizer state")
         except (KeyError, TypeError, ValueError):
             ar.fail("checkpoint.json lacks a valid optimizer state list and shape")
-        # the flat buffer holds the parameters, each padded to _ALIGN elements (fastnn.model)
-        if len(shape) != 1 or not isinstance(shape[0], int) or not n_params <= shape[0] <= n_params * (1 + _ALIGN):
+        # the flat buffer holds the parameters, each padded (fastnn._params)
+        if len(shape) != 1 or not isinstance(shape[0], int) or not n_params <= shape[0] <= max_padded_size(n_params):
             ar.fail(f"the optimizer state shape {list(shape)!r} does not fit the model's {n_params} parameters")
         if len(names) * n_params * dtype.itemsize > ar.size:
             ar.fail(f"{len(names)} optimizer buffers of {n_params} parameters are more than the file can hold")
@@ -124,29 +129,30 @@ def _read_extra(path, owner):
     return extra
 
 
-def _layer_index(key, model):
-    """A layer index the file gives as a string key: "0" ... str(len(model.layers) - 1)."""
-    if not isinstance(key, str) or not key.isdigit() or int(key) >= len(model.layers):
-        raise ValueError(f"layer key {key!r} is not a layer of the model (0..{len(model.layers) - 1})")
-    return int(key)
+class Checkpoint(NamedTuple):
+    """A checkpoint's content, checked and rebuilt: what ``Trainer.from_checkpoint`` makes a
+    Trainer of, as ``Trainer(model, **settings)`` then ``trainer.load_state_dict(state)``."""
+
+    model: object     # the Sequential, on the device asked for
+    settings: dict    # the Trainer's keyword arguments: loss, optimizer (with its per-layer options), ...
+    state: dict       # Trainer.state_dict() as saved, the optimizer's buffers and the History included
 
 
-def _check_count(name, value, high=2**64 - 1):
-    """A step or epoch count from the file: an int in [0, high] (bools refused)."""
-    if not isinstance(value, int) or isinstance(value, bool) or not 0 <= value <= high:
-        raise ValueError(f"{name} must be an integer in [0, {high}]; got {value!r}")
-    return value
+def checkpoint_error(path, exc, owner):
+    """The ModelFormatError for a checkpoint whose fields describe no Trainer (``exc``: what
+    rebuilding raised, one of CHECKPOINT_ERRORS)."""
+    return format_error(path, f"checkpoint.json does not describe a Trainer this fastnn can rebuild "
+                              f"({type(exc).__name__}: {exc})", owner)
 
 
-def load_checkpoint(path, device=None):
-    """The Trainer saved by ``save_checkpoint`` at ``path``, on ``device`` (default: the one it
-    was saved from). Raises ModelFormatError for a file that is not an intact checkpoint: one
-    whose fields (its device, counts, keys, optimizer state) are not what this fastnn writes is
-    refused here, not later in ``fit``; a bad ``device`` argument raises ValueError."""
+def read_checkpoint(path, device=None, owner="Trainer.from_checkpoint"):
+    """The Checkpoint saved by ``save_checkpoint`` at ``path``, its model on ``device`` (default:
+    the one it was saved from). Raises ModelFormatError for a file that is not an intact
+    checkpoint: one whose fields (its device, settings, optimizer state) are not what this
+    fastnn writes is refused here (the Trainer's load_state_dict checks the rest); a bad
+    ``device`` argument raises ValueError."""
     from .backends import DEVICES, get_backend
-    from .trainer import Trainer
 
-    owner = "Trainer.from_checkpoint"
     if device is not None:
         get_backend(device, owner)  # a bad device argument is the caller's error, not the file's
     content = read_model_file(path, owner, extra=_read_extra(path, owner), kind="checkpoint")
@@ -159,45 +165,19 @@ def load_checkpoint(path, device=None):
     model = build_model(content, path, device, owner)
     try:
         settings, state = doc["trainer"], doc["state"]
-        for key, value in state["layers"].items():
-            model.layers[_layer_index(key, model)].load_state_dict(value)
         spec = settings["optimizer"]
         optimizer = _KINDS["optimizer"][spec["type"]](lr=_build("schedule", spec["lr"]), **spec["config"])
-        for key, options in spec["layer_options"].items():
-            optimizer.set_layer_options(model.layers[_layer_index(key, model)], **options)
-        trainer = Trainer(model, _build("loss", settings["loss"]), optimizer, batch_size=settings["batch_size"],
-                          metrics=[_build("metric", m) for m in settings["metrics"]], l1=settings["l1"],
-                          l2=settings["l2"], clip_norm=settings["clip_norm"], clip_value=settings["clip_value"],
-                          shuffle=settings["shuffle"], seed=settings["seed"],
-                          augment=[_build("augmentation", a) for a in settings["augment"]] or None)
-        optimizer.bind(model)
-        optimizer.load_state_dict({**state["optimizer"], "state": arrays})
-        if set(arrays) != set(optimizer.state):
-            raise ValueError(f"the optimizer state has {sorted(arrays)}; {spec['type']} needs "
-                             f"{sorted(optimizer.state)}")
-        opt_state = state["optimizer"]
-        _check_count("the optimizer's step_count", opt_state["step_count"])
-        _check_count("the optimizer's epoch", opt_state.get("epoch", 0))
-        lr_scale = opt_state.get("lr_scale", 1.0)
-        if isinstance(lr_scale, bool) or not isinstance(lr_scale, (int, float)) or not 0 < lr_scale < float("inf"):
-            raise ValueError(f"the optimizer's lr_scale must be a positive finite number; got {lr_scale!r}")
-        trainer.rng.bit_generator.state = state["rng"]
-        keys = [_check_count("an augmentation key", k) for k in state["augment_keys"]]
-        if len(keys) != len(trainer.augment) or len(state["augment"]) != len(trainer.augment):
-            raise ValueError("one key and one state per augmentation")
-        trainer._augment_keys = keys
-        for aug, aug_state in zip(trainer.augment, state["augment"]):
-            aug.load_state_dict(aug_state)
-        trainer.epoch = _check_count("the epoch", state["epoch"])
-        for e in doc["history"]["epoch"]:
-            _check_count("a History epoch", e)
-        trainer.history.load_state_dict(doc["history"])
-    except ModelFormatError:
-        raise
-    except (KeyError, TypeError, ValueError, IndexError, AttributeError, OverflowError, RecursionError) as exc:
-        raise format_error(path, f"checkpoint.json does not describe a Trainer this fastnn can rebuild "
-                                 f"({type(exc).__name__}: {exc})", owner) from None
-    return trainer
+        kwargs = {"loss": _build("loss", settings["loss"]), "optimizer": optimizer,
+                  "batch_size": settings["batch_size"], "metrics": [_build("metric", m) for m in settings["metrics"]],
+                  "l1": settings["l1"], "l2": settings["l2"], "clip_norm": settings["clip_norm"],
+                  "clip_value": settings["clip_value"], "shuffle": settings["shuffle"], "seed": settings["seed"],
+                  "augment": [_build("augmentation", a) for a in settings["augment"]] or None}
+        state = {**state, "history": doc["history"],
+                 "optimizer": {**state["optimizer"], "state": arrays, "layer_options": spec["layer_options"]}}
+    except CHECKPOINT_ERRORS as exc:
+        raise checkpoint_error(path, exc, owner) from None
+    return Checkpoint(model, kwargs, state)
 
 
-__all__ = ["FORMAT_VERSION", "load_checkpoint", "save_checkpoint"]
+__all__ = ["CHECKPOINT_ERRORS", "Checkpoint", "FORMAT_VERSION", "checkpoint_error", "read_checkpoint",
+           "save_checkpoint"]

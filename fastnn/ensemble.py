@@ -18,6 +18,7 @@ import numpy as np
 from ._archive import MAX_JSON_BYTES, ArchiveReader, format_error, write_archive
 from ._checks import as_float_array, check_choice
 from .errors import TrainingDiverged
+from .losses import DEFAULT_LOSS, fused_activation, get_loss
 
 FORMAT = "fastnn.ensemble"
 FORMAT_VERSION = 1
@@ -27,9 +28,6 @@ MAX_MEMBERS = 1024
 MEMBER_RATIO = 16
 #: The averaging an ensemble can do: 'softmax'/'sigmoid' average probabilities, 'identity' outputs.
 OUTPUTS = ("auto", "softmax", "sigmoid", "identity")
-#: The activation a fused loss puts on a member's logits (read from a model's metadata["loss"]).
-_LOSS_ACTIVATION = {"cross_entropy": "softmax", "binary_cross_entropy": "sigmoid"}
-_DEFAULT_LOSS = {"softmax": "cross_entropy", "sigmoid": "binary_cross_entropy", "identity": "mse"}
 
 
 def _member_activation(model):
@@ -38,9 +36,10 @@ def _member_activation(model):
     act = model.output_activation
     if act in ("softmax", "sigmoid"):
         return act, False
-    loss = (getattr(model, "metadata", None) or {}).get("loss")
-    if act == "identity" and loss in _LOSS_ACTIVATION:
-        return _LOSS_ACTIVATION[loss], True
+    # the activation a fused loss puts on a member's logits (read from its metadata["loss"])
+    fused = fused_activation((getattr(model, "metadata", None) or {}).get("loss"))
+    if act == "identity" and fused is not None:
+        return fused, True
     return "identity", False
 
 
@@ -159,12 +158,11 @@ class Ensemble:
         metrics : names or instances from fastnn.metrics ('accuracy', 'r2', ...).
         """
         from .backends import get_backend
-        from .losses import get_loss
         from .metrics import get_metric
 
         owner = "Ensemble.evaluate"
         X = self._check_X(owner, X)
-        loss = get_loss(_DEFAULT_LOSS[self.output] if loss is None else loss, owner)
+        loss = get_loss(DEFAULT_LOSS[self.output] if loss is None else loss, owner)
         metrics = [get_metric(m, owner) for m in ((metrics,) if isinstance(metrics, str) else metrics)]
         y = loss.prepare_target(y, self.n_out, np.float64, owner)
         if len(y) != len(X):

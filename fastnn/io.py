@@ -20,71 +20,18 @@ written before it was recorded have none and are told apart by their members.
 
 from __future__ import annotations
 
-import json
 import math
 import re
 from typing import NamedTuple
 
 import numpy as np
 
-from ._archive import ArchiveReader, format_error, write_archive_to, write_check
+from ._archive import ArchiveReader, format_error
 from ._checks import check_dtype_name, check_int, check_seed
-from ._files import atomic_write
+from ._modelfile import FORMAT, FORMAT_VERSION, save_model, write_model
 
-FORMAT = "fastnn.model"
-FORMAT_VERSION = 1
 #: A parameter name a file may choose itself (see LayerSpec): it becomes part of a member name.
 _PARAM_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,63}")
-
-
-def _array_entries(model):
-    entries = []
-    for i, layer in enumerate(model.layers):
-        for name, shape, _ in layer.param_shapes():
-            entries.append({"name": f"arrays/{i}.{name}.npy", "layer": i, "param": name, "shape": list(shape)})
-    return entries
-
-
-def save_model(model, path, extra=None, kind="model"):
-    """Write ``model`` to ``path`` atomically (see the module docstring for the format).
-
-    ``extra`` ({member name: JSON-able object or NumPy array}) adds members after the model's,
-    as ``.json`` text or ``.npy`` arrays, and ``kind`` is the manifest's kind: training
-    checkpoints (fastnn.checkpoint) use them.
-    """
-    owner = "Sequential.save" if kind == "model" else "Trainer.save_checkpoint"
-    members = model_members(model, extra, kind)
-    write_check(members, owner)  # before the file is opened: a save that fails leaves nothing
-    with atomic_write(path, owner=owner) as f:
-        write_archive_to(f, members)
-
-
-def write_model(model, f, extra=None, kind="model"):
-    """Write ``model`` (and ``extra``, ``kind``, as save_model) as a model file's bytes to the
-    binary file object ``f`` (fastnn.ensemble stores its members with it)."""
-    members = model_members(model, extra, kind)
-    write_check(members, "Sequential.save")
-    write_archive_to(f, members)
-
-
-def model_members(model, extra=None, kind="model"):
-    """The archive members [(name, JSON text or array)] of ``model`` (and ``extra``, ``kind``)."""
-    from . import __version__
-
-    if not model.built:
-        raise ValueError("Sequential.save: the model is not built yet; give input_dim or train it first.")
-    entries = _array_entries(model)
-    meta = {"format": FORMAT, "format_version": FORMAT_VERSION, "kind": kind, "fastnn_version": __version__,
-            "model": model.get_config(), "arrays": entries, "metadata": model.metadata}
-    try:
-        text = json.dumps(meta, indent=1, allow_nan=False)
-    except (TypeError, ValueError) as exc:
-        raise TypeError(f"Sequential.save: model.metadata must be JSON-serialisable; {exc}.") from None
-    members = [("model.json", text)]
-    members += [(e["name"], model.backend.to_numpy(model.layers[e["layer"]].params[e["param"]])) for e in entries]
-    members += [(name, v if isinstance(v, np.ndarray) else json.dumps(v, indent=1, allow_nan=False))
-                for name, v in (extra or {}).items()]
-    return members
 
 
 def _read_meta(ar):
@@ -223,10 +170,35 @@ def read_model_file(path, owner="fastnn.load", describers=None, extra=None, stre
             ar.fail("metadata is not a JSON object")
     content = ModelFile(dtype, input_dim, seed, specs, weights, metadata, extra_value)
     if extra is None:  # a model file of an older fastnn train: its input scaling becomes a layer
-        from .preprocessing import upgrade_legacy
-
         content = upgrade_legacy(content, path, owner)
     return content
+
+
+def upgrade_legacy(content, path, owner):
+    """A ModelFile from ``read_model_file`` whose metadata holds the input scaling
+    that ``fastnn train`` kept outside the model before the Standardize layer existed
+    (``{"standardize": {"mean": [...], "scale": [...]}}``), with that scaling turned into a
+    Standardize first layer, so every reader applies it; other files are returned as they are."""
+    from .preprocessing import PREPROCESSING_TYPES
+
+    std = content.metadata.get("standardize")
+    if std is None or (content.layers and content.layers[0].kind in PREPROCESSING_TYPES):
+        return content
+    n = content.input_dim
+    try:
+        mean = np.asarray(std["mean"], np.float64)
+        scale = np.asarray(std["scale"], np.float64)
+        ok = mean.shape == scale.shape == (n,) and np.isfinite(mean).all() and np.isfinite(scale).all() \
+            and (scale > 0).all()
+    except (TypeError, ValueError, KeyError):
+        ok = False
+    if not ok:
+        raise format_error(path, f"its metadata 'standardize' (the input scaling of an older fastnn train) is not {n} "
+                           f"finite means and positive scales", owner)
+    spec = describe_layer("Standardize", {"adapted": True}, n, content.dtype)
+    arrays = [np.asarray(a, content.dtype) for a in (mean, 1.0 / scale, np.zeros(n))]
+    metadata = {k: v for k, v in content.metadata.items() if k != "standardize"}
+    return content._replace(layers=[spec, *content.layers], weights=[arrays, *content.weights], metadata=metadata)
 
 
 def load(path, device="cpu"):
@@ -252,7 +224,7 @@ def build_model(content, path, device="cpu", owner="fastnn.load"):
 
     model = Sequential([spec.layer for spec in content.layers], seed=content.seed, device=device,
                        dtype=content.dtype)
-    model._build(content.input_dim, initialize=False)  # set_weights fills every parameter next
+    model.build(content.input_dim, initialize=False)  # set_weights fills every parameter next
     try:
         model.set_weights([w for layer_weights in content.weights for w in layer_weights])
     except ValueError as exc:  # values a layer cannot hold (a negative BatchNorm variance)

@@ -3,6 +3,11 @@
 A layer is built by its model (``build``), which hands it views into the model's flat
 parameter and gradient buffers (``bind``). Forward and backward write into workspaces that
 are allocated once for the largest batch seen and reused, so a training step allocates nothing.
+
+The protocol a model drives (see Layer): ``build`` -> ``param_shapes`` -> ``bind`` ->
+``reset_parameters``, then ``forward(x, training, skip_activation)`` and, after a training
+forward, ``backward(dy, need_dx)``; ``fused_dense_step`` lets a layer join a stack that the
+backend runs in one call (``Backend.dense_chain``).
 """
 
 from __future__ import annotations
@@ -84,7 +89,25 @@ class Layer:
 
     Attributes: ``trainable`` (False freezes the layer: no weight gradient, no update),
     ``built``, ``n_in``/``n_out`` once built, ``params``/``grads`` (dicts of views into the
-    model's flat buffers).
+    model's flat buffers), ``on_trainable_change`` (None, or a callable the model sets to be
+    told when ``trainable`` changes).
+
+    The running contract, which Sequential relies on and a new layer implements:
+
+    - ``forward(x, training=False, skip_activation=False) -> y``: x (n_samples, n_in) and y
+      (n_samples, n_out) are backend arrays of the model's dtype; y is written into the
+      layer's workspace (``self._ws``, one set per thread, reused per row count) or is x
+      itself, and stays valid until the next forward of the same row count in the same
+      thread. ``training`` selects the training behaviour (batch statistics, dropout) and
+      makes the layer keep what its backward reads; an evaluation forward keeps nothing, so
+      it never disturbs a training step. ``skip_activation`` (the last layer, when the loss
+      fuses the activation) returns the pre-activation.
+    - ``backward(dy, need_dx=True) -> dx or None``: only after ``forward(training=True)`` on
+      the same rows. Writes the parameter gradients into ``grads`` (unless frozen) and returns
+      dL/dx, or None when ``need_dx`` is False (nothing below needs it). ``dy`` belongs to the
+      layer above (or the loss) and may be overwritten; dx may be ``dy`` itself.
+    - ``fused_dense_step(rows, skip_activation, need_dx)``: this layer as one step of a fused
+      Dense stack, or None (the default) when it cannot join one.
     """
 
     # Parameter kinds (param_shapes): "weight" is penalised (l1/l2) and decayed; "bias" and
@@ -95,11 +118,8 @@ class Layer:
     #: Rows a training batch needs (BatchNorm: 2, to estimate a variance).
     min_train_rows = 1
 
-    #: Bumped whenever any layer's ``trainable`` changes (Sequential's compiled Dense chains are
-    #: keyed on it).
-    _trainable_changes = 0
-
     def __init__(self):
+        self.on_trainable_change = None
         self.trainable = True
         self.built = False
         self.n_in = self.n_out = None
@@ -119,7 +139,9 @@ class Layer:
     @trainable.setter
     def trainable(self, value):
         self._trainable = value
-        Layer._trainable_changes += 1
+        hook = getattr(self, "on_trainable_change", None)  # None before Layer.__init__ ran
+        if hook is not None:  # the model drops what it derived from the old value
+            hook()
 
     # ------------------------------------------------------------- building
     def build(self, n_in, backend, dtype):
@@ -164,10 +186,25 @@ class Layer:
 
     # -------------------------------------------------------------- running
     def forward(self, x, training=False, skip_activation=False):
+        """y = f(x) for a batch x (n_samples, n_in); see the class docstring for the contract."""
         raise NotImplementedError  # every concrete layer defines it
 
     def backward(self, dy, need_dx=True):
+        """Fill the gradients from dL/dy and return dL/dx (or None); see the class docstring."""
         raise NotImplementedError  # every concrete layer defines it
+
+    def fused_dense_step(self, rows, skip_activation=False, need_dx=True):
+        """This layer as one step of a fused Dense stack (``Backend.dense_chain``) for training
+        batches of ``rows`` rows: the tuple (w, b, activation, alpha, z, y, dw, db, dx) of its
+        parameters, workspaces and gradient outputs, or None when the layer cannot join one
+        (the default: only Dense can)."""
+        return None
+
+    def fused_forward_done(self, x, step):
+        """Told that a fused stack ran this layer's training forward on ``x`` with the buffers
+        of ``step`` (from ``fused_dense_step``): keep what ``backward`` reads, as ``forward``
+        would have, so that a backward layer by layer can follow."""
+        raise NotImplementedError  # every layer whose fused_dense_step returns a step defines it
 
     @property
     def output_activation(self):
@@ -270,6 +307,23 @@ class Dense(Layer):
         if training:
             self._x, self._y, self._z, self._act = x, y, z, act
         return y
+
+    def fused_dense_step(self, rows, skip_activation=False, need_dx=True):
+        """(w, b, activation, alpha, z, y, dw, db, dx) for Backend.dense_chain: the same kernels,
+        workspaces and gradient outputs as forward and backward; None when forward or backward
+        is replaced (by a subclass or on the instance), which the fused call would bypass."""
+        if type(self).forward is not Dense.forward or type(self).backward is not Dense.backward \
+                or "forward" in vars(self) or "backward" in vars(self):
+            return None
+        ws = self._ws.get(self.backend, self.dtype, rows)
+        act = "identity" if skip_activation else self.activation
+        train = self.trainable
+        return (self.params["w"], self.params.get("b"), act, self.alpha, ws.get("z") if act in NEEDS_INPUT else None,
+                ws["y"], self.grads["w"] if train else None, self.grads["b"] if train and self.use_bias else None,
+                ws["dx"] if need_dx else None)
+
+    def fused_forward_done(self, x, step):
+        self._x, self._y, self._z, self._act = x, step[5], step[4], step[2]
 
     def backward(self, dy, need_dx=True):
         """Fill the weight gradients (unless frozen) and return dL/dx (or None)."""

@@ -15,11 +15,20 @@ from ._checks import as_float_array, as_label_array, check_choice, check_float
 
 
 class Loss:
-    """Base class: ``name``, the activation it fuses with (``fuses``), and the kernel call."""
+    """Base class: a loss declares here, once, what the rest of fastnn reads about it.
+
+    ``name``: its registry name (LOSSES). ``fuses``: the output activation its kernel computes
+    itself from logits ('softmax', 'sigmoid'; None: none): a model ending in that activation is
+    trained on its logits (Trainer), and a model ending in logits that was trained with this
+    loss stands for that activation's probabilities (Ensemble, fused_activation).
+    ``default_for``: the output activations for which it is the loss to use when none is named
+    (DEFAULT_LOSS). ``per_element``: the mean runs over all outputs (True) or over samples only.
+    """
 
     name = "loss"
-    fuses: str | None = None  # "softmax" / "sigmoid": a final layer with this activation is skipped in training
-    per_element = True  # mean over all outputs (True) or over samples only (False)
+    fuses: str | None = None
+    default_for: tuple[str, ...] = ()
+    per_element = True
 
     def prepare_target(self, y, n_out, dtype, owner):
         """Validate targets for a model with ``n_out`` outputs; returns a C-contiguous array."""
@@ -50,6 +59,7 @@ class MSE(Loss):
     """Mean squared error: mean((pred - y)^2)."""
 
     name = "mse"
+    default_for = ("identity",)
 
     def __call__(self, backend, pred, target, *, weight=None, scale=1.0, loss_out, grad=None):
         return backend.mse(pred, target, weight=weight, scale=scale, loss_out=loss_out, grad=grad)
@@ -92,6 +102,7 @@ class BinaryCrossEntropy(Loss):
 
     name = "binary_cross_entropy"
     fuses = "sigmoid"
+    default_for = ("sigmoid",)
 
     def prepare_target(self, y, n_out, dtype, owner):
         y = super().prepare_target(y, n_out, dtype, owner)
@@ -118,6 +129,7 @@ class CrossEntropy(Loss):
 
     name = "cross_entropy"
     fuses = "softmax"
+    default_for = ("softmax",)
     per_element = False
 
     def __init__(self, label_smoothing=0.0):
@@ -147,8 +159,17 @@ class CrossEntropy(Loss):
         return {"label_smoothing": self.label_smoothing}
 
 
-LOSSES = {"mse": MSE, "mae": MAE, "huber": Huber, "binary_cross_entropy": BinaryCrossEntropy,
-          "cross_entropy": CrossEntropy}
+#: The losses by name: the registry every other module reads (Trainer, checkpoints, Ensemble).
+LOSSES = {cls.name: cls for cls in (MSE, MAE, Huber, BinaryCrossEntropy, CrossEntropy)}
+#: output activation -> the name of its default loss, from each loss's ``default_for``.
+DEFAULT_LOSS = {act: cls.name for cls in LOSSES.values() for act in cls.default_for}
+
+
+def fused_activation(loss):
+    """The output activation that ``loss`` (a name in LOSSES or a Loss) computes inside its
+    kernel: 'softmax', 'sigmoid', or None (an unknown name: None)."""
+    cls = loss if isinstance(loss, Loss) else LOSSES.get(loss)
+    return None if cls is None else cls.fuses
 
 
 def get_loss(loss, owner="Trainer"):
@@ -159,4 +180,5 @@ def get_loss(loss, owner="Trainer"):
     return LOSSES[loss]()
 
 
-__all__ = ["BinaryCrossEntropy", "CrossEntropy", "Huber", "LOSSES", "Loss", "MAE", "MSE", "get_loss"]
+__all__ = ["BinaryCrossEntropy", "CrossEntropy", "DEFAULT_LOSS", "Huber", "LOSSES", "Loss", "MAE", "MSE",
+           "fused_activation", "get_loss"]

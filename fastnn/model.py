@@ -12,32 +12,16 @@ import threading
 import numpy as np
 
 from ._checks import as_float_array, check_dtype_name, check_int, check_seed
+from ._modelfile import save_model
+from ._params import layout
 from ._random import stream_key
 from .backends import get_backend
-from .backends.base import NEEDS_INPUT
-from .layers import Dense, Layer
+from .layers import Layer
 
-#: Each parameter starts on a multiple of this many elements (64 bytes in float32), so every
-#: kernel sees aligned rows; the padding stays zero in parameters and gradients.
-_ALIGN = 16
 #: Rows per chunk in predict when no batch size is given (bounded workspace memory).
 _PREDICT_CHUNK = 4096
-#: Serialises the lazy build on a first predict/fit (see _ensure_built).
+#: Serialises the lazy build on a first predict/fit (see ensure_built).
 _BUILD_LOCK = threading.Lock()
-
-
-class _ParamInfo:
-    """Where one parameter lives in the flat buffers."""
-
-    __slots__ = ("layer", "name", "kind", "shape", "start", "stop")
-
-    def __init__(self, layer, name, kind, shape, start, stop):
-        self.layer, self.name, self.kind, self.shape, self.start, self.stop = layer, name, kind, shape, start, stop
-
-    @property
-    def trainable(self):
-        """True when optimizers update it: its layer is trainable and it is not a buffer."""
-        return self.layer.trainable and self.kind != "buffer"
 
 
 class Sequential:
@@ -75,15 +59,16 @@ class Sequential:
         self.param_info = []
         self.version = 0  # bumped whenever the flat buffers are re-made (optimizers re-bind)
         self.metadata = {}  # JSON-able notes saved with the model (e.g. the CLI's columns and classes)
-        self._chains = {}  # (rows, logits) -> (stamp, compiled Dense chain or None, layer attributes)
+        self._chains = {}  # (rows, logits) -> (compiled Dense chain, its steps) or None
         self._chain = None  # the chain whose forward ran last (its backward follows)
-        self._chain_attrs = None
+        self._chain_steps = None  # the steps whose outputs the layers last recorded
+        self._chain_input = None  # and the input the first layer recorded
         if isinstance(layers, Layer) or not hasattr(layers, "__iter__"):
             raise TypeError(f"Sequential: layers must be a list of layers; got {layers!r}.")
         for layer in layers:
             self._append(layer)
         if self.input_dim is not None and self.layers:
-            self._build(self.input_dim)
+            self.build(self.input_dim)
 
     # ------------------------------------------------------------------ shape
     @property
@@ -127,7 +112,7 @@ class Sequential:
         if self.built:
             self._rebuild()
         elif self.input_dim is not None:
-            self._build(self.input_dim)
+            self.build(self.input_dim)
         return self
 
     def pop(self):
@@ -136,6 +121,7 @@ class Sequential:
             raise IndexError("Sequential.pop: the model has no layers.")
         layer = self.layers.pop()
         layer.built = False
+        layer.on_trainable_change = None
         if self.built:
             self._rebuild() if self.layers else self._clear()
         return layer
@@ -145,29 +131,34 @@ class Sequential:
         self.param_info = []
         self.version += 1
 
-    def _build(self, input_dim, keep=None, initialize=True):
-        """Build every layer for ``input_dim`` features and lay their parameters out in flat
-        buffers; ``keep`` maps a layer to host copies of weights to restore. ``initialize=False``
-        leaves the parameters at zero, for a caller that sets every weight next (loading a file:
-        no random draws only to be overwritten)."""
+    def build(self, input_dim, keep=None, initialize=True):
+        """Build every layer for ``input_dim`` features and lay their parameters out in the flat
+        buffers ``params`` and ``grads`` (fastnn._params.layout); returns the model.
+
+        ``keep`` maps ``id(layer)`` to host copies of that layer's weights to restore (add, pop
+        and ``to`` keep the weights of the layers already built). ``initialize=False`` leaves
+        the other parameters at zero, for a caller that sets every weight next (fastnn.io
+        loading a file: no random draws only to be overwritten). Building again re-makes the
+        buffers and bumps ``version`` (optimizers re-bind).
+        """
+        owner = "Sequential.build"
         if not self.layers:
-            raise ValueError("Sequential: the model has no layers; add one with model.add(...).")
+            raise ValueError(f"{owner}: the model has no layers; add one with model.add(...).")
+        input_dim = check_int(owner, "input_dim", input_dim, low=1)
         n = self.input_dim = input_dim
-        specs = []
-        offset = 0
+        entries = []
         for layer in self.layers:
             n = layer.build(n, self.backend, self.dtype)
-            for name, shape, kind in layer.param_shapes():
-                size = int(np.prod(shape))
-                specs.append(_ParamInfo(layer, name, kind, shape, offset, offset + size))
-                offset = -(-(offset + size) // _ALIGN) * _ALIGN
-        params = self.backend.zeros((offset,), self.dtype)
-        grads = self.backend.zeros((offset,), self.dtype)
+            entries += [(layer, name, shape, kind) for name, shape, kind in layer.param_shapes()]
+        specs, size = layout(entries)
+        params = self.backend.zeros((size,), self.dtype)
+        grads = self.backend.zeros((size,), self.dtype)
         for index, layer in enumerate(self.layers):
             mine = [p for p in specs if p.layer is layer]
             layer.bind({p.name: params[p.start:p.stop].reshape(p.shape) for p in mine},
                        {p.name: grads[p.start:p.stop].reshape(p.shape) for p in mine}, self._rng,
                        stream_key(self._entropy, index))
+            layer.on_trainable_change = self._layer_trainable_changed
             old = (keep or {}).get(id(layer))
             if old is not None and [w.shape for w in old] == [p.shape for p in mine]:
                 layer_set_weights(layer, old)
@@ -177,16 +168,27 @@ class Sequential:
         self.param_info = specs
         self.params, self.grads = params, grads
         self.version += 1
+        self._chains.clear()
+        return self
+
+    def _layer_trainable_changed(self):
+        """A layer was frozen or unfrozen: its fused chains (gradient outputs, the lowest layer
+        that needs dx) are out of date. A method rather than ``self._chains.clear``: copying a
+        model (copy.deepcopy) rebinds it to the copy."""
+        self._chains.clear()
 
     def _rebuild(self):
         keep = {id(layer): layer.weights for layer in self.layers if layer.built and layer.params}
-        self._build(self.input_dim, keep)
+        self.build(self.input_dim, keep)
 
-    def _ensure_built(self, n_features, owner):
+    def ensure_built(self, n_features, owner="Sequential"):
+        """Build the model for ``n_features`` inputs if it is not built (once, when several
+        threads predict with an unbuilt model), else check that it was built for that many;
+        ``owner`` names the caller in the error."""
         if not self.built:
             with _BUILD_LOCK:  # two threads predicting with an unbuilt model build it once
                 if not self.built:
-                    self._build(n_features)
+                    self.build(n_features)
         if n_features != self.input_dim:
             raise ValueError(f"{owner}: X has {n_features} features; the model was built for {self.input_dim}.")
 
@@ -198,41 +200,53 @@ class Sequential:
         keep = {id(layer): layer.weights for layer in self.layers} if self.built else None
         self.backend = backend
         if keep is not None:
-            self._build(self.input_dim, keep)
+            self.build(self.input_dim, keep)
         return self
 
     # ------------------------------------------------------------ computation
-    def _forward(self, x, training=False, logits=False):
-        """Run the stack on a backend array; ``logits`` stops before the final activation.
+    def forward(self, x, training=False, logits=False):
+        """The stack's output for a batch ``x`` (n_samples, input_dim), a backend array.
 
-        In training, a stack of Dense layers runs through the backend's ``dense_chain`` (one
-        compiled call on the cpu backend), with the same kernels and workspaces as layer by layer."""
+        ``training``: the training pass (batch statistics, dropout) that ``backward`` follows;
+        ``logits``: stop before the final activation (the loss fuses it). The result is a view
+        of the last layer's workspace (or ``x`` itself), valid until the next forward of the
+        same row count in the same thread: copy it to keep it.
+
+        In training, a stack of layers that all join a fused Dense stack
+        (``Layer.fused_dense_step``) runs through the backend's ``dense_chain`` (one compiled
+        call on the cpu backend), with the same kernels and workspaces as layer by layer."""
         self._chain = None
         if training:
             entry = self._dense_chain(x.shape[0], logits)
             if entry is not None:
+                chain, steps = entry
                 try:
-                    out = entry[1].forward(x)
+                    out = chain.forward(x)
                 except (TypeError, ValueError, AttributeError):  # x unlike the chain's arrays: layer by layer
                     pass
                 else:
-                    if self._chain_attrs is not entry[2]:  # what Dense.backward would read, as after its forward
-                        for layer, attrs in zip(self.layers, entry[2]):
-                            layer._x, layer._y, layer._z, layer._act = attrs
-                        self._chain_attrs = entry[2]
-                    self.layers[0]._x = x
-                    self._chain = entry[1]
+                    if self._chain_steps is not steps or self._chain_input is not x:
+                        # what each layer's backward reads, as after its own forward (the same
+                        # buffers every step of a batch size, the input too when it is gathered)
+                        layers = self.layers
+                        layers[0].fused_forward_done(x, steps[0])
+                        for i in range(1, len(layers)):
+                            layers[i].fused_forward_done(steps[i - 1][5], steps[i])
+                        self._chain_steps, self._chain_input = steps, x
+                    self._chain = chain
                     return out
-        self._chain_attrs = None
+        self._chain_steps = self._chain_input = None
         last = len(self.layers) - 1
         for i, layer in enumerate(self.layers):
             x = layer.forward(x, training, skip_activation=logits and i == last)
         return x
 
-    def _backward(self, dy):
-        """Backpropagate dL/dy through the layers that need it, filling ``grads``.
+    def backward(self, dy):
+        """Backpropagate dL/dy (the gradient of the loss with respect to the output of the last
+        ``forward(training=True)``) through the layers that need it, filling ``grads``.
 
-        Stops below the first trainable layer with parameters: nothing under it needs dx.
+        ``dy`` may be overwritten. Stops below the first trainable layer with parameters:
+        nothing under it needs dx.
         """
         chain, self._chain = self._chain, None
         if chain is not None:
@@ -252,36 +266,31 @@ class Sequential:
         return next((i for i, layer in enumerate(self.layers) if layer.trainable and layer.params), None)
 
     def _dense_chain(self, rows, logits):
-        """(stamp, compiled chain, per-layer (x, y, z, activation)) for a training step of ``rows``
-        rows when every layer is a Dense and the backend compiles the stack; else None."""
-        stamp = (self.version, Layer._trainable_changes)
-        entry = self._chains.get((rows, logits))
-        if entry is not None and entry[0] == stamp:
-            return entry if entry[1] is not None else None
+        """(compiled chain, its steps) for a training step of ``rows`` rows when every layer
+        joins a fused Dense stack and the backend compiles the stack; else None. Cached per
+        (rows, logits); the cache is emptied when the model is built again or a layer's
+        ``trainable`` changes."""
+        key = (rows, logits)
+        entry = self._chains.get(key, False)
+        if entry is not False:
+            return entry
         if len(self._chains) > 8:
             self._chains.clear()
         first = self._first_trained()
-        chain, attrs = None, None
-        if first is not None and self.layers and all(
-                type(layer).forward is Dense.forward and type(layer).backward is Dense.backward
-                and "forward" not in vars(layer) and "backward" not in vars(layer)  # not replaced on the instance
-                for layer in self.layers):
-            steps, attrs, x = [], [], None
+        entry = None
+        if first is not None:
             last = len(self.layers) - 1
+            steps = []
             for i, layer in enumerate(self.layers):
-                ws = layer._ws.get(self.backend, self.dtype, rows)
-                act = "identity" if logits and i == last else layer.activation
-                z = ws.get("z") if act in NEEDS_INPUT else None
-                train = layer.trainable
-                steps.append((layer.params["w"], layer.params.get("b"), act, layer.alpha, z, ws["y"],
-                              layer.grads["w"] if train else None,
-                              layer.grads["b"] if train and layer.use_bias else None,
-                              ws["dx"] if i > first else None))
-                attrs.append((x, ws["y"], z, act))
-                x = ws["y"]
-            chain = self.backend.dense_chain(steps, first)
-        self._chains[(rows, logits)] = entry = (stamp, chain, attrs)
-        return entry if chain is not None else None
+                step = layer.fused_dense_step(rows, skip_activation=logits and i == last, need_dx=i > first)
+                if step is None:
+                    break
+                steps.append(step)
+            else:
+                chain = self.backend.dense_chain(steps, first)
+                entry = None if chain is None else (chain, tuple(steps))
+        self._chains[key] = entry
+        return entry
 
     def predict(self, X, batch_size=None):
         """Model output for X (n_samples, n_features) as a NumPy array (n_samples, n_out).
@@ -301,13 +310,13 @@ class Sequential:
         X = as_float_array("Sequential.predict", "X", X, self.dtype)
         if not self.layers:
             raise ValueError("Sequential.predict: the model has no layers; add one with model.add(...).")
-        self._ensure_built(X.shape[1], "Sequential.predict")
+        self.ensure_built(X.shape[1], "Sequential.predict")
         chunk = _PREDICT_CHUNK if batch_size is None else check_int("Sequential.predict", "batch_size",
                                                                        batch_size, low=1)
         out = np.empty((X.shape[0], self.n_out), dtype=self.dtype)
         for start in range(0, X.shape[0], chunk):
             xb = self.backend.asarray(X[start:start + chunk])
-            out[start:start + chunk] = self.backend.to_numpy(self._forward(xb))
+            out[start:start + chunk] = self.backend.to_numpy(self.forward(xb))
         return out
 
     def predict_proba(self, X, batch_size=None):
@@ -393,8 +402,6 @@ class Sequential:
 
     def save(self, path):
         """Write the model to a ``.fnn`` file (zip of JSON + .npy, atomic; see fastnn.io)."""
-        from .io import save_model
-
         save_model(self, path)
 
     def __repr__(self):

@@ -21,7 +21,7 @@ import numpy as np
 
 from ._checks import as_float_array, check_choice, check_dtype_name, check_float, check_int
 from .backends import get_backend
-from .model import _ParamInfo
+from ._params import ParamInfo as _ParamInfo
 from .schedules import as_schedule
 
 
@@ -265,18 +265,32 @@ class Optimizer:
         return {"weight_decay": self.weight_decay}
 
     def state_dict(self):
-        """Step count, epoch, lr_scale, scalar state and NumPy copies of the state buffers."""
+        """Step count, epoch, lr_scale, scalar state, NumPy copies of the state buffers and the
+        per-layer options ({layer index in the bound model's ``layers``: options}; JSON-able)."""
         backend = self.model.backend if self.model is not None else None
+        index = {id(layer): i for i, layer in enumerate(getattr(self.model, "layers", None) or ())}
         return {"step_count": self.step_count, "epoch": self.epoch, "lr_scale": self.lr_scale,
                 "scalars": {k: getattr(self, k) for k in self.scalar_state},
-                "state": {k: backend.to_numpy(v).copy() for k, v in self.state.items()}}
+                "state": {k: backend.to_numpy(v).copy() for k, v in self.state.items()},
+                "layer_options": {str(index[k]): dict(v) for k, v in self._layer_options.items() if k in index}}
 
     def load_state_dict(self, state):
-        """Restore what ``state_dict`` returned (the optimizer must be bound to the same model)."""
+        """Restore what ``state_dict`` returned (the optimizer must be bound to the same model);
+        per-layer options, when given, replace the current ones."""
         owner = f"{type(self).__name__}.load_state_dict"
         for k, v in state["state"].items():
             if k not in self.state or self.state[k].shape != np.shape(v):
                 raise ValueError(f"{owner}: state {k!r} does not match this model's parameters.")
+        layers = getattr(self.model, "layers", None) or ()
+        options = state.get("layer_options")
+        for key in options or ():
+            if not isinstance(key, str) or not key.isdigit() or int(key) >= len(layers):
+                raise ValueError(f"{owner}: layer key {key!r} is not a layer of the bound model "
+                                 f"(0..{len(layers) - 1}).")
+        if options is not None:
+            self._layer_options = {}
+            for key, opts in options.items():
+                self.set_layer_options(layers[int(key)], **opts)
         self.step_count = int(state["step_count"])
         self.epoch = int(state.get("epoch", 0))
         self.lr_scale = float(state.get("lr_scale", 1.0))

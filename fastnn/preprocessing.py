@@ -261,31 +261,4 @@ def adapt_unfitted(model, X):
     return model
 
 
-def upgrade_legacy(content, path, owner):
-    """A ModelFile from ``fastnn.io.read_model_file`` whose metadata holds the input scaling
-    that ``fastnn train`` kept outside the model before the Standardize layer existed
-    (``{"standardize": {"mean": [...], "scale": [...]}}``), with that scaling turned into a
-    Standardize first layer, so every reader applies it; other files are returned as they are."""
-    from .io import describe_layer, format_error
-
-    std = content.metadata.get("standardize")
-    if std is None or (content.layers and content.layers[0].kind in PREPROCESSING_TYPES):
-        return content
-    n = content.input_dim
-    try:
-        mean = np.asarray(std["mean"], np.float64)
-        scale = np.asarray(std["scale"], np.float64)
-        ok = mean.shape == scale.shape == (n,) and np.isfinite(mean).all() and np.isfinite(scale).all() \
-            and (scale > 0).all()
-    except (TypeError, ValueError, KeyError):
-        ok = False
-    if not ok:
-        raise format_error(path, f"its metadata 'standardize' (the input scaling of an older fastnn train) is not {n} "
-                           f"finite means and positive scales", owner)
-    spec = describe_layer("Standardize", {"adapted": True}, n, content.dtype)
-    arrays = [np.asarray(a, content.dtype) for a in (mean, 1.0 / scale, np.zeros(n))]
-    metadata = {k: v for k, v in content.metadata.items() if k != "standardize"}
-    return content._replace(layers=[spec, *content.layers], weights=[arrays, *content.weights], metadata=metadata)
-
-
-__all__ = ["MinMaxScale", "Standardize", "adapt_unfitted", "upgrade_legacy"]
+__all__ = ["MinMaxScale", "Standardize", "adapt_unfitted"]

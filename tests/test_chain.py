@@ -40,7 +40,7 @@ CASES = [(("relu", None), "cross_entropy"), (("gelu", "silu"), "mse"), (("tanh",
 @pytest.mark.parametrize("acts,loss", CASES, ids=lambda v: v if isinstance(v, str) else "-".join(map(str, v)))
 def test_chain_trains_like_layer_by_layer_and_the_reference(dtype, acts, loss):
     chained = _train("cpu", dtype, acts, loss)
-    assert any(entry[1] is not None for entry in chained._chains.values())  # the chain really ran
+    assert any(entry is not None for entry in chained._chains.values())  # the chain really ran
     layered = _train("cpu", dtype, acts, loss, chain=False)
     reference = _train("reference", dtype, acts, loss)
     tight = {"rtol": 1e-5, "atol": 1e-6} if dtype == "float32" else {"rtol": 1e-12, "atol": 1e-12}
@@ -57,7 +57,7 @@ def test_layer_backward_after_a_chained_forward_sees_that_forward():
                                     dtype="float64"))
     x, dy = rng.standard_normal((5, 4)), rng.standard_normal((5, 2))
     for m in (model, twin):
-        m._forward(x, training=True)
+        m.forward(x, training=True)
     assert model._chain is not None and twin._chain is None
     np.testing.assert_allclose(model.layers[1].backward(dy.copy()), twin.layers[1].backward(dy.copy()),
                                rtol=1e-12)
@@ -67,21 +67,55 @@ def test_layer_backward_after_a_chained_forward_sees_that_forward():
 def test_the_chain_is_used_only_where_it_applies():
     x = np.ones((4, 3), np.float32)
     with_dropout = fnn.Sequential([L.Dense(5), L.Dropout(0.5), L.Dense(2)], input_dim=3, seed=0)
-    with_dropout._forward(x, training=True)
+    with_dropout.forward(x, training=True)
     assert with_dropout._chain is None  # not every layer is a Dense
     reference = fnn.Sequential([L.Dense(2)], input_dim=3, seed=0, device="reference")
-    assert isinstance(reference._dense_chain(4, False)[1], _DenseChain)  # the reference's loop
+    assert isinstance(reference._dense_chain(4, False)[0], _DenseChain)  # the reference's loop
     frozen = fnn.Sequential([L.Dense(2)], input_dim=3, seed=0)
     frozen.layers[0].trainable = False
     assert frozen._dense_chain(4, False) is None  # nothing to train: no backward
     plain = fnn.Sequential([L.Dense(2)], input_dim=3, seed=0)
-    plain._forward(x, training=False)
+    plain.forward(x, training=False)
     assert plain._chain is None  # inference goes layer by layer
     with pytest.raises(TypeError, match="dense_forward: x is float64 but w is float32"):
-        plain._forward(np.ones((4, 3)), training=True)  # refused by the chain: layer by layer says why
+        plain.forward(np.ones((4, 3)), training=True)  # refused by the chain: layer by layer says why
     assert plain._chain is None
-    plain._forward(x, training=True)
+    plain.forward(x, training=True)
     assert plain._chain is not None
+
+
+def test_freezing_a_layer_drops_the_models_fused_chains():
+    # issue 12: the model owns what tells it about freezing (no class-wide counter on Layer)
+    import copy
+
+    x = np.ones((4, 3), np.float32)
+    model = fnn.Sequential([L.Dense(5, activation="relu"), L.Dense(2)], input_dim=3, seed=0)
+    twin = copy.deepcopy(model)  # before any chain is compiled (compiled chains do not copy)
+    model.forward(x, training=True)
+    assert model._chains and model._chain is not None
+    other = fnn.Sequential([L.Dense(2)], input_dim=3, seed=0)
+    other.forward(x, training=True)
+    model.layers[0].trainable = False
+    assert not model._chains and other._chains  # only the layer's own model forgets
+    twin.forward(x, training=True)
+    twin.layers[1].trainable = False
+    assert not twin._chains
+    model.forward(x, training=True)
+    steps = model._dense_chain(4, False)[1]
+    assert steps[0][6] is None and steps[0][8] is None and steps[1][8] is None  # frozen: no dw, no dx below
+    popped = model.pop()
+    assert popped.on_trainable_change is None
+
+
+def test_a_layer_joins_a_fused_stack_only_through_its_protocol():
+    class Logged(L.Dense):
+        def forward(self, x, training=False, skip_activation=False):
+            return super().forward(x, training, skip_activation)
+
+    model = fnn.Sequential([L.Dense(4), Logged(2)], input_dim=3, seed=0)
+    assert model.layers[1].fused_dense_step(4) is None  # a replaced forward would be bypassed
+    assert model._dense_chain(4, False) is None
+    assert L.Activation("relu").fused_dense_step(4) is None
 
 
 def _stack(rng, dtype, rows, widths, acts, first):

@@ -83,7 +83,7 @@ def test_the_checkpoint_restores_every_setting_and_counter(tmp_path, digits):
     assert back.model.layers[1].step == 2 * 10
     assert back.augment[0].state_dict() == trainer.augment[0].state_dict() == {"step": 20}
     assert back.rng.bit_generator.state == trainer.rng.bit_generator.state
-    assert back._augment_keys == trainer._augment_keys
+    assert back.state_dict()["augment_keys"] == trainer.state_dict()["augment_keys"]
     assert back.history.history == trainer.history.history
     # the file is a zip of JSON and .npy, no pickle
     with zipfile.ZipFile(path) as zf:

@@ -76,10 +76,10 @@ def test_k_ranks_equal_one_process_with_k_times_the_batch(equal_run):
 def _rank_gradient(model, loss, X, y, m):
     """One rank's share of the gradient of a global batch of ``m`` rows: its rows' loss scaled by
     the global count, as fastnn.distributed scales it before the allreduce."""
-    out = model._forward(X, training=True)
+    out = model.forward(X, training=True)
     grad = np.empty_like(out)
     loss(model.backend, out, y, scale=1.0 / loss.count(m, model.n_out), loss_out=np.zeros(1), grad=grad)
-    model._backward(grad)
+    model.backward(grad)
     return model.grads
 
 
@@ -91,7 +91,7 @@ def emulate(k, build, epochs):
     model, loss, opt = t.model, t.loss, t.optimizer
     X, y = script.data()
     n = len(X)
-    model._ensure_built(X.shape[1], "emulate")
+    model.ensure_built(X.shape[1], "emulate")
     opt.bind(model)
     dropouts = [(layer, layer._key) for layer in model.layers if isinstance(layer, fnn.layers.Dropout)]
     gbs = k * script.B
@@ -133,7 +133,7 @@ def emulate_shards(k, build, epochs):
     X, y = script.data()
     parts = [shard(X, y, rank=r, size=k) for r in range(k)]
     sizes = [len(p[0]) for p in parts]
-    model._ensure_built(X.shape[1], "emulate")
+    model.ensure_built(X.shape[1], "emulate")
     opt.bind(model)
     count = min(-(-s // script.B) for s in sizes)
     for epoch in range(epochs):

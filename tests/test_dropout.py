@@ -14,7 +14,7 @@ def dropout_model(rate=0.3, seed=0, device="reference", n=64, dtype="float64"):
 
 
 def train_forward(model, X):
-    return model.backend.to_numpy(model._forward(model.backend.asarray(X), training=True)).copy()
+    return model.backend.to_numpy(model.forward(model.backend.asarray(X), training=True)).copy()
 
 
 @pytest.mark.parametrize("device", DEVICES)
@@ -36,7 +36,7 @@ def test_identity_in_evaluation_and_at_rate_zero(device):
     assert model.layers[0].state_dict()["step"] == 0  # evaluation draws nothing
     zero = dropout_model(0.0, device=device)
     xb = zero.backend.asarray(X)
-    assert zero._forward(xb, training=True) is xb
+    assert zero.forward(xb, training=True) is xb
     dy = zero.backend.asarray(X.copy())
     assert zero.layers[0].backward(dy) is dy
 

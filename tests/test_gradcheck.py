@@ -20,12 +20,12 @@ def model_loss_and_grads(model, loss, X, y, weight=None):
     fused = trainer._fused
     acc = backend.zeros((1,), np.float64)
     grad = backend.empty((len(X), model.n_out), model.dtype)
-    out = model._forward(backend.asarray(X), training=True, logits=fused)
+    out = model.forward(backend.asarray(X), training=True, logits=fused)
     count = trainer.loss.count(len(X), model.n_out)
     trainer.loss(backend, out, backend.asarray(y), weight=None if weight is None else backend.asarray(weight),
                  scale=1.0 / count, loss_out=acc, grad=grad)
     backend.fill(model.grads, 0.0)
-    model._backward(grad)
+    model.backward(grad)
     return float(backend.to_numpy(acc)[0]) / count, backend.to_numpy(model.grads).copy()
 
 
@@ -164,7 +164,7 @@ def test_batchnorm_layer_alone_gradients(momentum):
     # dL/dx: the layer's backward against central differences on the inputs
     loss = lambda x: model_loss_and_grads(model, "mse", x, Y)[0]  # noqa: E731
     acc, grad = np.zeros(1), np.empty((9, 4))
-    out = model._forward(X, training=True)
+    out = model.forward(X, training=True)
     fnn.losses.MSE()(model.backend, out, Y, scale=1.0 / Y.size, loss_out=acc, grad=grad)
     dx = model.layers[0].backward(grad)
     for i, j in [(0, 0), (3, 1), (8, 3), (5, 2)]:

@@ -708,7 +708,7 @@ def test_issue17_stale_temporaries_of_a_killed_save_are_removed_by_the_next_save
 
 def test_failed_saves_leave_no_temporary_for_every_kind(tmp_path, monkeypatch):
     import fastnn._archive as archive
-    import fastnn.io as model_io
+    import fastnn._modelfile as model_file
 
     model = make_model("reference")
     trainer = fnn.Trainer(model, "mse")
@@ -718,7 +718,7 @@ def test_failed_saves_leave_no_temporary_for_every_kind(tmp_path, monkeypatch):
         raise KeyboardInterrupt
 
     monkeypatch.setattr(archive, "write_archive_to", broken)
-    monkeypatch.setattr(model_io, "write_archive_to", broken)
+    monkeypatch.setattr(model_file, "write_archive_to", broken)
     for save in (model.save, trainer.save_checkpoint, fnn.Ensemble([model]).save):
         with pytest.raises(KeyboardInterrupt):
             save(tmp_path / "x.fnn")
@@ -745,7 +745,7 @@ def test_issue17_a_save_killed_with_sigkill_leaves_debris_the_next_save_removes(
 
     path = tmp_path / "m.fnn"
     script = (
-        "import sys, time, fastnn as fnn, fastnn.io as io_\n"
+        "import sys, time, fastnn as fnn, fastnn._modelfile as io_\n"
         "def stuck(f, members):\n"
         "    f.write(b'x' * 100000); f.flush(); print('ready', flush=True); time.sleep(120)\n"
         "io_.write_archive_to = stuck\n"

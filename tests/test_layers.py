@@ -315,3 +315,39 @@ def test_explicit_xavier_init_is_glorots_formula_on_tanh(init):
                              device="reference", dtype="float64")  # the default keeps tanh's gain
     assert default.get_weights()[0].std() == pytest.approx(5 / 3 * np.sqrt(2 / (n_in + n_out)), rel=0.02)
     assert "init" not in default.layers[0].get_config() and explicit.layers[0].get_config()["init"] == init
+
+
+def test_sequential_forward_backward_and_build_are_public():
+    # issue 12: the Trainer, io and callbacks drive the model through these, not _forward/_build
+    rng = np.random.default_rng(0)
+    model = fnn.Sequential([fnn.layers.Dense(5, activation="tanh"), fnn.layers.Dense(2)], seed=0,
+                           device="reference", dtype="float64")
+    assert model.build(3) is model and model.built and model.input_dim == 3
+    x, dy = rng.standard_normal((4, 3)), rng.standard_normal((4, 2))
+    y = model.forward(x, training=True)
+    np.testing.assert_allclose(y, model.predict(x), rtol=1e-15)
+    model.backward(dy.copy())
+    w0, b0, w1, _ = model.get_weights()
+    h = np.tanh(x @ w0 + b0)
+    np.testing.assert_allclose(model.layers[1].grads["w"], h.T @ dy, rtol=1e-12)
+    dh = (dy @ w1.T) * (1 - h**2)
+    np.testing.assert_allclose(model.layers[0].grads["w"], x.T @ dh, rtol=1e-12)
+    with pytest.raises(ValueError, match=r"^Sequential.build: input_dim must be"):
+        model.build(0)
+    with pytest.raises(ValueError, match="Sequential.build: the model has no layers"):
+        fnn.Sequential().build(3)
+    with pytest.raises(ValueError, match="fit: X has 4 features; the model was built for 3"):
+        model.ensure_built(4, "fit")
+
+
+def test_parameter_layout_lives_in_its_own_module():
+    from fastnn._params import ALIGN, ParamInfo, layout
+
+    dense = fnn.layers.Dense(3)
+    info, size = layout([(dense, "w", (2, 3), "weight"), (dense, "b", (3,), "bias")])
+    assert [(p.start, p.stop) for p in info] == [(0, 6), (ALIGN, ALIGN + 3)] and size == 2 * ALIGN
+    assert isinstance(info[0], ParamInfo) and info[0].trainable and "weight" in repr(info[0])
+    dense.trainable = False
+    assert not info[1].trainable
+    model = fnn.Sequential([fnn.layers.Dense(3)], input_dim=2, seed=0)
+    assert [(p.start, p.stop) for p in model.param_info] == [(0, 6), (ALIGN, ALIGN + 3)]

@@ -69,7 +69,7 @@ def test_a_missing_dependency_of_a_submodule_is_not_hidden(monkeypatch):
 
 
 def test_import_fastnn_loads_no_submodule_until_used():
-    assert modules_after("import fastnn") == {"fastnn", "fastnn.errors"}
+    assert modules_after("import fastnn") == {"fastnn", "fastnn._version", "fastnn.errors"}
     used = modules_after("import fastnn as fnn\nfnn.layers.Dense(3)")
     assert {"fastnn.layers", "fastnn.backends.base"} <= used
     assert not {"fastnn.trainer", "fastnn.model", "fastnn.data", "fastnn.backends.cpu"} & used

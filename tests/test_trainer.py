@@ -265,3 +265,171 @@ def test_same_seed_same_threads_gives_bit_identical_weights_by_default():
 
     for a, b in zip(train(), train()):
         assert np.array_equal(a, b)
+
+
+def _recorded_fit(case):
+    """The seeded runs whose results tests/golden/trainer_fit.json holds (recorded with the
+    Trainer before fit was split into named steps, issue 12 item 3)."""
+    X, y = fnn.datasets.load_iris()
+    X = fnn.data.Standardizer().fit_transform(X)
+    L = fnn.layers
+    if case == "chain":  # every layer a Dense: the compiled chain; augmentation, validation split
+        model = fnn.Sequential([L.Dense(12, activation="tanh"), L.Dense(3)], seed=3, dtype="float64")
+        trainer = fnn.Trainer(model, "cross_entropy", fnn.optim.Adam(3e-2), batch_size=16, metrics=["accuracy"],
+                              seed=5, augment=[fnn.augment.GaussianNoise(0.1), fnn.augment.Mixup(0.3)])
+        stop = fnn.callbacks.EarlyStopping(monitor="val_loss", patience=2, restore_best=True)
+        trainer.fit(X, y, epochs=40, validation_split=0.2, callbacks=[stop], verbose=0)
+    else:  # layer by layer: BatchNorm, Dropout, penalties, clipping, class weights, validation data
+        model = fnn.Sequential([L.Dense(10), L.BatchNorm(), L.Activation("relu"), L.Dropout(0.2), L.Dense(3)],
+                               seed=4, dtype="float64")
+        trainer = fnn.Trainer(model, "cross_entropy", fnn.optim.SGD(0.05, momentum=0.9), batch_size=13,
+                              metrics=["accuracy", fnn.metrics.TopKAccuracy(k=2)], seed=6, l1=1e-4, l2=1e-3,
+                              clip_norm=1.0, augment=fnn.augment.GaussianNoise(0.05))
+        stop = fnn.callbacks.EarlyStopping(monitor="val_accuracy", patience=3)
+        idx = np.random.default_rng(0).permutation(len(X))
+        trainer.fit(X[idx[:120]], y[idx[:120]], epochs=25, validation=(X[idx[120:]], y[idx[120:]]),
+                    callbacks=[stop], class_weight="balanced", verbose=0)
+    return trainer
+
+
+@needs_cpu
+@pytest.mark.parametrize("case", ["chain", "layers"])
+def test_fit_reproduces_the_run_recorded_before_the_refactor(case):
+    # issue 12: fit's named steps must train as the single loop did. Recorded in float64 on the
+    # project machine, where the result is bit-identical; the tolerance only absorbs another
+    # CPU's BLAS summation order, far below what a changed step (one more random draw, a
+    # reordered penalty) would move.
+    import json
+    import pathlib
+
+    recorded = json.loads((pathlib.Path(__file__).parent / "golden" / "trainer_fit.json").read_text())[case]
+    trainer = _recorded_fit(case)
+    assert trainer.epoch == recorded["epoch"]  # early stopping fired at the same epoch
+    history = {k: v for k, v in trainer.history.history.items() if k != "epoch_time"}
+    assert sorted(history) == sorted(recorded["history"])
+    for key, values in recorded["history"].items():
+        np.testing.assert_allclose(history[key], values, rtol=1e-9, atol=1e-12, err_msg=key)
+    weights = np.concatenate([w.ravel() for w in trainer.model.get_weights()])
+    np.testing.assert_allclose(weights, recorded["weights"], rtol=1e-9, atol=1e-12)
+
+
+def test_loss_registry_declares_each_fused_activation_once():
+    # issue 12: a loss's fused output activation and its defaults are declared on the loss
+    from fastnn.losses import DEFAULT_LOSS, LOSSES, fused_activation
+
+    assert DEFAULT_LOSS == {"identity": "mse", "sigmoid": "binary_cross_entropy", "softmax": "cross_entropy"}
+    assert {name: fused_activation(name) for name in LOSSES} == {
+        "mse": None, "mae": None, "huber": None, "binary_cross_entropy": "sigmoid", "cross_entropy": "softmax"}
+    assert fused_activation(fnn.losses.CrossEntropy(label_smoothing=0.1)) == "softmax"
+    assert fused_activation("not a loss") is None and fused_activation(None) is None
+
+
+def test_no_module_keeps_its_own_table_of_loss_activations():
+    # the grep of issue 12, as a test: a dict literal pairing a loss name with an activation
+    # name anywhere but losses.py is a second, hand-kept copy of the registry
+    import ast
+    import pathlib
+
+    losses = {"mse", "mae", "huber", "binary_cross_entropy", "cross_entropy"}
+    outputs = {"softmax", "sigmoid", "identity"}
+    root = pathlib.Path(fnn.__file__).parent
+    found = []
+    for path in root.rglob("*.py"):
+        if path.name == "losses.py":
+            continue
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.Dict):
+                pairs = {(k.value, v.value) for k, v in zip(node.keys, node.values)
+                         if isinstance(k, ast.Constant) and isinstance(v, ast.Constant)}
+                if any({a, b} <= losses | outputs and ({a, b} & losses) and ({a, b} & outputs) for a, b in pairs):
+                    found.append(f"{path.name}:{node.lineno}")
+    assert found == []
+
+
+def test_class_weight_reads_one_hot_targets_of_any_softmax_loss():
+    # the Trainer asks the loss (fuses == 'softmax': one class per row), not its name
+    class Renamed(fnn.losses.CrossEntropy):
+        name = "renamed_cross_entropy"
+
+    X = np.random.default_rng(0).standard_normal((12, 3))
+    onehot = np.eye(3)[np.arange(12) % 3]
+    model = fnn.Sequential([fnn.layers.Dense(3)], input_dim=3, seed=0, device="reference", dtype="float64")
+    trainer = fnn.Trainer(model, Renamed(), batch_size=None, seed=0)
+    trainer.fit(X, onehot, epochs=1, class_weight="balanced", verbose=0)
+    assert trainer.epoch == 1
+
+
+def _iris_trainer(seed=0):
+    X, y = fnn.datasets.load_iris()
+    model = fnn.Sequential([fnn.layers.Dense(8, activation="relu"), fnn.layers.Dropout(0.1), fnn.layers.Dense(3)],
+                           seed=seed, dtype="float64", device="reference")
+    opt = fnn.optim.Adam(1e-2)
+    opt.set_layer_options(model.layers[2], lr=0.5)
+    trainer = fnn.Trainer(model, "cross_entropy", opt, batch_size=32, seed=seed,
+                          augment=[fnn.augment.GaussianNoise(0.05), fnn.augment.Mixup(0.2)])
+    return trainer, X, y
+
+
+def test_trainer_state_dict_resumes_without_a_file():
+    # issue 12: the state a checkpoint writes is the Trainer's own state_dict()
+    straight, X, y = _iris_trainer()
+    straight.fit(X, y, epochs=4, verbose=0)
+    first, _, _ = _iris_trainer()
+    first.fit(X, y, epochs=2, verbose=0)
+    state = first.state_dict()
+    assert state["optimizer"]["layer_options"] == {"2": {"lr": 0.5}}
+    assert state["epoch"] == 2 and state["augment"] == [{"step": 10}, {}] and state["layers"] == {"1": first.model
+                                                                                                  .layers[1].state_dict()}
+    second, _, _ = _iris_trainer()
+    second.optimizer.set_layer_options(second.model.layers[2], lr=1.0)  # replaced by the state's options
+    second.model.build(4)
+    second.model.set_weights(first.model.get_weights())
+    second.load_state_dict(state)
+    second.fit(X, y, epochs=2, verbose=0)
+    for a, b in zip(second.model.get_weights(), straight.model.get_weights()):
+        np.testing.assert_array_equal(a, b)
+    assert second.history.history["loss"] == straight.history.history["loss"]
+
+
+def test_trainer_load_state_dict_checks_every_field():
+    trainer, X, y = _iris_trainer()
+    trainer.fit(X, y, epochs=1, verbose=0)
+    state = trainer.state_dict()
+    with pytest.raises(ValueError, match=r"^Trainer.load_state_dict: the epoch must be an integer"):
+        trainer.load_state_dict({**state, "epoch": -1})
+    with pytest.raises(ValueError, match=r"layer key '7' is not a layer of the model \(0..2\)"):
+        trainer.load_state_dict({**state, "layers": {"7": {}}})
+    with pytest.raises(ValueError, match="one key and one state per augmentation"):
+        trainer.load_state_dict({**state, "augment_keys": [1]})
+    with pytest.raises(ValueError, match=r"the optimizer state has \['m'\]; Adam needs"):
+        trainer.load_state_dict({**state, "optimizer": {**state["optimizer"], "state": {"m": 0}}})
+    with pytest.raises(ValueError, match=r"Adam.load_state_dict: layer key '5' is not a layer of the bound model"):
+        trainer.load_state_dict({**state, "optimizer": {**state["optimizer"], "layer_options": {"5": {"lr": 1.0}}}})
+    with pytest.raises(TypeError, match="state must be a dict"):
+        trainer.load_state_dict([state])
+    unbuilt = fnn.Trainer(fnn.Sequential([fnn.layers.Dense(3)]), "cross_entropy")
+    with pytest.raises(ValueError, match="Trainer.state_dict: the model is not built yet"):
+        unbuilt.state_dict()
+
+
+def test_a_custom_augmentation_plugs_in_through_the_public_protocol():
+    class Flip(fnn.augment.Augmentation):
+        """x' = -x (a toy transform written against bind/buffer_shapes/apply)."""
+
+        def bind(self, key, capacity):
+            self.bound = (key, capacity)
+
+        def buffer_shapes(self, n_features, n_out, dtype, weighted):
+            return {"x": ((n_features,), dtype)}
+
+        def apply(self, backend, rng, out, x, y, w):
+            return np.negative(x, out=out["x"]), y, w  # the reference backend: NumPy arrays
+
+    X = np.array([[1.0], [2.0], [3.0], [4.0]])
+    y = 2.0 * X[:, 0]
+    model = fnn.Sequential([fnn.layers.Dense(1)], input_dim=1, seed=0, device="reference", dtype="float64")
+    flip = Flip()
+    trainer = fnn.Trainer(model, "mse", fnn.optim.SGD(0.05), batch_size=None, shuffle=False, seed=0, augment=flip)
+    trainer.fit(X, y, epochs=200, verbose=0)
+    assert flip.bound[1] == 4
+    assert model.get_weights()[0][0, 0] == pytest.approx(-2.0, abs=0.05)  # learned on the flipped inputs

@@ -20,6 +20,11 @@ from typing import Any
 
 import numpy as np
 
+#: Activation names in the order of their integer codes (the compiled and CUDA kernels use the
+#: codes; backends.base re-exports both).
+ACTIVATIONS = ("identity", "sigmoid", "tanh", "relu", "leaky_relu", "elu", "gelu", "softplus", "silu", "softmax")
+ACTIVATION_CODES = {name: code for code, name in enumerate(ACTIVATIONS)}
+
 FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
 ROLES = ("in", "out", "inout")
 FAMILIES = {"float": None, "int64": np.dtype(np.int64), "uint8": np.dtype(np.uint8),
@@ -180,8 +185,6 @@ def expect_shape(owner, name, a, shape):
 
 def check_activation(owner, name):
     """Raise ValueError for a name that is not in ACTIVATIONS."""
-    from .base import ACTIVATION_CODES, ACTIVATIONS
-
     if not isinstance(name, str) or name not in ACTIVATION_CODES:
         listed = ", ".join(repr(a) for a in ACTIVATIONS)
         raise ValueError(f"{owner}: unknown activation {name!r}; choose one of {listed}.")

@@ -25,14 +25,11 @@ from typing import Any
 import numpy as np
 from numpy.typing import DTypeLike
 
-from ._ops import In, InOut, Out, op
+from ._ops import ACTIVATION_CODES, ACTIVATIONS, In, InOut, Out, op  # noqa: F401  (re-exported)
 
 #: A backend's array: a numpy.ndarray here and on the CPU, a device array on CUDA.
 Array = Any
 
-#: Activation names in the order of their integer codes (the compiled kernels use the codes).
-ACTIVATIONS = ("identity", "sigmoid", "tanh", "relu", "leaky_relu", "elu", "gelu", "softplus", "silu", "softmax")
-ACTIVATION_CODES = {name: code for code, name in enumerate(ACTIVATIONS)}
 #: Activations whose derivative needs the pre-activation input x; the others use the output y.
 NEEDS_INPUT = frozenset({"gelu", "silu"})
 #: The residual losses of the one residual kernel, in the order of their integer codes (every device).
