@@ -15,6 +15,7 @@ import pytest
 
 from _helpers import REFERENCE, assert_close, layout
 from _helpers import host_only as _host
+from golden.optim_db import OPTIM_DB
 from fastnn.backends.base import ACTIVATIONS, DEFAULT_ALPHA, NEEDS_INPUT
 
 DTYPES = [np.float32, np.float64]
@@ -630,6 +631,41 @@ def test_update_kernels_match_reference_over_50_steps(backend, size, dtype, case
             if w is not None:
                 assert_close(backend.to_numpy(a), w, dtype, factor=2), (name, t)
     assert np.isfinite(want[0]).all() and not np.array_equal(want[0], p)
+
+
+
+@pytest.mark.parametrize("case", OPTIM_DB, ids=lambda case: case.key)
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("size", [1, 7, 10_001])
+def test_every_optimizer_of_the_test_table_runs_its_kernels_like_the_reference(backend, size, dtype, case):
+    """Each entry of tests/golden/optim_db.py driven through its Optimizer for 30 updates on this
+    backend and on the reference (the kernels its registry entry names, with the scalars the
+    optimizer computes): a new optimizer's kernels are conformance-tested by its entry there.
+    Zero values with zero gradients (the alignment padding of a model's buffers) stay zero."""
+    import fastnn as fnn
+
+    rng = np.random.default_rng(21)
+    start = _rand(rng, size, dtype)
+    runs = [(fnn.optim.Parameters(start, device=b, dtype=np.dtype(dtype).name), case.make_fastnn(fnn, case.lr))
+            for b in ("reference", backend.name)]
+    for x, opt in runs:
+        opt.bind(x)
+    for _ in range(30):
+        g = _rand(rng, size, dtype)
+        for x, opt in runs:
+            x.grads[...] = x.backend.asarray(g)
+            opt.step()
+    (want, ref), (got, opt) = runs
+    assert_close(got.backend.to_numpy(got.params), want.params, dtype, factor=4)
+    for name in ref.state_names:
+        assert_close(got.backend.to_numpy(opt.state[name]), ref.state[name], dtype, factor=4), name
+    assert not np.array_equal(want.params, start)
+    zero = fnn.optim.Parameters(np.zeros(5, dtype), device=backend.name, dtype=np.dtype(dtype).name)
+    opt = case.make_fastnn(fnn, case.lr)
+    opt.bind(zero)
+    for _ in range(2):
+        opt.step()
+    np.testing.assert_array_equal(zero.backend.to_numpy(zero.params), 0.0)
 
 
 def test_update_kernels_leave_zero_padding_zero(backend):
