@@ -1,5 +1,5 @@
 """Kernels on flat parameter/gradient buffers (n,): the optimizer updates (SGD, Adagrad, Adadelta,
-RMSprop, Adam/AdamW, Adamax, NAdam), norms, scaling, clipping, penalty.
+RMSprop, Adam/AdamW, Adamax, NAdam, RAdam), norms, scaling, clipping, penalty.
 
 All arrays are 1-D, C-contiguous, one floating dtype; updates are in place and the per-element
 math runs in that dtype, so the float32 loops vectorize and stream at memory bandwidth. Each
@@ -327,6 +327,50 @@ def nadam_update(floating[::1] p not None, const floating[::1] g not None, float
             pm[i] = m
             pv[i] = v
             pp[i] = x - (cg * d + cm * m) / (_sqrt(v * inv_bc2) + e)
+        _restore_fpu(fpu)
+
+
+def radam_update(floating[::1] p not None, const floating[::1] g not None, floating[::1] exp_avg not None,
+                 floating[::1] exp_avg_sq not None, double lr, double beta1, double beta2, double eps,
+                 double weight_decay, bint decoupled_weight_decay, double bias_correction1,
+                 double bias_correction2, double rect):
+    """RAdam in place: d = g + wd p (decoupled: d = g and p *= 1 - lr wd); m, v as Adam;
+    rect > 0: p -= lr rect sqrt(bc2) / bc1 m / (sqrt(v) + eps); else p -= lr / bc1 m."""
+    cdef Py_ssize_t n = p.shape[0], i
+    if g.shape[0] != n or not _fits(exp_avg, n) or not _fits(exp_avg_sq, n):
+        raise ValueError("radam_update: shapes do not match.")
+    if n == 0:
+        return
+    cdef floating* pp = ptr1(p)
+    cdef const floating* pg = cptr1(g)
+    cdef floating* pm = ptr1(exp_avg)
+    cdef floating* pv = ptr1(exp_avg_sq)
+    cdef floating b1 = beta1, c1 = 1.0 - beta1, b2 = beta2, c2 = 1.0 - beta2, e = eps
+    cdef floating wd = 0.0 if decoupled_weight_decay else weight_decay
+    cdef floating shrink = 1.0 - lr * weight_decay if decoupled_weight_decay else 1.0
+    cdef bint adaptive = rect > 0.0
+    cdef floating step = lr * rect * sqrt(bias_correction2) / bias_correction1 if adaptive else lr / bias_correction1
+    cdef floating x, d, m, v
+    cdef unsigned int fpu
+    with nogil:
+        fpu = _flush_subnormals()
+        if adaptive:
+            for i in range(n):
+                x = pp[i]
+                d = pg[i] + wd * x
+                m = b1 * pm[i] + c1 * d
+                v = b2 * pv[i] + c2 * d * d
+                pm[i] = m
+                pv[i] = v
+                pp[i] = x * shrink - step * m / (_sqrt(v) + e)
+        else:
+            for i in range(n):
+                x = pp[i]
+                d = pg[i] + wd * x
+                m = b1 * pm[i] + c1 * d
+                pm[i] = m
+                pv[i] = b2 * pv[i] + c2 * d * d
+                pp[i] = x * shrink - step * m
         _restore_fpu(fpu)
 
 

@@ -21,6 +21,9 @@ import numpy as np
 
 from ._checks import as_float_array, check_choice, check_dtype_name, check_float, check_int
 from .backends import get_backend
+from .backends._adapter import add_operation
+from .backends._ops import In, InOut
+from .backends.base import Array
 from ._params import ParamInfo as _ParamInfo
 from .schedules import as_schedule
 
@@ -650,27 +653,60 @@ class NAdam(Optimizer):
                 "momentum_decay": self.momentum_decay}
 
 
-@register("radam", cli_lr=3e-3, kernels=("adam_update", "sgd_update"))
+def radam_update(self, p: Array, g: Array, exp_avg: Array, exp_avg_sq: Array, *, lr: float, beta1: float = 0.9,
+                 beta2: float = 0.999, eps: float = 1e-08, weight_decay: float = 0.0,
+                 decoupled_weight_decay: bool = False, bias_correction1: float, bias_correction2: float,
+                 rect: float) -> None:
+    """RAdam: p = p (1 - lr wd) when decoupled, else d = g + wd p; m, v as in Adam;
+    p -= lr rect (m / bc1) sqrt(bc2) / (sqrt(v) + eps) when rect > 0, else (the first
+    updates, while the variance estimate is intractable) p -= lr m / bc1."""
+    p64 = np.asarray(p, np.float64)
+    d = np.asarray(g, np.float64)
+    if decoupled_weight_decay:
+        p64 = p64 * (1.0 - lr * weight_decay)
+    else:
+        d = d + weight_decay * p64
+    m = beta1 * np.asarray(exp_avg, np.float64) + (1.0 - beta1) * d
+    v = beta2 * np.asarray(exp_avg_sq, np.float64) + (1.0 - beta2) * d * d
+    exp_avg[...] = m
+    exp_avg_sq[...] = v
+    if rect > 0.0:
+        p[...] = p64 - lr * rect * math.sqrt(bias_correction2) / bias_correction1 * m / (np.sqrt(v) + eps)
+    else:
+        p[...] = p64 - lr / bias_correction1 * m
+
+
+add_operation(radam_update, InOut("p", "n", required="p must be an array"),
+              In("g", "n", required="g must be an array like p"),
+              InOut("exp_avg", "n", required="exp_avg must be an array like p"),
+              InOut("exp_avg_sq", "n", required="exp_avg_sq must be an array like p"), anchor="p")
+
+
+@register("radam", cli_lr=3e-3, kernels=("radam_update",))
 class RAdam(Optimizer):
     """RAdam: Adam with its adaptive step rectified while the variance estimate is unreliable.
 
-    m and v as in Adam (g = g + wd * p first), bc_i = 1 - b_i^t, rho_inf = 2 / (1 - b2) - 1,
+    m and v as in Adam (g = g + wd * p first, or p = p (1 - lr wd) with
+    decoupled_weight_decay), bc_i = 1 - b_i^t, rho_inf = 2 / (1 - b2) - 1,
     rho_t = rho_inf - 2 t b2^t / bc2. While rho_t <= 5 (the first few updates):
     p = p - lr * m / bc1, momentum without the adaptive scale. After:
     p = p - lr * r_t * m / bc1 * sqrt(bc2) / (sqrt(v) + eps), with the rectification
     r_t = sqrt((rho_t - 4)(rho_t - 2) rho_inf / ((rho_inf - 4)(rho_inf - 2) rho_t)).
 
-    PyTorch's rule (torch.optim.RAdam), t counting updates from 1. No kernel of its own: the
-    rectified step is Adam's update with lr * r_t and eps / sqrt(bc2) (the same expression,
-    rearranged), and the early step is Adam's moment update with lr 0 followed by SGD's step of
-    lr / bc1 along m, so every backend runs it with its compiled Adam and SGD kernels.
+    PyTorch's rule (torch.optim.RAdam), t counting updates from 1. The scalars (bc1, bc2, r_t)
+    are computed here once per update; the fused pass is the operation ``radam_update``
+    defined above (its NumPy reference), with a compiled kernel of the same name in
+    csrc/optim.pyx and a CUDA kernel in fastnn/backends/_cuda_kernels.py.
 
     Parameters
     ----------
     lr : float or schedule, default 1e-3, >= 0
     betas : (float, float), default (0.9, 0.999), each in [0, 1)
     eps : float, default 1e-8, > 0
-    weight_decay : float, default 0, >= 0 (L2 added to the gradient; weights only)
+    weight_decay : float, default 0, >= 0 (weights only)
+    decoupled_weight_decay : bool, default False
+        False: L2 added to the gradient (torch's default); True: AdamW-style decay of the
+        weights, p = p (1 - lr wd), before the update.
 
     Reference: Liu, Jiang, He, Chen, Liu, Gao and Han, "On the Variance of the Adaptive Learning
     Rate and Beyond", ICLR 2020.
@@ -681,35 +717,30 @@ class RAdam(Optimizer):
 
     state_names = ("exp_avg", "exp_avg_sq")
 
-    def __init__(self, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0):
+    def __init__(self, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0, decoupled_weight_decay=False):
         super().__init__(lr, weight_decay)
         self.beta1, self.beta2 = _check_betas("RAdam", betas)
         self.eps = _check_eps("RAdam", eps)
-        self._step = (1.0, 1.0, None)
+        self.decoupled_weight_decay = _check_bool("RAdam", "decoupled_weight_decay", decoupled_weight_decay)
+        self._scalars = {"bias_correction1": 1.0, "bias_correction2": 1.0, "rect": 0.0}
 
     def _begin_step(self, t):
         bc1, bc2 = 1.0 - self.beta1 ** t, 1.0 - self.beta2 ** t
         rho_inf = 2.0 / (1.0 - self.beta2) - 1.0
         rho_t = rho_inf - 2.0 * t * self.beta2 ** t / bc2
-        rect = None
+        rect = 0.0
         if rho_t > 5.0:
             rect = math.sqrt((rho_t - 4.0) * (rho_t - 2.0) * rho_inf / ((rho_inf - 4.0) * (rho_inf - 2.0) * rho_t))
-        self._step = (bc1, bc2, rect)
+        self._scalars = {"bias_correction1": bc1, "bias_correction2": bc2, "rect": rect}
 
     def _update(self, backend, p, g, state, lr, weight_decay):
-        bc1, bc2, rect = self._step
-        m, v = state["exp_avg"], state["exp_avg_sq"]
-        if rect is not None:  # Adam's expression: lr r_t / bc1 * m / (sqrt(v) / sqrt(bc2) + eps / sqrt(bc2))
-            backend.adam_update(p, g, m, v, None, lr=lr * rect, beta1=self.beta1, beta2=self.beta2,
-                                eps=self.eps / math.sqrt(bc2), weight_decay=weight_decay,
-                                bias_correction1=bc1, bias_correction2=bc2)
-        else:  # the moments (p unchanged: lr 0), then p -= lr / bc1 * m
-            backend.adam_update(p, g, m, v, None, lr=0.0, beta1=self.beta1, beta2=self.beta2, eps=self.eps,
-                                weight_decay=weight_decay, bias_correction1=bc1, bias_correction2=bc2)
-            backend.sgd_update(p, m, None, lr=lr / bc1)
+        backend.radam_update(p, g, state["exp_avg"], state["exp_avg_sq"], lr=lr, beta1=self.beta1, beta2=self.beta2,
+                             eps=self.eps, weight_decay=weight_decay,
+                             decoupled_weight_decay=self.decoupled_weight_decay, **self._scalars)
 
     def get_config(self):
-        return {"betas": (self.beta1, self.beta2), "eps": self.eps, "weight_decay": self.weight_decay}
+        return {"betas": (self.beta1, self.beta2), "eps": self.eps, "weight_decay": self.weight_decay,
+                "decoupled_weight_decay": self.decoupled_weight_decay}
 
 
 #: name -> factory taking the constructor's keyword arguments ('momentum' and 'nesterov' are

@@ -707,3 +707,25 @@ def nadam_update(p, g, exp_avg, exp_avg_sq, lr, beta1, beta2, eps, weight_decay,
         exp_avg_sq[i] = v
         denom = math.sqrt(v / bc2) + eps
         p[i] = pv - c_grad * d / denom - c_avg * m / denom
+
+
+@_jit
+def radam_update(p, g, exp_avg, exp_avg_sq, lr, beta1, beta2, eps, weight_decay, decoupled_weight_decay,
+                 bias_correction1, bias_correction2, rect):
+    """RAdam (fastnn.optim.radam_update is its reference): rect > 0 takes the rectified adaptive
+    step, rect = 0 the momentum step of the first updates."""
+    for i in range(cuda.grid(1), p.size, cuda.gridsize(1)):
+        pv = float64(p[i])
+        d = float64(g[i])
+        if decoupled_weight_decay:
+            pv = pv * (1.0 - lr * weight_decay)
+        else:
+            d = d + weight_decay * pv
+        m = beta1 * float64(exp_avg[i]) + (1.0 - beta1) * d
+        v = beta2 * float64(exp_avg_sq[i]) + (1.0 - beta2) * d * d
+        exp_avg[i] = m
+        exp_avg_sq[i] = v
+        if rect > 0.0:
+            p[i] = pv - lr * rect * math.sqrt(bias_correction2) / bias_correction1 * m / (math.sqrt(v) + eps)
+        else:
+            p[i] = pv - lr / bias_correction1 * m

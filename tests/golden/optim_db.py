@@ -108,4 +108,5 @@ OPTIM_DB = [
     OptimCase("nadam-options", "NAdam", 0.05, dict(weight_decay=0.1, momentum_decay=0.05, betas=(0.8, 0.99))),
     OptimCase("radam", "RAdam", 0.05, converge=(dict(lr=0.2), dict(lr=1.0), dict(lr=0.01))),
     OptimCase("radam-options", "RAdam", 0.05, dict(betas=(0.8, 0.99), eps=1e-6, weight_decay=0.1)),
+    OptimCase("radam-decoupled", "RAdam", 0.05, dict(weight_decay=0.3, decoupled_weight_decay=True)),
 ]
