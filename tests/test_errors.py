@@ -1,6 +1,7 @@
 """The bad-input table: every public entry point rejects bad arguments and arrays with an error
-whose message names the owner, the argument and the value (STYLE.md's form), and accepts the
-good-but-unusual inputs (non-contiguous, Fortran-ordered, integer, bool) with the same result."""
+whose message names the owner, the argument, the value and the remedy (docs/ARCHITECTURE.md, "Kernels
+never see unchecked input"), and accepts the good-but-unusual inputs (non-contiguous, Fortran-ordered,
+integer, bool) with the same result."""
 
 
 import numpy as np
