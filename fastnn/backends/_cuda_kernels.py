@@ -663,20 +663,27 @@ def rmsprop_update(p, g, square_avg, grad_avg, momentum_buffer, lr, alpha, eps, 
         p[i] = pv - lr * step
 
 
+@_device
+def _adam_moments(p, g, exp_avg, exp_avg_sq, i, lr, beta1, beta2, weight_decay, decoupled):
+    """Adam's moments at element i, stored: (p after decoupled decay, m, v), in float64."""
+    pv = float64(p[i])
+    d = float64(g[i])
+    if decoupled:
+        pv = pv * (1.0 - lr * weight_decay)
+    else:
+        d = d + weight_decay * pv
+    m = beta1 * float64(exp_avg[i]) + (1.0 - beta1) * d
+    v = beta2 * float64(exp_avg_sq[i]) + (1.0 - beta2) * d * d
+    exp_avg[i] = m
+    exp_avg_sq[i] = v
+    return pv, m, v
+
+
 @_jit
 def adam_update(p, g, exp_avg, exp_avg_sq, max_exp_avg_sq, lr, beta1, beta2, eps, weight_decay, amsgrad,
                 decoupled, bc1, sqrt_bc2):
     for i in range(cuda.grid(1), p.size, cuda.gridsize(1)):
-        pv = float64(p[i])
-        d = float64(g[i])
-        if decoupled:
-            pv = pv * (1.0 - lr * weight_decay)
-        else:
-            d = d + weight_decay * pv
-        m = beta1 * float64(exp_avg[i]) + (1.0 - beta1) * d
-        v = beta2 * float64(exp_avg_sq[i]) + (1.0 - beta2) * d * d
-        exp_avg[i] = m
-        exp_avg_sq[i] = v
+        pv, m, v = _adam_moments(p, g, exp_avg, exp_avg_sq, i, lr, beta1, beta2, weight_decay, decoupled)
         if amsgrad:
             v = max(float64(max_exp_avg_sq[i]), v)
             max_exp_avg_sq[i] = v
@@ -715,16 +722,8 @@ def radam_update(p, g, exp_avg, exp_avg_sq, lr, beta1, beta2, eps, weight_decay,
     """RAdam (fastnn.optim.radam_update is its reference): rect > 0 takes the rectified adaptive
     step, rect = 0 the momentum step of the first updates."""
     for i in range(cuda.grid(1), p.size, cuda.gridsize(1)):
-        pv = float64(p[i])
-        d = float64(g[i])
-        if decoupled_weight_decay:
-            pv = pv * (1.0 - lr * weight_decay)
-        else:
-            d = d + weight_decay * pv
-        m = beta1 * float64(exp_avg[i]) + (1.0 - beta1) * d
-        v = beta2 * float64(exp_avg_sq[i]) + (1.0 - beta2) * d * d
-        exp_avg[i] = m
-        exp_avg_sq[i] = v
+        pv, m, v = _adam_moments(p, g, exp_avg, exp_avg_sq, i, lr, beta1, beta2, weight_decay,
+                                 decoupled_weight_decay)
         if rect > 0.0:
             p[i] = pv - lr * rect * math.sqrt(bias_correction2) / bias_correction1 * m / (math.sqrt(v) + eps)
         else:
