@@ -34,14 +34,18 @@ from typing import NamedTuple
 
 import numpy as np
 
-from ._checks import (_MASK_SIZE, as_float_array, check_dtype_name, check_finite, check_float, check_int,
-                      probably_finite)
+from . import _chain
+from ._chain import get_num_threads, set_num_threads
+from ._checks import (_MASK_SIZE, as_float_array, check_choice, check_dtype_name, check_finite, check_float,
+                      check_int, probably_finite)
 from ._special import erfc
 from .backends.base import DEFAULT_ALPHA
 from .io import LayerSpec, format_error, layer_describers, read_model_file
 
 #: Rows per chunk in predict when no batch size is given (bounded buffer memory).
 _CHUNK = 4096
+#: engine= choices: 'compiled' (fastnn._ext.infer), 'numpy' (NumPy alone), 'auto' (compiled when it imports)
+ENGINES = ("auto", "compiled", "numpy")
 #: Batch sizes whose buffer views are kept per thread before the cache is cleared.
 _MAX_PLANS = 16
 _INV_SQRT2 = 1.0 / math.sqrt(2.0)
@@ -277,10 +281,15 @@ class InferenceModel:
     steps : tuple of Step
         The folded computation that ``predict`` runs.
 
+    engine : str
+        'compiled' (fastnn's compiled kernels: one call per predict for the whole stack) or
+        'numpy' (NumPy alone): see ``load``.
+
     ``predict`` keeps its buffers per thread, so one model may serve several threads.
     """
 
-    def __init__(self, specs, weights, dtype, metadata=None):
+    def __init__(self, specs, weights, dtype, metadata=None, engine="auto"):
+        engine = check_choice("fastnn.inference", "engine", engine, ENGINES)
         self.dtype = np.dtype(dtype)
         self.layers = tuple({"type": s.kind, "config": dict(s.config), "n_in": s.n_in, "n_out": s.n_out}
                             for s in specs)
@@ -292,10 +301,18 @@ class InferenceModel:
         self._width = max(step.n_out for step in self.steps)
         self._screened = self.steps[0].kind in ("dense", "affine")  # see predict
         self._local = threading.local()
+        self._runner = None
+        if engine != "numpy" and _chain.module() is not None:
+            self._runner = _chain.Runner(self.steps, self.dtype)
+        elif engine == "compiled":
+            raise ImportError(f"fastnn.inference: engine='compiled' needs fastnn's compiled kernels, which cannot "
+                              f"be imported here ({_chain.reason()}); install a fastnn wheel or build it "
+                              f"(pip install -e . in a checkout), or pass engine='numpy' (or 'auto').")
+        self.engine = "numpy" if self._runner is None else "compiled"
 
     @classmethod
-    def from_sequential(cls, model, dtype=None):
-        """Fold a built ``fastnn.Sequential`` (its weights are copied)."""
+    def from_sequential(cls, model, dtype=None, engine="auto"):
+        """Fold a built ``fastnn.Sequential`` (its weights are copied); ``engine`` as in ``load``."""
         from .model import Sequential
 
         if not isinstance(model, Sequential):
@@ -311,7 +328,7 @@ class InferenceModel:
             if kind not in describers:
                 raise TypeError(f"fastnn.inference: no inference rule for layer type {kind!r}.")
             specs.append(describers[kind](kind, layer.get_config(), layer.n_in, model.dtype))
-        return cls(specs, [layer.weights for layer in model.layers], dtype, dict(model.metadata))
+        return cls(specs, [layer.weights for layer in model.layers], dtype, dict(model.metadata), engine)
 
     # ------------------------------------------------------------ running
     def _plan(self, n, screen):
@@ -355,6 +372,8 @@ class InferenceModel:
 
     def _run_all(self, X, out, chunk, screen=False):
         """Compute X in chunks of at most ``chunk`` rows; False when a screen found NaN/inf."""
+        if self._runner is not None:
+            return self._runner.run(X, out, chunk, screen)
         if len(X) <= chunk:
             return self._run(X, out, screen)
         return all(self._run(X[i:i + chunk], out[i:i + chunk], screen) for i in range(0, len(X), chunk))
@@ -391,11 +410,12 @@ class InferenceModel:
     def __repr__(self):
         parts = [f"{s.kind} {s.n_out}" + ("" if s.activation == "identity" else f" {s.activation}")
                  for s in self.steps]
-        return f"InferenceModel({self.n_features} -> {' -> '.join(parts)}, dtype={self.dtype.name!r})"
+        return (f"InferenceModel({self.n_features} -> {' -> '.join(parts)}, dtype={self.dtype.name!r}, "
+                f"engine={self.engine!r})")
 
 
-def load(path, dtype=None):
-    """Load a ``.fnn`` model file for prediction with NumPy alone.
+def load(path, dtype=None, engine="auto"):
+    """Load a ``.fnn`` model file for prediction.
 
     Parameters
     ----------
@@ -403,19 +423,26 @@ def load(path, dtype=None):
         A file written by ``model.save`` (or ``fastnn train --out``).
     dtype : {'float32', 'float64'}, optional
         The dtype to compute in; default the file's.
+    engine : {'auto', 'compiled', 'numpy'}, default 'auto'
+        'compiled': fastnn's compiled kernels (``fastnn._ext.infer``): one call per predict for
+        the whole stack, each product's bias and activation in its output pass, one-row products
+        split over ``get_num_threads()`` threads; ImportError where they cannot be imported.
+        'numpy': NumPy alone. 'auto': compiled when it can be imported, else NumPy. Both give the
+        same predictions within rounding; ``model.engine`` says which one runs.
 
     Raises FileNotFoundError when there is no file, and ``fastnn.ModelFormatError`` for
     anything that is not an intact model file; nothing in the file is executed.
     """
     if dtype is not None:
         dtype = check_dtype_name("fastnn.inference.load", dtype)
+    engine = check_choice("fastnn.inference.load", "engine", engine, ENGINES)
     owner = "fastnn.inference.load"
     content = read_model_file(path, owner=owner, describers=_describers())
     try:
         return InferenceModel(content.layers, content.weights, content.dtype if dtype is None else dtype,
-                              content.metadata)
+                              content.metadata, engine)
     except ValueError as exc:  # arrays that pass the format checks but cannot be folded
         raise format_error(path, str(exc), owner) from None
 
 
-__all__ = ["InferenceModel", "Step", "load"]
+__all__ = ["ENGINES", "InferenceModel", "Step", "get_num_threads", "load", "set_num_threads"]

@@ -200,6 +200,19 @@ class Layer:
         (the default: only Dense can)."""
         return None
 
+    def inference_step(self):
+        """This layer in evaluation as one step of the compiled inference chain (fastnn._chain,
+        which Sequential.predict uses on the cpu backend): (kind, n_in, n_out, activation,
+        alpha, weight, bias) over its live parameters (kind 'dense', 'affine' or 'activation'),
+        () when it is the identity in evaluation, or None when it cannot join (the default; the
+        model then predicts layer by layer)."""
+        return None
+
+    def _replaced(self, cls):
+        """forward or backward replaced (by a subclass or on the instance): fused paths would bypass it."""
+        return (type(self).forward is not cls.forward or type(self).backward is not cls.backward
+                or "forward" in vars(self) or "backward" in vars(self))
+
     def fused_forward_done(self, x, step):
         """Told that a fused stack ran this layer's training forward on ``x`` with the buffers
         of ``step`` (from ``fused_dense_step``): keep what ``backward`` reads, as ``forward``
@@ -312,8 +325,7 @@ class Dense(Layer):
         """(w, b, activation, alpha, z, y, dw, db, dx) for Backend.dense_chain: the same kernels,
         workspaces and gradient outputs as forward and backward; None when forward or backward
         is replaced (by a subclass or on the instance), which the fused call would bypass."""
-        if type(self).forward is not Dense.forward or type(self).backward is not Dense.backward \
-                or "forward" in vars(self) or "backward" in vars(self):
+        if self._replaced(Dense):
             return None
         ws = self._ws.get(self.backend, self.dtype, rows)
         act = "identity" if skip_activation else self.activation
@@ -324,6 +336,11 @@ class Dense(Layer):
 
     def fused_forward_done(self, x, step):
         self._x, self._y, self._z, self._act = x, step[5], step[4], step[2]
+
+    def inference_step(self):
+        if self._replaced(Dense):
+            return None
+        return ("dense", self.n_in, self.n_out, self.activation, self.alpha, self.params["w"], self.params.get("b"))
 
     def backward(self, dy, need_dx=True):
         """Fill the weight gradients (unless frozen) and return dL/dx (or None)."""
@@ -376,6 +393,11 @@ class Activation(Layer):
     def _output_width(self, n_in):
         self._ws.widths = {"y": n_in, "dx": n_in}
         return n_in
+
+    def inference_step(self):
+        if self._replaced(Activation):
+            return None
+        return ("activation", self.n_in, self.n_out, self.name, self.alpha, None, None)
 
     @property
     def output_activation(self):
@@ -549,6 +571,9 @@ class Dropout(Layer):
     def _output_width(self, n_in):
         self._ws.widths = {"y": n_in, "mask": (n_in, np.uint8)}
         return n_in
+
+    def inference_step(self):
+        return None if self._replaced(Dropout) else ()  # the identity in evaluation
 
     def forward(self, x, training=False, skip_activation=False):
         """Drop and rescale (training, rate > 0) into the workspace, else return x itself."""

@@ -63,6 +63,7 @@ class Sequential:
         self._chain = None  # the chain whose forward ran last (its backward follows)
         self._chain_steps = None  # the steps whose outputs the layers last recorded
         self._chain_input = None  # and the input the first layer recorded
+        self._predictor = None  # (key, fastnn._chain.Runner or None): predict's compiled chain
         if isinstance(layers, Layer) or not hasattr(layers, "__iter__"):
             raise TypeError(f"Sequential: layers must be a list of layers; got {layers!r}.")
         for layer in layers:
@@ -314,10 +315,51 @@ class Sequential:
         chunk = _PREDICT_CHUNK if batch_size is None else check_int("Sequential.predict", "batch_size",
                                                                        batch_size, low=1)
         out = np.empty((X.shape[0], self.n_out), dtype=self.dtype)
+        predictor = self._compiled_predictor()
+        if predictor is not None:
+            predictor.run(X, out, chunk)
+            return out
         for start in range(0, X.shape[0], chunk):
             xb = self.backend.asarray(X[start:start + chunk])
             out[start:start + chunk] = self.backend.to_numpy(self.forward(xb))
         return out
+
+    def _compiled_predictor(self):
+        """The compiled inference chain over this model's live parameters (fastnn._chain.Runner:
+        one call per predict, as fastnn.inference's compiled engine), made again when the buffers
+        are re-made; None off the cpu backend, where the engine cannot be imported, or when a
+        layer cannot join it (``Layer.inference_step``): predict then runs layer by layer."""
+        if self.backend.name != "cpu" or not self.built:
+            return None
+        steps = []
+        for layer in self.layers:
+            step = layer.inference_step()
+            if step is None:
+                return None
+            if step:
+                steps.append(step)
+        if not steps:
+            return None
+        key = (self.version, tuple(s[:5] + (id(s[5]), id(s[6])) for s in steps))
+        cached = self._predictor
+        if cached is not None and cached[0] == key:
+            return cached[1]
+        from . import _chain
+
+        runner = None
+        if _chain.module() is not None:
+            try:
+                runner = _chain.Runner(steps, self.dtype)
+            except (TypeError, ValueError):  # arrays the chain does not take: layer by layer
+                runner = None
+        self._predictor = (key, runner)
+        return runner
+
+    def __getstate__(self):
+        # compiled chains (training's and predict's) are made again where the copy runs
+        state = dict(self.__dict__)
+        state.update(_chains={}, _chain=None, _predictor=None)
+        return state
 
     def predict_proba(self, X, batch_size=None):
         """Class probabilities of a classifier, (n_samples, n_classes), rows summing to 1,

@@ -16,6 +16,7 @@ import pytest
 
 import fastnn as fnn
 import fastnn.inference as inference
+from fastnn import _chain
 from fastnn.backends.base import ACTIVATIONS
 
 from _helpers import (DEVICES, REFERENCE, assert_close, npy_bytes, read_members, with_meta, write_model_file,
@@ -60,7 +61,16 @@ def test_activations_match_the_reference_at_extremes(dtype, name, alpha):
     assert_close(got, REFERENCE.activation(name, X.astype(np.float64), alpha=alpha), dtype)
 
 
-def test_file_attributes_and_description(tmp_path):
+@pytest.fixture(autouse=True, params=["compiled", "numpy"])
+def engine(request, monkeypatch):
+    """Every test here runs on both engines: with the compiled one hidden, 'auto' (the default of
+    inference.load and Sequential.predict's choice) takes NumPy's."""
+    if request.param == "numpy":
+        monkeypatch.setattr(_chain, "module", lambda: None)
+    return request.param
+
+
+def test_file_attributes_and_description(tmp_path, engine):
     model = fnn.Sequential([L.Dense(6, activation="elu", alpha=0.5), L.Activation("identity"),
                             L.Dense(4, use_bias=False), L.Activation("softmax")],
                            input_dim=5, seed=0, device="reference")
@@ -76,7 +86,8 @@ def test_file_attributes_and_description(tmp_path):
         ("dense", 5, 6, "elu", 0.5), ("dense", 6, 4, "softmax", 0.0)]
     assert loaded.steps[1].bias is None
     assert all(s.weight.dtype == np.float32 and s.weight.flags.c_contiguous for s in loaded.steps)
-    assert repr(loaded) == "InferenceModel(5 -> dense 6 elu -> dense 4 softmax, dtype='float32')"
+    assert loaded.engine == engine
+    assert repr(loaded) == f"InferenceModel(5 -> dense 6 elu -> dense 4 softmax, dtype='float32', engine='{engine}')"
 
 
 @pytest.mark.parametrize("file_dtype, dtype", [("float32", "float64"), ("float64", "float32")])
@@ -129,13 +140,16 @@ def test_batch_size_does_not_change_the_result(small):
     assert_close(rows, want, "float64")
 
 
-def test_large_inputs_are_computed_in_chunks(small, monkeypatch):
+def test_large_inputs_are_computed_in_chunks(small, monkeypatch, engine):
     loaded, model, X = small
     monkeypatch.setattr(inference, "_CHUNK", 50)
     X = np.tile(X, (3, 1))  # 720 rows: 15 chunks of 50 and one of 20
     assert_close(loaded.predict(X), model.predict(X), "float64")
-    local = loaded._local
-    assert local.capacity == 50 and {n for n, _ in local.plans} == {50, 20}
+    if engine == "numpy":
+        local = loaded._local
+        assert local.capacity == 50 and {n for n, _ in local.plans} == {50, 20}
+    else:  # the scratch of one chunk, reused
+        assert loaded._runner._local.buf.size == loaded._runner.chain.scratch_size(50)
 
 
 def test_results_are_fresh_arrays_and_inputs_are_untouched(small):
@@ -179,11 +193,14 @@ def test_threads_share_a_model_safely(small):
     assert errors == []
 
 
-def test_many_batch_sizes_keep_the_buffer_cache_bounded(small):
+def test_many_batch_sizes_keep_the_buffer_cache_bounded(small, engine):
     loaded, model, X = small
     for n in range(1, 60):
         loaded.predict(X[:n])
-    assert len(loaded._local.plans) <= inference._MAX_PLANS
+    if engine == "numpy":
+        assert len(loaded._local.plans) <= inference._MAX_PLANS
+    else:  # one scratch buffer per thread, grown to the largest batch
+        assert loaded._runner._local.buf.size == loaded._runner.chain.scratch_size(59)
     assert_close(loaded.predict(X[:33]), model.predict(X[:33]), "float64")
 
 

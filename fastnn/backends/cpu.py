@@ -204,6 +204,22 @@ def _discover():
     return info
 
 
+def blas_function(single, double):
+    """Addresses (single, double, ilp64) of two functions of the OpenBLAS the compiled kernels use,
+    named like its GEMM (``blas_function("sgemv", "dgemv")`` finds scipy_cblas_sgemv64_ where the
+    GEMM is scipy_cblas_sgemm64_), or None when there is none (no OpenBLAS, FASTNN_BLAS=numpy)."""
+    lib = _state["lib"]
+    if lib is None or _INFO.get("route") != "openblas" or _ENV_BLAS == "numpy":
+        return None
+    try:
+        s_fn = getattr(lib, _INFO["sgemm"].replace("sgemm", single))
+        d_fn = getattr(lib, _INFO["dgemm"].replace("dgemm", double))
+    except AttributeError:
+        return None
+    return (ctypes.cast(s_fn, ctypes.c_void_p).value, ctypes.cast(d_fn, ctypes.c_void_p).value,
+            _INFO["int_size"] == 8)
+
+
 _state = {"gemm": None, "threads": None, "lib": None, "policy": "fixed"}
 _ENV_BLAS = os.environ.get("FASTNN_BLAS", "auto").strip().lower() or "auto"
 _INFO = _discover()

@@ -1,0 +1,494 @@
+"""Compiled inference: fastnn.inference's folded steps run as one call per predict.
+
+A ``Chain`` holds the steps that fastnn.inference folds a model into (dense: y = f(x @ W + b);
+affine: y = f(x * w + b) per feature; activation: y = f(x)), with pointers to their arrays, laid
+out once at load as the product reads them: W (n_in, n_out) C-contiguous, b (n_out,).
+``Chain.run`` computes the whole stack for a block of rows with the GIL released, into two
+ping-pong buffers the caller owns: per dense step one GEMM through the BLAS route of _blas.pxd
+(NumPy's OpenBLAS, with the route's per-product choice of one thread or OpenBLAS's pool), then
+one pass adding the bias and applying the activation in place while the output is in cache (the
+kernels of csrc/_activations.pxd: the training kernels' formulas, tested against the NumPy
+reference). Nothing runs at import and no thread is started here.
+
+Splitting a one-row product by columns over a pool of our own threads was built and measured
+(docs/DECISIONS.md): on the 2-vCPU machine of the benchmarks it was 2-3.5x slower than one
+thread even with spinning workers, and a register-blocked row-sum kernel was 2-5x slower than
+OpenBLAS's gemv; both were dropped.
+"""
+
+from libc.stdint cimport int64_t, uintptr_t
+from libc.stdlib cimport malloc, free
+from cython cimport floating
+
+from _activations cimport act_forward, N_ACTIVATIONS, SOFTMAX
+from _blas cimport GemmRoute, blas_gemm, loop_gemm, CBLAS_NO_TRANS, CBLAS_ROW_MAJOR, CBLAS_TRANS
+
+import fastnn._ext.blas as _blas
+
+cdef GemmRoute* _route = <GemmRoute*><uintptr_t>_blas.route_address()
+
+cdef extern from *:
+    """
+    #include <stdint.h>
+    #include <string.h>
+
+    /* no NaN or inf in a[:n]: an exponent of all ones, tested on the bits (an OR over integers
+       vectorizes; a floating sum would not, without reassociation) */
+    #define FNN_FINITE(T, U, EXP, NAME)                                                          \
+    static int NAME(const T* a, Py_ssize_t n) {                                                \
+        Py_ssize_t i;                                                                          \
+        U bad = 0, v;                                                                          \
+        for (i = 0; i < n; i++) {                                                              \
+            memcpy(&v, a + i, sizeof v);                                                       \
+            bad |= (U)((v & EXP) == EXP);                                                      \
+        }                                                                                      \
+        return bad == 0;                                                                       \
+    }
+    FNN_FINITE(float, uint32_t, 0x7f800000u, fnn_finite_f)
+    FNN_FINITE(double, uint64_t, 0x7ff0000000000000ull, fnn_finite_d)
+
+    /* ---------------------------------------------------------------- the pool ---------- */
+    typedef void (*fnn_task_fn)(void* arg, int part, int parts);
+    #define FNN_MAX_THREADS 64
+    #define FNN_SPIN_NS 50000.0
+
+    #if defined(_WIN32)
+    static int fnn_threads = 1;
+    static unsigned long fnn_sleeps = 0;
+    static int fnn_pool_set_threads(int n) { (void)n; return 1; }
+    static int fnn_pool_started(void) { return 0; }
+    static void fnn_parallel(fnn_task_fn fn, void* arg, int parts) {
+        int i;
+        for (i = 0; i < parts; i++) fn(arg, i, parts);
+    }
+    #else
+    #include <pthread.h>
+    #include <time.h>
+    #if defined(__x86_64__) || defined(__i386__)
+    #include <immintrin.h>
+    #define fnn_pause() _mm_pause()
+    #elif defined(__aarch64__)
+    #define fnn_pause() __asm__ __volatile__("yield")
+    #else
+    #define fnn_pause() ((void)0)
+    #endif
+
+    static pthread_mutex_t fnn_lock = PTHREAD_MUTEX_INITIALIZER;      /* fnn_sleeping, gen bumps */
+    static pthread_cond_t fnn_wake = PTHREAD_COND_INITIALIZER;
+    static pthread_mutex_t fnn_dispatch = PTHREAD_MUTEX_INITIALIZER;  /* one split product at a time */
+    static int fnn_threads = 1;          /* wanted: workers + the caller */
+    static int fnn_started = 0;          /* workers running in this process */
+    static int fnn_sleeping = 0;
+    static unsigned long fnn_sleeps = 0; /* times a worker went to sleep */
+    static int fnn_atfork = 0;
+    static unsigned long fnn_gen = 0;    /* bumped (atomically) per task */
+    static int fnn_pending = 0;          /* parts the workers have not finished */
+    static fnn_task_fn fnn_fn = 0;
+    static void* fnn_arg = 0;
+    static int fnn_parts = 0;
+    static unsigned long fnn_start_gen[FNN_MAX_THREADS + 1];   /* fnn_gen when worker i was created */
+
+    static double fnn_ns(void) {
+        struct timespec t;
+        clock_gettime(CLOCK_MONOTONIC, &t);
+        return (double)t.tv_sec * 1e9 + (double)t.tv_nsec;
+    }
+
+    static void* fnn_worker(void* p) {
+        int id = (int)(Py_ssize_t)p;
+        unsigned long seen = fnn_start_gen[id], g;   /* tasks after its creation are its own */
+        for (;;) {
+            double start = fnn_ns();
+            int spins = 0;
+            while ((g = __atomic_load_n(&fnn_gen, __ATOMIC_ACQUIRE)) == seen) {
+                fnn_pause();
+                if (++spins % 64 == 0 && fnn_ns() - start > FNN_SPIN_NS) {   /* idle: sleep */
+                    pthread_mutex_lock(&fnn_lock);
+                    fnn_sleeping++;
+                    fnn_sleeps++;
+                    while ((g = __atomic_load_n(&fnn_gen, __ATOMIC_ACQUIRE)) == seen)
+                        pthread_cond_wait(&fnn_wake, &fnn_lock);
+                    fnn_sleeping--;
+                    pthread_mutex_unlock(&fnn_lock);
+                    break;
+                }
+            }
+            seen = g;
+            if (id < fnn_parts) {
+                fnn_fn(fnn_arg, id, fnn_parts);
+                __atomic_sub_fetch(&fnn_pending, 1, __ATOMIC_ACQ_REL);
+            }
+        }
+        return 0;
+    }
+
+    /* fork: the child has none of the parent's threads; it starts its own pool when it needs one */
+    static void fnn_fork_prepare(void) { pthread_mutex_lock(&fnn_dispatch); pthread_mutex_lock(&fnn_lock); }
+    static void fnn_fork_parent(void) { pthread_mutex_unlock(&fnn_lock); pthread_mutex_unlock(&fnn_dispatch); }
+    static void fnn_fork_child(void) {
+        pthread_mutex_init(&fnn_lock, 0);
+        pthread_mutex_init(&fnn_dispatch, 0);
+        pthread_cond_init(&fnn_wake, 0);
+        fnn_started = 0;
+        fnn_sleeping = 0;
+        fnn_pending = 0;
+    }
+
+    static int fnn_pool_set_threads(int n) {
+        if (n < 1) n = 1;
+        if (n > FNN_MAX_THREADS) n = FNN_MAX_THREADS;
+        fnn_threads = n;
+        return n;
+    }
+    static int fnn_pool_started(void) { return fnn_started; }
+
+    /* start workers up to fnn_threads - 1 (under fnn_dispatch) */
+    static void fnn_grow(void) {
+        pthread_attr_t attr;
+        pthread_t t;
+        if (!fnn_atfork) {
+            if (pthread_atfork(fnn_fork_prepare, fnn_fork_parent, fnn_fork_child) != 0) return;
+            fnn_atfork = 1;
+        }
+        pthread_attr_init(&attr);
+        pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+        while (fnn_started < fnn_threads - 1) {
+            fnn_start_gen[fnn_started + 1] = __atomic_load_n(&fnn_gen, __ATOMIC_ACQUIRE);
+            if (pthread_create(&t, &attr, fnn_worker, (void*)(Py_ssize_t)(fnn_started + 1)) != 0) break;
+            fnn_started++;
+        }
+        pthread_attr_destroy(&attr);
+    }
+
+    /* fn(arg, part, parts) for part = 0 .. parts-1: part 0 in the caller, the others on workers */
+    static void fnn_parallel(fnn_task_fn fn, void* arg, int parts) {
+        int i;
+        if (parts > 1) {
+            pthread_mutex_lock(&fnn_dispatch);
+            if (fnn_started < parts - 1) fnn_grow();
+            if (fnn_started >= parts - 1) {
+                fnn_fn = fn;
+                fnn_arg = arg;
+                fnn_parts = parts;
+                __atomic_store_n(&fnn_pending, parts - 1, __ATOMIC_RELEASE);
+                pthread_mutex_lock(&fnn_lock);
+                __atomic_add_fetch(&fnn_gen, 1, __ATOMIC_ACQ_REL);
+                if (fnn_sleeping) pthread_cond_broadcast(&fnn_wake);
+                pthread_mutex_unlock(&fnn_lock);
+                fn(arg, 0, parts);
+                while (__atomic_load_n(&fnn_pending, __ATOMIC_ACQUIRE) > 0) fnn_pause();
+                pthread_mutex_unlock(&fnn_dispatch);
+                return;
+            }
+            pthread_mutex_unlock(&fnn_dispatch);   /* no thread could be started: run it here */
+        }
+        for (i = 0; i < parts; i++) fn(arg, i, parts);
+    }
+    #endif
+    """
+    bint fnn_finite_f(const float* a, Py_ssize_t n) noexcept nogil
+    bint fnn_finite_d(const double* a, Py_ssize_t n) noexcept nogil
+    ctypedef void (*fnn_task_fn)(void* arg, int part, int parts) noexcept nogil
+    void fnn_parallel(fnn_task_fn fn, void* arg, int parts) noexcept nogil
+    int fnn_pool_set_threads(int n) noexcept nogil
+    int fnn_pool_started() noexcept nogil
+    int fnn_threads
+    unsigned long fnn_sleeps
+
+
+cdef enum:
+    DENSE = 0
+    AFFINE = 1
+    ACTIVATION = 2
+
+KINDS = {"dense": DENSE, "affine": AFFINE, "activation": ACTIVATION}
+
+
+ctypedef struct StepC:
+    int kind
+    int code
+    double alpha
+    Py_ssize_t n_in
+    Py_ssize_t n_out
+    void* w
+    void* b
+
+
+cdef inline bint _finite(const floating* a, Py_ssize_t n) noexcept nogil:
+    """No NaN or inf in a[:n]."""
+    if floating is double:
+        return fnn_finite_d(a, n)
+    else:
+        return fnn_finite_f(a, n)
+
+
+ctypedef void (*sgemv32_t)(int order, int trans, int m, int n, float alpha, const float* a, int lda,
+                           const float* x, int incx, float beta, float* y, int incy) noexcept nogil
+ctypedef void (*sgemv64_t)(int order, int trans, int64_t m, int64_t n, float alpha, const float* a, int64_t lda,
+                           const float* x, int64_t incx, float beta, float* y, int64_t incy) noexcept nogil
+ctypedef void (*dgemv32_t)(int order, int trans, int m, int n, double alpha, const double* a, int lda,
+                           const double* x, int incx, double beta, double* y, int incy) noexcept nogil
+ctypedef void (*dgemv64_t)(int order, int trans, int64_t m, int64_t n, double alpha, const double* a,
+                           int64_t lda, const double* x, int64_t incx, double beta, double* y,
+                           int64_t incy) noexcept nogil
+
+cdef sgemv32_t _sgemv32 = NULL      # OpenBLAS's gemv (set_gemv): one row's product, as NumPy's np.dot
+cdef sgemv64_t _sgemv64 = NULL
+cdef dgemv32_t _dgemv32 = NULL
+cdef dgemv64_t _dgemv64 = NULL
+
+
+def set_gemv(uintptr_t sgemv, uintptr_t dgemv, bint ilp64):
+    """Install OpenBLAS's cblas_sgemv and cblas_dgemv (addresses; 64-bit integers when ``ilp64``)
+    for one-row products; 0, 0 removes them (GEMM then)."""
+    global _sgemv32, _sgemv64, _dgemv32, _dgemv64
+    _sgemv32, _sgemv64, _dgemv32, _dgemv64 = NULL, NULL, NULL, NULL
+    if ilp64:
+        _sgemv64, _dgemv64 = <sgemv64_t>sgemv, <dgemv64_t>dgemv
+    else:
+        _sgemv32, _dgemv32 = <sgemv32_t>sgemv, <dgemv32_t>dgemv
+
+
+cdef inline bint _gemv(const floating* x, const floating* w, floating* y, Py_ssize_t k, Py_ssize_t n,
+                       Py_ssize_t ldw) noexcept nogil:
+    """y (n,) = x (k,) @ w (k, n) row-major with row stride ldw, in OpenBLAS's gemv; False when
+    none is installed or the sizes exceed the 32-bit integers of a 32-bit BLAS."""
+    if floating is float:
+        if _sgemv64 != NULL:
+            _sgemv64(CBLAS_ROW_MAJOR, CBLAS_TRANS, k, n, 1, w, ldw, x, 1, 0, y, 1)
+            return True
+        if _sgemv32 != NULL and k < 2147483647 and ldw < 2147483647:
+            _sgemv32(CBLAS_ROW_MAJOR, CBLAS_TRANS, <int>k, <int>n, 1, w, <int>ldw, x, 1, 0, y, 1)
+            return True
+    else:
+        if _dgemv64 != NULL:
+            _dgemv64(CBLAS_ROW_MAJOR, CBLAS_TRANS, k, n, 1, w, ldw, x, 1, 0, y, 1)
+            return True
+        if _dgemv32 != NULL and k < 2147483647 and ldw < 2147483647:
+            _dgemv32(CBLAS_ROW_MAJOR, CBLAS_TRANS, <int>k, <int>n, 1, w, <int>ldw, x, 1, 0, y, 1)
+            return True
+    return False
+
+
+cdef enum:
+    MIN_SPLIT = 262144       # k * n from which one row's product is split by columns over the pool
+    MAX_SPLIT = 4194304      # ... and up to which (beyond, OpenBLAS's gemv may use its own threads)
+    COLUMN_ALIGN = 16        # parts start at multiples of 16 columns (whole cache lines)
+
+
+ctypedef struct RowTask:      # one row's product y = f(x @ W + b), split by output columns
+    const void* x
+    const void* w
+    void* y
+    const void* b
+    Py_ssize_t k
+    Py_ssize_t n
+    int code
+    double alpha
+    bint finish               # add b and apply the activation in each part
+    bint double_
+
+
+cdef void _row_part(void* arg, int part, int parts) noexcept nogil:
+    """Part ``part`` of ``parts`` of a RowTask: its block of columns, on COLUMN_ALIGN boundaries."""
+    cdef RowTask* t = <RowTask*>arg
+    cdef Py_ssize_t size = (t.n + parts - 1) // parts
+    size = (size + COLUMN_ALIGN - 1) // COLUMN_ALIGN * COLUMN_ALIGN
+    cdef Py_ssize_t j0 = min(t.n, part * size), j1 = min(t.n, j0 + size)
+    if j1 <= j0:
+        return
+    if t.double_:
+        _gemv(<const double*>t.x, <const double*>t.w + j0, <double*>t.y + j0, t.k, j1 - j0, t.n)
+        if t.finish:
+            act_forward(t.code, <double>t.alpha, <double*>t.y + j0,
+                        <const double*>t.b + j0 if t.b != NULL else <const double*>NULL, <double*>NULL,
+                        <double*>t.y + j0, 1, j1 - j0)
+    else:
+        _gemv(<const float*>t.x, <const float*>t.w + j0, <float*>t.y + j0, t.k, j1 - j0, t.n)
+        if t.finish:
+            act_forward(t.code, <float>t.alpha, <float*>t.y + j0,
+                        <const float*>t.b + j0 if t.b != NULL else <const float*>NULL, <float*>NULL,
+                        <float*>t.y + j0, 1, j1 - j0)
+
+
+cdef inline int _split_row(StepC* st, const floating* x, floating* y, bint finish, int threads) noexcept nogil:
+    """One row's product (and, with ``finish``, its bias and activation) split by columns over
+    the pool: 1 if done with finish, 0 if done without, -1 if not split (too small or too
+    large, one thread, no gemv)."""
+    cdef Py_ssize_t size = st.n_in * st.n_out
+    cdef RowTask task
+    cdef int parts
+    if threads < 2 or size < MIN_SPLIT or size > MAX_SPLIT:
+        return -1
+    if (floating is float and _sgemv32 == NULL and _sgemv64 == NULL) or (
+            floating is double and _dgemv32 == NULL and _dgemv64 == NULL):
+        return -1
+    parts = <int>min(<Py_ssize_t>threads, (st.n_out + COLUMN_ALIGN - 1) // COLUMN_ALIGN)
+    if parts < 2:
+        return -1
+    task.x, task.w, task.y, task.b = x, st.w, y, st.b
+    task.k, task.n, task.code, task.alpha = st.n_in, st.n_out, st.code, st.alpha
+    task.finish, task.double_ = finish, floating is double
+    fnn_parallel(_row_part, &task, parts)
+    return 1 if finish else 0
+
+
+cdef inline void _product(const floating* x, const floating* w, floating* y, Py_ssize_t rows, Py_ssize_t k,
+                          Py_ssize_t n) noexcept nogil:
+    """y = x @ w in OpenBLAS with its own thread choice: one row in its gemv, which is faster than
+    its gemm with one row (784 x 512 float32: 18 against 27 us here), more in its gemm; or in
+    the route's built-in loop when no BLAS is installed."""
+    if rows == 1 and _gemv(x, w, y, k, n, n):
+        return
+    if not blas_gemm(_route, CBLAS_NO_TRANS, CBLAS_NO_TRANS, rows, n, k, 1, x, k, w, n, 0, y, n):
+        loop_gemm(False, False, rows, n, k, 1, x, k, w, n, 0, y, n)
+
+
+cdef inline bint _finish(StepC* st, floating* y, Py_ssize_t rows, bint screen) noexcept nogil:
+    """y = f(y + b) in place, one pass; with ``screen``, False (y left as y + b) when y + b holds
+    NaN or inf."""
+    cdef Py_ssize_t n = st.n_out
+    cdef const floating* b = <const floating*>st.b
+    if screen:
+        if b != NULL:
+            act_forward(0, <floating>0, y, b, <floating*>NULL, y, rows, n)  # code 0: identity
+            b = NULL
+        if not _finite(y, rows * n):
+            return False
+    act_forward(st.code, <floating>st.alpha, y, b, <floating*>NULL, y, rows, n)
+    return True
+
+
+cdef class Chain:
+    """The folded steps of one model, for ``run``. ``steps``: (kind, n_in, n_out, activation code,
+    alpha, weight, bias) per step, kind in KINDS; weight (n_in, n_out) for dense and (n,) for
+    affine, None for activation; bias (n_out,) or None; every array C-contiguous in ``dtype``
+    (float32 or float64), finite, and not changed while the chain lives (it keeps them)."""
+
+    cdef StepC* _steps
+    cdef Py_ssize_t _n
+    cdef object _keep
+    cdef readonly object dtype
+    cdef readonly Py_ssize_t n_features, n_outputs, width
+
+    def __cinit__(self, steps, dtype):
+        import numpy as np
+
+        self.dtype = np.dtype(dtype)
+        if self.dtype not in (np.dtype(np.float32), np.dtype(np.float64)):
+            raise TypeError(f"Chain: dtype must be float32 or float64; got {self.dtype}.")
+        steps = list(steps)
+        if not steps:
+            raise ValueError("Chain: no steps.")
+        self._steps = <StepC*>malloc(len(steps) * sizeof(StepC))
+        if self._steps == NULL:
+            raise MemoryError()
+        self._n = len(steps)
+        self._keep = []
+        self.width = 0
+        cdef Py_ssize_t k = 0, prev = -1
+        cdef StepC* st
+        for kind, n_in, n_out, code, alpha, weight, bias in steps:
+            st = &self._steps[k]
+            st.kind, st.n_in, st.n_out, st.code, st.alpha = KINDS[kind], n_in, n_out, code, alpha
+            if not 0 <= code < N_ACTIVATIONS or n_in < 1 or n_out < 1 or (prev >= 0 and n_in != prev):
+                raise ValueError(f"Chain: step {k} does not fit (kind {kind!r}, {n_in} -> {n_out}, code {code}).")
+            if st.kind != DENSE and n_in != n_out:
+                raise ValueError(f"Chain: step {k} ({kind}) must keep its width; got {n_in} -> {n_out}.")
+            st.w = self._pointer(weight, (n_in, n_out) if st.kind == DENSE else (n_in,),
+                                 required=st.kind != ACTIVATION, step=k)
+            st.b = self._pointer(bias, (n_out,), required=False, step=k)
+            if st.kind == ACTIVATION and (st.w != NULL or st.b != NULL):
+                raise ValueError(f"Chain: step {k} (activation) takes no arrays.")
+            self.width = max(self.width, n_out)
+            prev = n_out
+            k += 1
+        self.n_features, self.n_outputs = self._steps[0].n_in, self._steps[self._n - 1].n_out
+
+    cdef void* _pointer(self, a, shape, bint required, Py_ssize_t step) except? NULL:
+        import numpy as np
+
+        if a is None:
+            if required:
+                raise ValueError(f"Chain: step {step} needs its weight array.")
+            return NULL
+        if (not isinstance(a, np.ndarray) or a.dtype != self.dtype or a.shape != shape
+                or not a.flags.c_contiguous):
+            raise ValueError(f"Chain: step {step}: expected a C-contiguous {self.dtype} array of shape {shape}.")
+        self._keep.append(a)
+        return <void*><uintptr_t>a.ctypes.data
+
+    def __dealloc__(self):
+        free(self._steps)
+
+    def run(self, const floating[:, ::1] x not None, floating[:, ::1] out not None, floating[::1] buf not None,
+            bint screen=False):
+        """out = the chain applied to x (rows, n_features) -> (rows, n_outputs); ``buf`` holds at
+        least scratch_size(rows) values. With ``screen``, returns False (out unfinished) when the
+        first step's pre-activation holds NaN or inf; True otherwise."""
+        cdef Py_ssize_t rows = x.shape[0]
+        if x.shape[1] != self.n_features or out.shape[0] != rows or out.shape[1] != self.n_outputs:
+            raise ValueError("Chain.run: x or out does not match the chain.")
+        if x.itemsize != self.dtype.itemsize:
+            raise TypeError(f"Chain.run: the chain computes in {self.dtype}.")
+        if buf.shape[0] < self.scratch_size(rows):
+            raise ValueError("Chain.run: buf is too small; see scratch_size.")
+        if rows == 0:
+            return True
+        cdef floating* ping = &buf[0]
+        cdef floating* pong = ping + rows * self.width
+        cdef const floating* src = &x[0, 0]
+        cdef floating* dst
+        cdef const floating* w
+        cdef StepC* st
+        cdef Py_ssize_t s, i, j, n
+        cdef bint ok = True
+        cdef int split, threads = fnn_threads
+        with nogil:
+            for s in range(self._n):
+                st = &self._steps[s]
+                dst = &out[0, 0] if s == self._n - 1 else (ping if s % 2 == 0 else pong)
+                n, w = st.n_out, <const floating*>st.w
+                split = -1
+                if st.kind == DENSE:
+                    if rows == 1:
+                        split = _split_row(st, src, dst, st.code != SOFTMAX and not (screen and s == 0), threads)
+                    if split < 0:
+                        _product(src, w, dst, rows, st.n_in, n)
+                elif st.kind == AFFINE:
+                    for i in range(rows):
+                        for j in range(n):
+                            dst[i * n + j] = src[i * n + j] * w[j]
+                if st.kind == ACTIVATION:
+                    act_forward(st.code, <floating>st.alpha, src, <const floating*>NULL, <floating*>NULL, dst,
+                                rows, n)
+                elif split != 1 and not _finish(st, dst, rows, screen and s == 0):
+                    ok = False
+                    break
+                src = dst
+        return ok
+
+    def scratch_size(self, Py_ssize_t rows):
+        """Values ``run`` needs in ``buf`` for ``rows`` rows (two step outputs)."""
+        return 2 * rows * self.width
+
+
+def set_threads(int n):
+    """Threads a one-row product is split over (the caller's included), 1 to 64; returns the
+    value set. Workers already started stay, asleep, when it shrinks."""
+    return fnn_pool_set_threads(n)
+
+
+def get_threads():
+    """Threads a one-row product is split over (the caller's included)."""
+    return fnn_threads
+
+
+def pool_workers():
+    """Worker threads started in this process (0 until a product was first split)."""
+    return fnn_pool_started()
+
+
+def pool_sleeps():
+    """Times a worker went to sleep (idle longer than the spin time) since the module loaded."""
+    return fnn_sleeps
