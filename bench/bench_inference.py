@@ -12,9 +12,10 @@ Measures, on this machine and in this run:
   dependencies (extras excluded); fastnn from its package folder when run from a checkout;
 - prediction: one-row latency (median over blocks of calls of the mean time per call) and
   10,000-row throughput, float32, for bench/TARGETS.md's small (784-128-10) and medium
-  (784-512-512-10) models with the same random weights, in fastnn.inference, fastnn's
-  engine (fastnn.load(path, device='cpu').predict), PyTorch eager (torch.inference_mode,
-  from and to NumPy arrays) and ONNX Runtime (the file written by fastnn.export.to_onnx).
+  (784-512-512-10) models with the same random weights, in fastnn.inference (its default
+  engine, compiled), fastnn.inference[numpy] (``engine="numpy"``), fastnn's model
+  (fastnn.load(path, device='cpu').predict), PyTorch eager (torch.inference_mode, from and to
+  NumPy arrays) and ONNX Runtime (the file written by fastnn.export.to_onnx).
 
 Every system runs in its own fresh process (thread pools that spin after a call, such as ONNX
 Runtime's and OpenBLAS's, would otherwise slow the next system), with its default threads;
@@ -37,7 +38,7 @@ from _timing import per_call  # bench/_timing.py, beside this script
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CONFIGS = {"small": [784, 128, 10], "medium": [784, 512, 512, 10]}
-SYSTEMS = ("fastnn.inference", "fastnn.load", "torch", "onnxruntime")
+SYSTEMS = ("fastnn.inference", "fastnn.inference[numpy]", "fastnn.load", "torch", "onnxruntime")
 IMPORTS = ("numpy", "fastnn", "fastnn.inference", "torch", "onnxruntime")
 ROWS = 10_000
 
@@ -48,10 +49,10 @@ def _predictor(system, folder, config):
     import numpy as np
 
     path = os.path.join(folder, config)
-    if system == "fastnn.inference":
+    if system in ("fastnn.inference", "fastnn.inference[numpy]"):
         import fastnn.inference
 
-        return fastnn.inference.load(path + ".fnn").predict
+        return fastnn.inference.load(path + ".fnn", engine="numpy" if "numpy" in system else "auto").predict
     if system == "fastnn.load":
         import fastnn
 
@@ -83,13 +84,13 @@ def _predictor(system, folder, config):
 
 
 def _breakdown(folder, config, one):
-    """µs per call of each NumPy operation of fastnn.inference's one-row prediction."""
+    """µs per call of each NumPy operation of fastnn.inference's one-row prediction (NumPy engine)."""
     import numpy as np
 
     import fastnn.inference
     from fastnn._checks import as_float_array
 
-    model = fastnn.inference.load(os.path.join(folder, config) + ".fnn")
+    model = fastnn.inference.load(os.path.join(folder, config) + ".fnn", engine="numpy")
     parts = {"input checks (as_float_array)": lambda: as_float_array("p", "X", one, np.float32),
              "result array (np.empty)": lambda: np.empty((1, model.n_outputs), np.float32)}
     x = one
@@ -119,7 +120,7 @@ def worker(system, folder, config, quick):
     result = {"one_row_us": per_call(lambda: predict(one), calls, blocks) * 1e6,
               "rows_per_s": ROWS / per_call(lambda: predict(many), 1, big),
               "output": predict(many[:4]).tolist()}
-    if system == "fastnn.inference" and not quick:
+    if system == "fastnn.inference[numpy]" and not quick:
         result["breakdown_us"] = _breakdown(folder, config, one)
     print(json.dumps(result))
 
@@ -337,7 +338,7 @@ def main(argv=None):
               f"| {_fmt(v['rows_per_s'], 'rows')} ({_fmt(v['rows_per_s_best'], 'rows')}) |")
     for key, v in summary["predict"].items():
         if v["breakdown_us"]:
-            print(f"\nfastnn.inference, one row, {key.split(' / ')[1]}: µs per NumPy call (best round)")
+            print(f"\nfastnn.inference[numpy], one row, {key.split(' / ')[1]}: µs per NumPy call (best round)")
             for name, us in v["breakdown_us"].items():
                 print(f"  {us:6.2f}  {name}")
     if args.json:

@@ -11,6 +11,7 @@ import threading
 
 import numpy as np
 
+from . import _chain
 from ._checks import as_float_array, check_dtype_name, check_int, check_seed
 from ._modelfile import save_model
 from ._params import layout
@@ -344,8 +345,6 @@ class Sequential:
         cached = self._predictor
         if cached is not None and cached[0] == key:
             return cached[1]
-        from . import _chain
-
         runner = None
         if _chain.module() is not None:
             try:
