@@ -18,6 +18,7 @@ OpenBLAS's gemv; both were dropped.
 
 from libc.stdint cimport int64_t, uintptr_t
 from libc.stdlib cimport malloc, free
+from libc.string cimport memcpy
 from cython cimport floating
 
 from _activations cimport act_forward, N_ACTIVATIONS, SOFTMAX
@@ -212,6 +213,8 @@ ctypedef struct StepC:
     Py_ssize_t n_out
     void* w
     void* b
+    void* packed              # W cut into packed_parts column blocks, each contiguous (see Chain.pack)
+    int packed_parts
 
 
 cdef inline bint _finite(const floating* a, Py_ssize_t n) noexcept nogil:
@@ -279,6 +282,8 @@ cdef enum:
 ctypedef struct RowTask:      # one row's product y = f(x @ W + b), split by output columns
     const void* x
     const void* w
+    const void* packed        # W's column blocks for packed_parts parts, or NULL
+    int packed_parts
     void* y
     const void* b
     Py_ssize_t k
@@ -289,22 +294,34 @@ ctypedef struct RowTask:      # one row's product y = f(x @ W + b), split by out
     bint double_
 
 
-cdef void _row_part(void* arg, int part, int parts) noexcept nogil:
-    """Part ``part`` of ``parts`` of a RowTask: its block of columns, on COLUMN_ALIGN boundaries."""
-    cdef RowTask* t = <RowTask*>arg
-    cdef Py_ssize_t size = (t.n + parts - 1) // parts
+cdef inline void _columns(Py_ssize_t n, int part, int parts, Py_ssize_t* j0, Py_ssize_t* j1) noexcept nogil:
+    """Columns [j0, j1) of part ``part`` of ``parts``, on COLUMN_ALIGN boundaries."""
+    cdef Py_ssize_t size = (n + parts - 1) // parts
     size = (size + COLUMN_ALIGN - 1) // COLUMN_ALIGN * COLUMN_ALIGN
-    cdef Py_ssize_t j0 = min(t.n, part * size), j1 = min(t.n, j0 + size)
+    j0[0] = min(n, part * size)
+    j1[0] = min(n, j0[0] + size)
+
+
+cdef void _row_part(void* arg, int part, int parts) noexcept nogil:
+    """Part ``part`` of ``parts`` of a RowTask: its block of columns, read from its packed block
+    (contiguous: 1.4-1.8x faster than the same block read with W's row stride) when W was
+    packed for this many parts."""
+    cdef RowTask* t = <RowTask*>arg
+    cdef Py_ssize_t j0, j1
+    _columns(t.n, part, parts, &j0, &j1)
     if j1 <= j0:
         return
+    cdef bint packed = t.packed != NULL and t.packed_parts == parts
+    cdef Py_ssize_t offset = t.k * j0 if packed else j0, ldw = j1 - j0 if packed else t.n
+    cdef const void* w = t.packed if packed else t.w
     if t.double_:
-        _gemv(<const double*>t.x, <const double*>t.w + j0, <double*>t.y + j0, t.k, j1 - j0, t.n)
+        _gemv(<const double*>t.x, <const double*>w + offset, <double*>t.y + j0, t.k, j1 - j0, ldw)
         if t.finish:
             act_forward(t.code, <double>t.alpha, <double*>t.y + j0,
                         <const double*>t.b + j0 if t.b != NULL else <const double*>NULL, <double*>NULL,
                         <double*>t.y + j0, 1, j1 - j0)
     else:
-        _gemv(<const float*>t.x, <const float*>t.w + j0, <float*>t.y + j0, t.k, j1 - j0, t.n)
+        _gemv(<const float*>t.x, <const float*>w + offset, <float*>t.y + j0, t.k, j1 - j0, ldw)
         if t.finish:
             act_forward(t.code, <float>t.alpha, <float*>t.y + j0,
                         <const float*>t.b + j0 if t.b != NULL else <const float*>NULL, <float*>NULL,
@@ -327,6 +344,7 @@ cdef inline int _split_row(StepC* st, const floating* x, floating* y, bint finis
     if parts < 2:
         return -1
     task.x, task.w, task.y, task.b = x, st.w, y, st.b
+    task.packed, task.packed_parts = st.packed, st.packed_parts
     task.k, task.n, task.code, task.alpha = st.n_in, st.n_out, st.code, st.alpha
     task.finish, task.double_ = finish, floating is double
     fnn_parallel(_row_part, &task, parts)
@@ -398,6 +416,7 @@ cdef class Chain:
             st.w = self._pointer(weight, (n_in, n_out) if st.kind == DENSE else (n_in,),
                                  required=st.kind != ACTIVATION, step=k)
             st.b = self._pointer(bias, (n_out,), required=False, step=k)
+            st.packed, st.packed_parts = NULL, 0
             if st.kind == ACTIVATION and (st.w != NULL or st.b != NULL):
                 raise ValueError(f"Chain: step {k} (activation) takes no arrays.")
             self.width = max(self.width, n_out)
@@ -419,7 +438,40 @@ cdef class Chain:
         return <void*><uintptr_t>a.ctypes.data
 
     def __dealloc__(self):
-        free(self._steps)
+        cdef Py_ssize_t k
+        if self._steps != NULL:
+            for k in range(self._n):
+                free(self._steps[k].packed)
+            free(self._steps)
+
+    def pack(self, int parts):
+        """Copy the weights of every dense step that a one-row product splits into ``parts``
+        contiguous column blocks (part p's block at k * j0, k x (j1 - j0) row-major), read by
+        runs split into that many parts. Once per chain, before its first run (the blocks are
+        then read by every caller; a chain whose weights change in place must not be packed);
+        returns the bytes used."""
+        cdef Py_ssize_t k, i, j0, j1, total = 0, item = self.dtype.itemsize, size
+        cdef StepC* st
+        cdef int p
+        cdef char* dst
+        for k in range(self._n):
+            st = &self._steps[k]
+            size = st.n_in * st.n_out
+            if st.packed != NULL:
+                raise RuntimeError("Chain.pack: the chain is packed already.")
+            if st.kind != DENSE or parts < 2 or size < MIN_SPLIT or size > MAX_SPLIT:
+                continue
+            st.packed = malloc(size * item)
+            if st.packed == NULL:
+                raise MemoryError()
+            st.packed_parts = parts
+            for p in range(parts):
+                _columns(st.n_out, p, parts, &j0, &j1)
+                dst = <char*>st.packed + st.n_in * j0 * item
+                for i in range(st.n_in):
+                    memcpy(dst + i * (j1 - j0) * item, <char*>st.w + (i * st.n_out + j0) * item, (j1 - j0) * item)
+            total += size * item
+        return total
 
     def run(self, const floating[:, ::1] x not None, floating[:, ::1] out not None, floating[::1] buf not None,
             bint screen=False):

@@ -89,15 +89,20 @@ class Runner:
     """The compiled chain of ``steps``, each (kind, n_in, n_out, activation, alpha, weight, bias)
     with kind 'dense', 'affine' or 'activation' (fastnn.inference.Step's fields), every array
     C-contiguous in ``dtype``. The arrays are used in place, not copied: a model's live parameters
-    give predictions that follow its training. ValueError/TypeError for steps the chain refuses."""
+    give predictions that follow its training, unless ``pack`` (for weights that never change):
+    then the weights a one-row product splits are also copied into per-thread column blocks.
+    ValueError/TypeError for steps the chain refuses."""
 
-    def __init__(self, steps, dtype):
+    def __init__(self, steps, dtype, pack=False):
         mod = module()
         if mod is None:
             raise ImportError(f"the compiled inference engine is not available: {reason()}")
         self.dtype = np.dtype(dtype)
         self.chain = mod.Chain([(kind, n_in, n_out, ACTIVATION_CODES[act], float(alpha), w, b)
                                 for kind, n_in, n_out, act, alpha, w, b in steps], self.dtype)
+        # weights that never change (a loaded model's): the blocks each thread reads, contiguous,
+        # for the thread count of now (runs on another count read the weights in place)
+        self.packed_bytes = self.chain.pack(get_num_threads()) if pack else 0
         self._local = threading.local()
 
     def _scratch(self, rows):

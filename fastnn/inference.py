@@ -303,7 +303,7 @@ class InferenceModel:
         self._local = threading.local()
         self._runner = None
         if engine != "numpy" and _chain.module() is not None:
-            self._runner = _chain.Runner(self.steps, self.dtype)
+            self._runner = _chain.Runner(self.steps, self.dtype, pack=True)
         elif engine == "compiled":
             raise ImportError(f"fastnn.inference: engine='compiled' needs fastnn's compiled kernels, which cannot "
                               f"be imported here ({_chain.reason()}); install a fastnn wheel or build it "
@@ -391,7 +391,10 @@ class InferenceModel:
         # in x * w + b under IEEE arithmetic (inf * 0 is NaN), and that product is in cache.
         # Only when it holds one is X searched, for the message. A small X is checked directly
         # (cheaper than the errstate the screen needs).
-        screen = self._screened and isinstance(X, np.ndarray) and X.size > _MASK_SIZE
+        # The compiled engine screens any X already in the model's dtype (its check of the
+        # product costs nothing next to NumPy's of X, 1 us of a one-row predict's 8).
+        screen = self._screened and isinstance(X, np.ndarray) and (
+            X.size > _MASK_SIZE or (self._runner is not None and X.dtype == self.dtype))
         X = as_float_array(owner, "X", X, self.dtype, finite=not screen)
         if X.shape[1] != self.n_features:
             raise ValueError(f"{owner}: X has {X.shape[1]} features; the model takes {self.n_features}.")
@@ -400,8 +403,11 @@ class InferenceModel:
         if not screen:
             self._run_all(X, out, chunk)
             return out
-        with np.errstate(invalid="ignore", over="ignore"):
+        if self._runner is not None:  # no floating-point warnings from the compiled kernels
             finite = self._run_all(X, out, chunk, screen=True)
+        else:
+            with np.errstate(invalid="ignore", over="ignore"):
+                finite = self._run_all(X, out, chunk, screen=True)
         if not finite:
             check_finite(owner, "X", X)  # names the first NaN/inf
             self._run_all(X, out, chunk)  # a finite X whose first product overflowed: computed as it is

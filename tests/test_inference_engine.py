@@ -82,6 +82,13 @@ def test_one_row_split_over_the_pool_matches(dtype, n_threads, threads):
         assert_close(compiled.predict(X), numpy.predict(X), dtype, factor=8)
     if n_threads == 2:
         assert infer.pool_workers() >= 1
+        # the weights were packed into two column blocks per split layer at load
+        assert compiled._runner.packed_bytes == (600 * 512 + 512 * 520) * np.dtype(dtype).itemsize
+        inference.set_num_threads(3)  # three parts: read in place, with W's row stride
+        X = _inputs(1, 600, dtype, 9)
+        assert_close(compiled.predict(X), numpy.predict(X), dtype, factor=8)
+    else:
+        assert compiled._runner.packed_bytes == 0
 
 
 @pytest.mark.parametrize("rows", [1, 4095, 4096, 4097, 8193])
