@@ -18,6 +18,8 @@ outputs must be device arrays (``empty``/``zeros``) or None.
 
 from __future__ import annotations
 
+import inspect
+
 import numpy as np
 from numba import config, cuda
 
@@ -514,6 +516,9 @@ def _launch_by_name(spec, kernels=K):
                 out.append(v if isinstance(v, (bool, np.bool_)) else float(v))
         self._run(kernel, first.size, *out)
 
+    # the operation's parameters, as the interface and its tests read them (not *args)
+    launch.__signature__ = inspect.Signature(
+        [inspect.Parameter(p, inspect.Parameter.POSITIONAL_OR_KEYWORD) for p in ("self", *spec.params)])
     KERNELS[spec.name] = launch
     implement(CudaBackend, {spec.name: launch}, "check", _upload)
 

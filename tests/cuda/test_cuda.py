@@ -3,6 +3,8 @@ plumbing (is_available, info, errors), and the host-side index checks of the CUD
 
 from __future__ import annotations
 
+import inspect
+
 import numpy as np
 import pytest
 
@@ -187,6 +189,8 @@ def test_an_operation_added_beside_its_user_is_launched_by_name_or_round_trips()
         np.testing.assert_array_equal(backend.to_numpy(p), [0.5, 1.5, 1.0, 0.5, 1.5])
         cuda_backend._launch_by_name(SPECS["toy_update"], kernels=Kernels)
         assert "toy_update" in _adapter.registered(cuda_backend.CudaBackend)
+        impl = cuda_backend.CudaBackend.toy_update.__wrapped_impl__  # the operation's parameters, not *args
+        assert tuple(inspect.signature(impl).parameters) == ("self", "p", "g", "buf", "lr", "use_buf")
         launches = backend.launches
         backend.toy_update(p, backend.asarray(np.ones(5)), backend.asarray(np.full(5, 2.0)), lr=0.25, use_buf=True)
         assert backend.launches == launches + 1
