@@ -1,19 +1,21 @@
 """Compiled inference: fastnn.inference's folded steps run as one call per predict.
 
 A ``Chain`` holds the steps that fastnn.inference folds a model into (dense: y = f(x @ W + b);
-affine: y = f(x * w + b) per feature; activation: y = f(x)), with pointers to their arrays, laid
-out once at load as the product reads them: W (n_in, n_out) C-contiguous, b (n_out,).
-``Chain.run`` computes the whole stack for a block of rows with the GIL released, into two
-ping-pong buffers the caller owns: per dense step one GEMM through the BLAS route of _blas.pxd
-(NumPy's OpenBLAS, with the route's per-product choice of one thread or OpenBLAS's pool), then
-one pass adding the bias and applying the activation in place while the output is in cache (the
-kernels of csrc/_activations.pxd: the training kernels' formulas, tested against the NumPy
-reference). Nothing runs at import and no thread is started here.
+affine: y = f(x * w + b) per feature; activation: y = f(x)), with pointers to their arrays:
+W (n_in, n_out) C-contiguous, b (n_out,). ``Chain.run`` computes the whole stack for a block of
+rows with the GIL released, into two ping-pong buffers the caller owns. Per dense step: one
+row through OpenBLAS's gemv (NumPy's own, installed by set_gemv), more rows through its gemm
+(its own threads); then one pass adds the bias and applies the activation in place while the
+output is in cache (csrc/_activations.pxd: the training kernels' formulas).
 
-Splitting a one-row product by columns over a pool of our own threads was built and measured
-(docs/DECISIONS.md): on the 2-vCPU machine of the benchmarks it was 2-3.5x slower than one
-thread even with spinning workers, and a register-blocked row-sum kernel was 2-5x slower than
-OpenBLAS's gemv; both were dropped.
+A one-row product of MIN_SPLIT to MAX_SPLIT weights is split by output columns over a pool of
+native threads (the caller runs part 0); each part is a gemv on its block, read from a
+contiguous copy made by ``Chain.pack`` when the chain was packed for that many parts, and adds
+its own bias and activation (softmax, which needs the whole row, runs after). The pool starts
+at the first split product (nothing at import), its workers spin FNN_SPIN_NS after a task and
+then sleep on a condition variable, one split product runs at a time, and a forked child
+starts its own (pthread_atfork). Without pthreads (Windows) the parts run in the caller.
+Measurements: docs/DECISIONS.md.
 """
 
 from libc.stdint cimport int64_t, uintptr_t
