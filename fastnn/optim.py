@@ -23,7 +23,7 @@ from ._checks import as_float_array, check_choice, check_dtype_name, check_float
 from .backends import get_backend
 from .backends._adapter import add_operation
 from .backends._ops import In, InOut
-from .backends.base import Array
+from .backends.base import Array, adam_moments
 from ._params import ParamInfo as _ParamInfo
 from .schedules import as_schedule
 
@@ -660,16 +660,7 @@ def radam_update(self, p: Array, g: Array, exp_avg: Array, exp_avg_sq: Array, *,
     """RAdam: p = p (1 - lr wd) when decoupled, else d = g + wd p; m, v as in Adam;
     p -= lr rect (m / bc1) sqrt(bc2) / (sqrt(v) + eps) when rect > 0, else (the first
     updates, while the variance estimate is intractable) p -= lr m / bc1."""
-    p64 = np.asarray(p, np.float64)
-    d = np.asarray(g, np.float64)
-    if decoupled_weight_decay:
-        p64 = p64 * (1.0 - lr * weight_decay)
-    else:
-        d = d + weight_decay * p64
-    m = beta1 * np.asarray(exp_avg, np.float64) + (1.0 - beta1) * d
-    v = beta2 * np.asarray(exp_avg_sq, np.float64) + (1.0 - beta2) * d * d
-    exp_avg[...] = m
-    exp_avg_sq[...] = v
+    p64, m, v = adam_moments(p, g, exp_avg, exp_avg_sq, lr, beta1, beta2, weight_decay, decoupled_weight_decay)
     if rect > 0.0:
         p[...] = p64 - lr * rect * math.sqrt(bias_correction2) / bias_correction1 * m / (np.sqrt(v) + eps)
     else:

@@ -163,6 +163,22 @@ def _loss_args(pred, target=None):
             Out("grad", "n,k"))
 
 
+def adam_moments(p, g, exp_avg, exp_avg_sq, lr, beta1, beta2, weight_decay, decoupled_weight_decay):
+    """Adam's moment update in float64, stored in exp_avg and exp_avg_sq: d = g + wd p (or, decoupled,
+    d = g and p scaled by 1 - lr wd); m = beta1 m + (1 - beta1) d; v = beta2 v + (1 - beta2) d^2.
+    Returns (p, m, v), p the (scaled) parameters in float64. The references of Adam and RAdam."""
+    p64, d = np.asarray(p, np.float64), np.asarray(g, np.float64)
+    if decoupled_weight_decay:
+        p64 = p64 * (1.0 - lr * weight_decay)
+    else:
+        d = d + weight_decay * p64
+    m = beta1 * np.asarray(exp_avg, np.float64) + (1.0 - beta1) * d
+    v = beta2 * np.asarray(exp_avg_sq, np.float64) + (1.0 - beta2) * d * d
+    exp_avg[...] = m
+    exp_avg_sq[...] = v
+    return p64, m, v
+
+
 def _update_args(used=None, **state):
     """The arrays of an optimizer update: p (n,), g (n,) and the state buffers (n,); ``state``
     maps each buffer to the condition under which it is needed ('' for always), ``used`` a
@@ -654,15 +670,7 @@ class Backend:
         amsgrad, vmax = max(vmax, v) stands for v below; p -= lr / bc1 * m / (sqrt(v) / sqrt(bc2)
         + eps), bc_i = 1 - beta_i^t. ``decoupled_weight_decay`` (AdamW): d = g, and p is first
         multiplied by 1 - lr weight_decay. max_exp_avg_sq is used only with amsgrad."""
-        p64, d = np.asarray(p, np.float64), np.asarray(g, np.float64)
-        if decoupled_weight_decay:
-            p64 = p64 * (1.0 - lr * weight_decay)
-        else:
-            d = d + weight_decay * p64
-        m = beta1 * np.asarray(exp_avg, np.float64) + (1.0 - beta1) * d
-        v = beta2 * np.asarray(exp_avg_sq, np.float64) + (1.0 - beta2) * d * d
-        exp_avg[...] = m
-        exp_avg_sq[...] = v
+        p64, m, v = adam_moments(p, g, exp_avg, exp_avg_sq, lr, beta1, beta2, weight_decay, decoupled_weight_decay)
         if amsgrad:
             v = np.maximum(np.asarray(max_exp_avg_sq, np.float64), v)
             max_exp_avg_sq[...] = v
