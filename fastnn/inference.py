@@ -308,7 +308,11 @@ class InferenceModel:
             raise ImportError(f"fastnn.inference: engine='compiled' needs fastnn's compiled kernels, which cannot "
                               f"be imported here ({_chain.reason()}); install a fastnn wheel or build it "
                               f"(pip install -e . in a checkout), or pass engine='numpy' (or 'auto').")
-        self.engine = "numpy" if self._runner is None else "compiled"
+
+    @property
+    def engine(self):
+        """'compiled' or 'numpy': the engine ``predict`` runs."""
+        return "numpy" if self._runner is None else "compiled"
 
     @classmethod
     def from_sequential(cls, model, dtype=None, engine="auto"):
