@@ -3,19 +3,28 @@
 A ``Chain`` holds the steps that fastnn.inference folds a model into (dense: y = f(x @ W + b);
 affine: y = f(x * w + b) per feature; activation: y = f(x)), with pointers to their arrays:
 W (n_in, n_out) C-contiguous, b (n_out,). ``Chain.run`` computes the whole stack for a block of
-rows with the GIL released, into two ping-pong buffers the caller owns. Per dense step: one
-row through OpenBLAS's gemv (NumPy's own, installed by set_gemv), more rows through its gemm
-(its own threads); then one pass adds the bias and applies the activation in place while the
-output is in cache (csrc/_activations.pxd: the training kernels' formulas).
+rows with the GIL released, into two ping-pong buffers the caller owns.
 
-A one-row product of MIN_SPLIT to MAX_SPLIT weights is split by output columns over a pool of
-native threads (the caller runs part 0); each part is a gemv on its block, read from a
-contiguous copy made by ``Chain.pack`` when the chain was packed for that many parts, and adds
-its own bias and activation (softmax, which needs the whole row, runs after). The pool starts
-at the first split product (nothing at import), its workers spin FNN_SPIN_NS after a task and
-then sleep on a condition variable, one split product runs at a time, and a forked child
-starts its own (pthread_atfork). Without pthreads (Windows) the parts run in the caller.
-Measurements: docs/DECISIONS.md.
+Two kinds of products (``Chain.kernels``):
+
+- fastnn's own (float32, a CPU with AVX-512F, a chain packed with panels): csrc/fnn_gemm.h's
+  kernels on W laid out once in panels of 32 columns, bias and ReLU in registers. More rows
+  are split over the pool by runs of rows, each part taking its rows ROWS_BLOCK at a time
+  through every step; one row's products of at least MIN_PANEL_SPLIT weights are split by
+  panels, the parts meeting at a barrier between steps (one hand-off for the whole stack).
+- OpenBLAS's (NumPy's own, installed by set_gemv and the blas module's route): one row
+  through its gemv, more through its gemm (its own threads), then one pass adds the bias and
+  applies the activation in place while the output is in cache. A one-row product of
+  MIN_SPLIT to MAX_SPLIT weights is split by output columns over the pool, each part a gemv on
+  its block, read from a contiguous copy made by ``Chain.pack`` for that many parts.
+
+Activations other than a fused ReLU use csrc/_activations.pxd (the training kernels' formulas);
+softmax, which needs whole rows, runs after the parts of a split product. The pool (the caller
+runs part 0) starts at the first split product (nothing at import), its workers spin
+FNN_SPIN_NS after a task and then sleep on a condition variable, one split product runs at a
+time, and a forked child starts its own (pthread_atfork). Without pthreads (Windows) the parts
+run in the caller, in turn (never split where parts wait for each other: fnn_pool_ready).
+Measurements: docs/DECISIONS.md and docs/deployment.md.
 """
 
 from libc.stdint cimport int64_t, uintptr_t
@@ -23,7 +32,7 @@ from libc.stdlib cimport malloc, free
 from libc.string cimport memcpy
 from cython cimport floating
 
-from _activations cimport act_forward, N_ACTIVATIONS, SOFTMAX
+from _activations cimport act_forward, IDENTITY, N_ACTIVATIONS, RELU, SOFTMAX
 from _blas cimport GemmRoute, blas_gemm, loop_gemm, CBLAS_NO_TRANS, CBLAS_ROW_MAJOR, CBLAS_TRANS
 
 import fastnn._ext.blas as _blas
@@ -60,6 +69,7 @@ cdef extern from *:
     static unsigned long fnn_sleeps = 0;
     static int fnn_pool_set_threads(int n) { (void)n; return 1; }
     static int fnn_pool_started(void) { return 0; }
+    static int fnn_pool_ready(int parts) { return parts <= 1; }
     static void fnn_parallel(fnn_task_fn fn, void* arg, int parts) {
         int i;
         for (i = 0; i < parts; i++) fn(arg, i, parts);
@@ -163,6 +173,18 @@ cdef extern from *:
         pthread_attr_destroy(&attr);
     }
 
+    /* 1 when fnn_parallel(.., parts) will run its parts at the same time (the workers it needs
+       are started; they never stop), so that the parts may wait for each other */
+    static int fnn_pool_ready(int parts) {
+        int ready;
+        if (parts <= 1) return 1;
+        pthread_mutex_lock(&fnn_dispatch);
+        if (fnn_started < parts - 1) fnn_grow();
+        ready = fnn_started >= parts - 1;
+        pthread_mutex_unlock(&fnn_dispatch);
+        return ready;
+    }
+
     /* fn(arg, part, parts) for part = 0 .. parts-1: part 0 in the caller, the others on workers */
     static void fnn_parallel(fnn_task_fn fn, void* arg, int parts) {
         int i;
@@ -195,8 +217,29 @@ cdef extern from *:
     void fnn_parallel(fnn_task_fn fn, void* arg, int parts) noexcept nogil
     int fnn_pool_set_threads(int n) noexcept nogil
     int fnn_pool_started() noexcept nogil
+    int fnn_pool_ready(int parts) noexcept nogil
     int fnn_threads
     unsigned long fnn_sleeps
+
+
+cdef extern from "fnn_gemm.h":
+    enum:
+        FNN_NR
+        FNN_MR
+    ctypedef struct fnn_barrier:
+        pass
+    Py_ssize_t fnn_panel_floats(Py_ssize_t k, Py_ssize_t n) noexcept nogil
+    void fnn_pack_panels(const float* w, Py_ssize_t k, Py_ssize_t n, float* dst) noexcept nogil
+    void* fnn_aligned_alloc(size_t nbytes) noexcept nogil
+    void fnn_aligned_free(void* p) noexcept nogil
+    int fnn_gemm_available() noexcept nogil
+    void fnn_gemm_rows(const float* a, Py_ssize_t rows, Py_ssize_t k, Py_ssize_t lda, const float* w,
+                       Py_ssize_t p0, Py_ssize_t p1, Py_ssize_t n, const float* b, float* c, Py_ssize_t ldc,
+                       int relu) noexcept nogil
+    void fnn_gemv_panels(const float* x, Py_ssize_t k, const float* w, Py_ssize_t p0, Py_ssize_t p1,
+                         Py_ssize_t n, const float* b, float* y, int relu) noexcept nogil
+    void fnn_barrier_init(fnn_barrier* b, int parts) noexcept nogil
+    void fnn_barrier_wait(fnn_barrier* b) noexcept nogil
 
 
 cdef enum:
@@ -217,6 +260,7 @@ ctypedef struct StepC:
     void* b
     void* packed              # W cut into packed_parts column blocks, each contiguous (see Chain.pack)
     int packed_parts
+    float* panels             # float32 W in panels of 32 columns for fastnn's own kernels (fnn_gemm.h)
 
 
 cdef inline bint _finite(const floating* a, Py_ssize_t n) noexcept nogil:
@@ -379,6 +423,146 @@ cdef inline bint _finish(StepC* st, floating* y, Py_ssize_t rows, bint screen) n
     return True
 
 
+# ------------------------------------------------ float32 on fastnn's own kernels (fnn_gemm.h)
+cdef enum:
+    ROWS_BLOCK = 192           # rows all parts take through the whole stack at a time (a multiple of FNN_MR)
+    MIN_ROWS_WORK = 262144     # rows x multiply-adds from which a predict is split over the pool
+    MIN_PANEL_SPLIT = 262144   # weights from which a step is split by panels (each part keeps its
+                               # share of W in its own L2), below by rows
+
+
+ctypedef struct ChainTask:     # the stack over rows of x, for the pool's parts
+    StepC* steps
+    Py_ssize_t n_steps
+    const float* x
+    float* out
+    float* ping
+    float* pong
+    Py_ssize_t rows
+    bint screen                # check the first step's pre-activation for NaN/inf
+    fnn_barrier barrier
+    char bad[64]               # per part: the screen found NaN/inf
+
+
+cdef inline bint _panel_split(StepC* st, int parts) noexcept nogil:
+    """Whether the parts share this step by panels (its weights are large) rather than by rows."""
+    return parts > 1 and st.kind == DENSE and st.n_in * st.n_out >= MIN_PANEL_SPLIT and st.n_out > FNN_NR
+
+
+cdef inline void _share(Py_ssize_t n, Py_ssize_t unit, int part, int parts, Py_ssize_t* a0,
+                        Py_ssize_t* a1) noexcept nogil:
+    """Part ``part``'s share [a0, a1) of n items cut into ``parts`` runs of whole ``unit``s."""
+    cdef Py_ssize_t per = ((n + unit - 1) // unit + parts - 1) // parts * unit
+    a0[0] = min(n, part * per)
+    a1[0] = min(n, a0[0] + per)
+
+
+cdef bint _dense_block(StepC* st, const float* src, float* dst, Py_ssize_t m, Py_ssize_t p0, Py_ssize_t p1,
+                       bint screen) noexcept nogil:
+    """dst[:m, panels p0..p1] = f(src[:m] @ W + b) (softmax left to the caller); False when
+    ``screen`` found NaN/inf in the pre-activation (then the block is left unfinished)."""
+    cdef Py_ssize_t n = st.n_out, j0 = p0 * FNN_NR, j1 = min(n, p1 * FNN_NR), i
+    cdef bint fused = st.code == RELU and not screen      # ReLU in registers
+    if m <= 0 or p1 <= p0:
+        return True
+    if m == 1:
+        fnn_gemv_panels(src, st.n_in, st.panels, p0, p1, n, <const float*>st.b, dst, fused)
+    else:
+        fnn_gemm_rows(src, m, st.n_in, st.n_in, st.panels, p0, p1, n, <const float*>st.b, dst, n, fused)
+    for i in range(m):
+        if screen and not _finite(dst + i * n + j0, j1 - j0):
+            return False
+        if not fused and st.code != IDENTITY and st.code != SOFTMAX:
+            act_forward(st.code, <float>st.alpha, dst + i * n + j0, <const float*>NULL, <float*>NULL,
+                        dst + i * n + j0, 1, j1 - j0)
+    return True
+
+
+cdef void _chain_part(void* arg, int part, int parts) noexcept nogil:
+    """Part ``part`` of a ChainTask. Rows: each part takes its own run of rows (whole FNN_MR
+    blocks), ROWS_BLOCK at a time through every step (a block's step outputs stay in cache), with
+    no wait on the others (sharing each block's steps, with a barrier between them, measured 9 %
+    slower on the medium model). One row: the parts share each step, a dense step with large
+    weights by panels (each part's share of W stays in its own L2), any other in part 0, and
+    meet at a barrier before the next step."""
+    cdef ChainTask* t = <ChainTask*>arg
+    cdef Py_ssize_t c0 = 0, end = t.rows, m, s, i, j, n, r0, r1, p0, p1, panels
+    cdef const float* src
+    cdef float* dst
+    cdef StepC* st
+    cdef bint screen, by_panels
+    if t.rows > 1:             # this part's rows, alone
+        _share(t.rows, FNN_MR, part, parts, &c0, &end)
+        part, parts = 0, 1
+    while c0 < end:
+        m = min(<Py_ssize_t>ROWS_BLOCK, end - c0)
+        src = t.x + c0 * t.steps[0].n_in
+        for s in range(t.n_steps):
+            st = &t.steps[s]
+            n = st.n_out
+            dst = (t.out if s == t.n_steps - 1 else (t.ping if s % 2 == 0 else t.pong)) + c0 * n
+            screen = t.screen and s == 0
+            by_panels = _panel_split(st, parts)
+            panels = (n + FNN_NR - 1) // FNN_NR
+            r0, r1, p0, p1 = 0, m, 0, panels
+            if by_panels:
+                _share(panels, 1, part, parts, &p0, &p1)
+            else:
+                _share(m, FNN_MR, part, parts, &r0, &r1)
+            if st.kind == DENSE:
+                if not _dense_block(st, src + r0 * st.n_in, dst + r0 * n, r1 - r0, p0, p1, screen):
+                    t.bad[part] = 1
+            elif st.kind == AFFINE:
+                for i in range(r0, r1):
+                    for j in range(n):
+                        dst[i * n + j] = src[i * n + j] * (<const float*>st.w)[j]
+                if r1 > r0 and not _finish(st, dst + r0 * n, r1 - r0, screen):
+                    t.bad[part] = 1
+            elif r1 > r0:
+                act_forward(st.code, <float>st.alpha, src + r0 * n, <const float*>NULL, <float*>NULL,
+                            dst + r0 * n, r1 - r0, n)
+            if st.kind == DENSE and st.code == SOFTMAX:      # needs whole rows
+                if by_panels:
+                    fnn_barrier_wait(&t.barrier)
+                    _share(m, FNN_MR, part, parts, &r0, &r1)
+                if r1 > r0:
+                    act_forward(SOFTMAX, <float>0, dst + r0 * n, <const float*>NULL, <float*>NULL,
+                                dst + r0 * n, r1 - r0, n)
+            if parts > 1 and s < t.n_steps - 1:
+                fnn_barrier_wait(&t.barrier)
+            src = dst
+        c0 += m
+
+
+cdef bint _run_panels(StepC* steps, Py_ssize_t n_steps, const float* x, float* out, float* ping, float* pong,
+                      Py_ssize_t rows, bint screen, int threads) noexcept nogil:
+    """The stack over rows of x on fastnn's own kernels, split over the pool when it gains (one
+    row: a step large enough to split by panels; more: enough work); False when the screen found
+    NaN/inf."""
+    cdef ChainTask task
+    cdef Py_ssize_t s, work = 0
+    cdef int parts = 1, p
+    task.steps, task.n_steps, task.x, task.out, task.ping, task.pong = steps, n_steps, x, out, ping, pong
+    task.rows, task.screen = rows, screen
+    if threads > 1:
+        for s in range(n_steps):
+            work += steps[s].n_in * steps[s].n_out
+            if rows == 1 and _panel_split(&steps[s], threads):
+                parts = threads
+        if rows > 1 and rows * work >= MIN_ROWS_WORK:
+            parts = threads
+        if parts > 1 and not fnn_pool_ready(parts):
+            parts = 1
+    fnn_barrier_init(&task.barrier, parts)
+    for p in range(parts):
+        task.bad[p] = 0
+    fnn_parallel(_chain_part, &task, parts)
+    for p in range(parts):
+        if task.bad[p]:
+            return False
+    return True
+
+
 cdef class Chain:
     """The folded steps of one model, for ``run``. ``steps``: (kind, n_in, n_out, activation code,
     alpha, weight, bias) per step, kind in KINDS; weight (n_in, n_out) for dense and (n,) for
@@ -387,6 +571,7 @@ cdef class Chain:
 
     cdef StepC* _steps
     cdef Py_ssize_t _n
+    cdef bint _panels           # every dense step has its panels: float32 on fastnn's own kernels
     cdef object _keep
     cdef readonly object dtype
     cdef readonly Py_ssize_t n_features, n_outputs, width
@@ -418,7 +603,7 @@ cdef class Chain:
             st.w = self._pointer(weight, (n_in, n_out) if st.kind == DENSE else (n_in,),
                                  required=st.kind != ACTIVATION, step=k)
             st.b = self._pointer(bias, (n_out,), required=False, step=k)
-            st.packed, st.packed_parts = NULL, 0
+            st.packed, st.packed_parts, st.panels = NULL, 0, NULL
             if st.kind == ACTIVATION and (st.w != NULL or st.b != NULL):
                 raise ValueError(f"Chain: step {k} (activation) takes no arrays.")
             self.width = max(self.width, n_out)
@@ -444,23 +629,40 @@ cdef class Chain:
         if self._steps != NULL:
             for k in range(self._n):
                 free(self._steps[k].packed)
+                fnn_aligned_free(self._steps[k].panels)
             free(self._steps)
 
-    def pack(self, int parts):
-        """Copy the weights of every dense step that a one-row product splits into ``parts``
-        contiguous column blocks (part p's block at k * j0, k x (j1 - j0) row-major), read by
-        runs split into that many parts. Once per chain, before its first run (the blocks are
-        then read by every caller; a chain whose weights change in place must not be packed);
-        returns the bytes used."""
+    def pack(self, int parts, bint panels=True):
+        """Lay the weights out once for the products that read them (for weights that never
+        change: a chain whose weights change in place must not be packed), before the first run;
+        returns the bytes used. With ``panels``, a float32 chain on a CPU with AVX-512 has every
+        dense weight copied into panels of 32 columns and runs on fastnn's own kernels
+        (fnn_gemm.h; ``kernels`` says which run). Otherwise the weights that a one-row product
+        splits into ``parts`` are copied into contiguous column blocks (part p's block at
+        k * j0, k x (j1 - j0) row-major), read by runs split into that many parts."""
         cdef Py_ssize_t k, i, j0, j1, total = 0, item = self.dtype.itemsize, size
         cdef StepC* st
         cdef int p
         cdef char* dst
         for k in range(self._n):
+            if self._steps[k].packed != NULL or self._steps[k].panels != NULL:
+                raise RuntimeError("Chain.pack: the chain is packed already.")
+        if panels and item == 4 and fnn_gemm_available():
+            for k in range(self._n):
+                st = &self._steps[k]
+                if st.kind != DENSE:
+                    continue
+                size = fnn_panel_floats(st.n_in, st.n_out)
+                st.panels = <float*>fnn_aligned_alloc(size * 4)
+                if st.panels == NULL:
+                    raise MemoryError()
+                fnn_pack_panels(<const float*>st.w, st.n_in, st.n_out, st.panels)
+                total += size * 4
+            self._panels = True
+            return total
+        for k in range(self._n):
             st = &self._steps[k]
             size = st.n_in * st.n_out
-            if st.packed != NULL:
-                raise RuntimeError("Chain.pack: the chain is packed already.")
             if st.kind != DENSE or parts < 2 or size < MIN_SPLIT or size > MAX_SPLIT:
                 continue
             st.packed = malloc(size * item)
@@ -474,6 +676,11 @@ cdef class Chain:
                     memcpy(dst + i * (j1 - j0) * item, <char*>st.w + (i * st.n_out + j0) * item, (j1 - j0) * item)
             total += size * item
         return total
+
+    @property
+    def kernels(self):
+        """'fastnn-avx512' (float32 panels on fastnn's own kernels) or 'openblas'."""
+        return "fastnn-avx512" if self._panels else "openblas"
 
     def run(self, const floating[:, ::1] x not None, floating[:, ::1] out not None, floating[::1] buf not None,
             bint screen=False):
@@ -498,6 +705,11 @@ cdef class Chain:
         cdef Py_ssize_t s, i, j, n
         cdef bint ok = True
         cdef int split, threads = fnn_threads
+        if floating is float:
+            if self._panels:
+                with nogil:
+                    ok = _run_panels(self._steps, self._n, src, &out[0, 0], ping, pong, rows, screen, threads)
+                return ok
         with nogil:
             for s in range(self._n):
                 st = &self._steps[s]
@@ -536,6 +748,11 @@ def set_threads(int n):
 def get_threads():
     """Threads a one-row product is split over (the caller's included)."""
     return fnn_threads
+
+
+def panels_available():
+    """Whether this CPU runs fastnn's own float32 kernels (AVX-512F, detected once per call)."""
+    return bool(fnn_gemm_available())
 
 
 def pool_workers():

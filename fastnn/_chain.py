@@ -2,10 +2,12 @@
 
 A ``Runner`` holds one ``Chain`` (csrc/infer.pyx: a stack of dense, affine and activation steps
 run in one call per block of rows, bias and activation fused into each product's output pass)
-and per-thread scratch. The extension is imported at the first use, never at import time, with
-the OpenBLAS functions it calls (NumPy's own, found by fastnn.backends.cpu); when it cannot be
-imported, ``module()`` is None and ``reason()`` says why. One-row products large enough to gain
-are split by columns over a pool of native threads (``set_num_threads``) that sleep when idle.
+and per-thread scratch. A packed float32 chain on a CPU with AVX-512 runs on fastnn's own
+kernels (csrc/fnn_gemm.h: weights in panels laid out at load); otherwise the products are
+OpenBLAS's. The extension is imported at the first use, never at import time, with the OpenBLAS
+functions it calls (NumPy's own, found by fastnn.backends.cpu); when it cannot be imported,
+``module()`` is None and ``reason()`` says why. Products large enough to gain are split over a
+pool of native threads (``set_num_threads``) that sleep when idle.
 """
 
 from __future__ import annotations
@@ -22,6 +24,9 @@ _LOCK = threading.Lock()
 _STATE: dict = {}          # "module": the extension or None, "reason": why it is None
 _THREADS: list = [None]    # set_num_threads's value (None: the default)
 _ENV_THREADS = "FASTNN_INFERENCE_THREADS"
+#: whether packed float32 chains run on fastnn's own kernels where the CPU has AVX-512 (False:
+#: OpenBLAS's, as on other CPUs and in float64; tests switch it to cover both)
+PANELS = True
 
 
 def default_threads() -> int:
@@ -59,6 +64,16 @@ def module():
                 infer.set_threads(get_num_threads())
                 _STATE.update(module=infer, reason=None)
         return _STATE["module"]
+
+
+def describe() -> dict:
+    """What the compiled inference engine is here, for fnn.info(): available, why not, threads,
+    and the float32 products a loaded model runs ('fastnn-avx512' or 'openblas')."""
+    mod = module()
+    if mod is None:
+        return {"engine": "numpy", "reason": reason()}
+    kernels = "fastnn-avx512" if PANELS and mod.panels_available() else "openblas"
+    return {"engine": "compiled", "float32_kernels": kernels, "threads": get_num_threads()}
 
 
 def reason() -> str | None:
@@ -100,10 +115,17 @@ class Runner:
         self.dtype = np.dtype(dtype)
         self.chain = mod.Chain([(kind, n_in, n_out, ACTIVATION_CODES[act], float(alpha), w, b)
                                 for kind, n_in, n_out, act, alpha, w, b in steps], self.dtype)
-        # weights that never change (a loaded model's): the blocks each thread reads, contiguous,
-        # for the thread count of now (runs on another count read the weights in place)
-        self.packed_bytes = self.chain.pack(get_num_threads()) if pack else 0
+        # weights that never change (a loaded model's) are laid out once for their products:
+        # float32 on an AVX-512 CPU in panels for fastnn's own kernels, else the blocks that
+        # each thread of a split one-row product reads, for the thread count of now (runs on
+        # another count read the weights in place)
+        self.packed_bytes = self.chain.pack(get_num_threads(), PANELS) if pack else 0
         self._local = threading.local()
+
+    @property
+    def kernels(self):
+        """'fastnn-avx512' (fastnn's own float32 kernels) or 'openblas' (OpenBLAS's, through NumPy)."""
+        return self.chain.kernels
 
     def _scratch(self, rows):
         buf = getattr(self._local, "buf", None)

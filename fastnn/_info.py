@@ -43,6 +43,7 @@ def collect():
         blas = {"error": f"compiled CPU kernels missing ({exc}); install with pip install ."}
     else:
         cpu_ok, threads, blas = True, cpu.get_num_threads(), cpu.blas_info()
+    from . import _chain
     from .cuda import device_info
 
     cuda = device_info()
@@ -57,4 +58,5 @@ def collect():
         "threads": threads,
         "blas": blas,
         "devices": {"cpu": cpu_ok, "reference": True, "cuda": cuda},
+        "inference": _chain.describe(),
     }

@@ -314,6 +314,12 @@ class InferenceModel:
         """'compiled' or 'numpy': the engine ``predict`` runs."""
         return "numpy" if self._runner is None else "compiled"
 
+    @property
+    def kernels(self):
+        """Whose products ``predict`` runs: 'fastnn-avx512' (fastnn's own, float32 on AVX-512),
+        'openblas' (the compiled engine through NumPy's OpenBLAS) or 'numpy'."""
+        return "numpy" if self._runner is None else self._runner.kernels
+
     @classmethod
     def from_sequential(cls, model, dtype=None, engine="auto"):
         """Fold a built ``fastnn.Sequential`` (its weights are copied); ``engine`` as in ``load``."""
@@ -421,7 +427,7 @@ class InferenceModel:
         parts = [f"{s.kind} {s.n_out}" + ("" if s.activation == "identity" else f" {s.activation}")
                  for s in self.steps]
         return (f"InferenceModel({self.n_features} -> {' -> '.join(parts)}, dtype={self.dtype.name!r}, "
-                f"engine={self.engine!r})")
+                f"engine={self.engine!r}, kernels={self.kernels!r})")
 
 
 def load(path, dtype=None, engine="auto"):

@@ -1,7 +1,9 @@
 """fastnn.inference's compiled engine (fastnn._ext.infer through fastnn._chain) against its NumPy
-engine: every activation and folding case, float32 and float64, one row, odd sizes and chunk
-boundaries, the one-row split over the pool (1 and 2 threads), concurrent and forked callers, an
-idle pool asleep, Sequential.predict over live parameters, and the options' errors."""
+engine, on both of its float32 product kernels (fastnn's own AVX-512 panels where the CPU has
+them, OpenBLAS's): every activation and folding case, float32 and float64, one row, odd sizes,
+the panel and row-block edges and chunk boundaries, the splits over the pool (1, 2 and 3
+threads), concurrent and forked callers, an idle pool asleep, Sequential.predict over live
+parameters, and the options' errors."""
 
 from __future__ import annotations
 
@@ -36,6 +38,23 @@ def _inputs(n, width, dtype, seed=0):
     return np.random.default_rng(seed).standard_normal((n, width)).astype(dtype)
 
 
+PANELS = infer.panels_available()
+
+
+@pytest.fixture(params=["fastnn-avx512", "openblas"])
+def kernels(request, monkeypatch):
+    """Runs a test on each float32 product kernel of the compiled engine (the AVX-512 one where the
+    CPU has it); float64 is always OpenBLAS's."""
+    if request.param == "fastnn-avx512" and not PANELS:
+        pytest.skip("this CPU has no AVX-512F: fastnn's own kernels do not run here")
+    monkeypatch.setattr(_chain, "PANELS", request.param == "fastnn-avx512")
+    return request.param
+
+
+def _expect_kernels(model, kernels):
+    assert model.kernels == (kernels if model.dtype == np.float32 else "openblas")
+
+
 @pytest.fixture
 def threads():
     """Restores the engine's thread count after a test that changes it."""
@@ -46,11 +65,12 @@ def threads():
 
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
 @pytest.mark.parametrize("activation", ACTIVATIONS)
-def test_every_activation_matches_the_numpy_engine(activation, dtype):
+def test_every_activation_matches_the_numpy_engine(activation, dtype, kernels):
     model = fnn.Sequential([L.Dense(9, activation=activation), L.Dense(5, activation=activation),
                             L.Activation(activation), L.Dense(3)], input_dim=7, seed=1, dtype=dtype)
     compiled, numpy = _pair(model)
-    assert (compiled.engine, numpy.engine) == ("compiled", "numpy")
+    assert (compiled.engine, numpy.engine, numpy.kernels) == ("compiled", "numpy", "numpy")
+    _expect_kernels(compiled, kernels)
     for n in (1, 2, 5, 33):
         X = _inputs(n, 7, dtype) * 3
         assert_close(compiled.predict(X), numpy.predict(X), dtype, factor=8)
@@ -58,10 +78,11 @@ def test_every_activation_matches_the_numpy_engine(activation, dtype):
 
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
 @pytest.mark.parametrize("case", list(folding_cases()))
-def test_every_folding_case_matches_the_numpy_engine(tmp_path, case, dtype):
+def test_every_folding_case_matches_the_numpy_engine(tmp_path, case, dtype, kernels):
     layers, n_in, _ = folding_cases()[case]
     path = write_model_file(tmp_path / "m.fnn", layers, n_in, dtype=dtype)
     compiled, numpy = inference.load(path, engine="compiled"), inference.load(path, engine="numpy")
+    _expect_kernels(compiled, kernels)
     assert [s[:4] for s in compiled.steps] == [s[:4] for s in numpy.steps]
     X = _inputs(17, n_in, dtype)
     assert_close(compiled.predict(X), numpy.predict(X), dtype, factor=8)
@@ -70,31 +91,82 @@ def test_every_folding_case_matches_the_numpy_engine(tmp_path, case, dtype):
 
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
 @pytest.mark.parametrize("n_threads", [1, 2])
-def test_one_row_split_over_the_pool_matches(dtype, n_threads, threads):
+def test_one_row_split_over_the_pool_matches(dtype, n_threads, threads, kernels):
     # 600 x 512 and 512 x 520 are past the split threshold (k n >= 2^18); 520 columns end in a
-    # part that is not a multiple of 16; softmax last (it is applied after the parts)
+    # part that is not a multiple of 16 (nor of a 32-column panel); softmax last (applied after
+    # the parts)
     model = fnn.Sequential([L.Dense(512, activation="gelu"), L.Dense(520, activation="relu"),
                             L.Dense(10, activation="softmax")], input_dim=600, seed=2, dtype=dtype)
     inference.set_num_threads(n_threads)
     compiled, numpy = _pair(model)
+    _expect_kernels(compiled, kernels)
     for seed in range(3):
         X = _inputs(1, 600, dtype, seed)
         assert_close(compiled.predict(X), numpy.predict(X), dtype, factor=8)
-    if n_threads == 2:
-        assert infer.pool_workers() >= 1
+    item = np.dtype(dtype).itemsize
+    if compiled.kernels == "fastnn-avx512":
+        # every dense weight in panels of 32 columns, the last one padded: 512, 544 and 32 columns
+        assert compiled._runner.packed_bytes == (600 * 512 + 512 * 544 + 520 * 32) * item
+    elif n_threads == 2:
         # the weights were packed into two column blocks per split layer at load
-        assert compiled._runner.packed_bytes == (600 * 512 + 512 * 520) * np.dtype(dtype).itemsize
-        inference.set_num_threads(3)  # three parts: read in place, with W's row stride
-        X = _inputs(1, 600, dtype, 9)
-        assert_close(compiled.predict(X), numpy.predict(X), dtype, factor=8)
+        assert compiled._runner.packed_bytes == (600 * 512 + 512 * 520) * item
     else:
         assert compiled._runner.packed_bytes == 0
+    if n_threads == 2:
+        assert infer.pool_workers() >= 1
+        inference.set_num_threads(3)  # three parts (OpenBLAS: read in place, with W's row stride)
+        X = _inputs(1, 600, dtype, 9)
+        assert_close(compiled.predict(X), numpy.predict(X), dtype, factor=8)
+
+
+@pytest.mark.skipif(not PANELS, reason="this CPU has no AVX-512F: fastnn's own kernels do not run here")
+@pytest.mark.parametrize("n_threads", [1, 2, 3])
+@pytest.mark.parametrize("widths, last", [
+    ((1,), "identity"),                    # one column: a panel of 31 zeros
+    ((16, 31), "sigmoid"),                 # half a panel, one short of a panel
+    ((32, 33), "softmax"),                 # a whole panel, one over
+    ((65, 520), "relu"),                   # 520 x 65 under the panel split, then 65 x 520 over it
+    ((600, 520, 3), "softmax"),            # split by panels, then a softmax on 3 outputs
+    ((600,), "softmax"),                   # a softmax over a product split by panels
+])
+def test_panel_kernels_at_their_edges(widths, last, n_threads, threads):
+    # rows around the 12-row register block, the 192-row cache block and a split over the threads
+    *hidden, out = widths
+    layers = [L.Dense(w, activation="relu") for w in hidden] + [L.Dense(out, activation=last)]
+    model = fnn.Sequential(layers, input_dim=520, seed=12, dtype="float32")
+    inference.set_num_threads(n_threads)
+    compiled, numpy = _pair(model)
+    assert compiled.kernels == "fastnn-avx512"
+    for rows in (1, 2, 11, 12, 13, 191, 192, 193, 385, 1001):
+        X = _inputs(rows, 520, "float32", rows) * 2
+        assert_close(compiled.predict(X), numpy.predict(X), "float32", factor=8)
+
+
+@pytest.mark.parametrize("rows, where", [(1, (0, 7)), (2, (1, 0)), (600, (577, 3)), (5000, (13, 517))])
+def test_a_nan_is_found_by_the_screen_on_every_path(rows, where, threads, kernels):
+    # the screen sees the first step's pre-activation (a fused ReLU would turn NaN into 0)
+    inference.set_num_threads(2)
+    model = fnn.Sequential([L.Dense(600, activation="relu"), L.Dense(520, activation="relu"), L.Dense(4)],
+                           input_dim=520, seed=13)
+    compiled, numpy = _pair(model)
+    X = _inputs(rows, 520, "float32")
+    assert_close(compiled.predict(X), numpy.predict(X), "float32", factor=8)
+    X[where] = np.nan
+    with pytest.raises(ValueError, match=rf"X contains NaN or inf \(first at index \[{where[0]}, {where[1]}\]"):
+        compiled.predict(X)
+
+
+def test_info_names_the_inference_kernels():
+    info = fnn.info()["inference"]
+    assert info["engine"] == "compiled" and info["threads"] == inference.get_num_threads()
+    assert info["float32_kernels"] == ("fastnn-avx512" if PANELS else "openblas")
 
 
 @pytest.mark.parametrize("rows", [1, 4095, 4096, 4097, 8193])
-def test_chunk_boundaries(rows):
+def test_chunk_boundaries(rows, kernels):
     model = fnn.Sequential([L.Dense(16, activation="tanh"), L.BatchNorm(), L.Dense(4)], input_dim=6, seed=3)
     compiled, numpy = _pair(model)
+    _expect_kernels(compiled, kernels)
     X = _inputs(rows, 6, "float32")
     assert_close(compiled.predict(X), numpy.predict(X), "float32", factor=8)
     assert_close(compiled.predict(X, batch_size=1000), numpy.predict(X), "float32", factor=8)
@@ -109,7 +181,7 @@ def test_a_nan_in_a_large_input_is_found_through_the_first_product():
         compiled.predict(X)
 
 
-def test_concurrent_predicts_agree(threads):
+def test_concurrent_predicts_agree(threads, kernels):
     inference.set_num_threads(2)
     model = fnn.Sequential([L.Dense(512, activation="relu"), L.Dense(512, activation="relu"), L.Dense(10)],
                            input_dim=784, seed=5)
