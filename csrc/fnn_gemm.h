@@ -209,28 +209,4 @@ static void fnn_gemv_panels(const float* x, Py_ssize_t k, const float* w, Py_ssi
 }
 #endif
 
-/* a spinning barrier for the parts of one pool task (short waits between the steps of one row);
-   only for parts that run at once (fnn_pool_ready), never on Windows, where parts run in turn */
-typedef struct { int parts; int count; int gen; } fnn_barrier;
-
-static void fnn_barrier_init(fnn_barrier* b, int parts) { b->parts = parts; b->count = 0; b->gen = 0; }
-#if defined(_WIN32)
-static void fnn_barrier_wait(fnn_barrier* b) { (void)b; }
-#else
-
-static void fnn_barrier_wait(fnn_barrier* b) {
-    int gen = __atomic_load_n(&b->gen, __ATOMIC_ACQUIRE);
-    if (__atomic_add_fetch(&b->count, 1, __ATOMIC_ACQ_REL) == b->parts) {
-        __atomic_store_n(&b->count, 0, __ATOMIC_RELAXED);
-        __atomic_store_n(&b->gen, gen + 1, __ATOMIC_RELEASE);
-    } else {
-        while (__atomic_load_n(&b->gen, __ATOMIC_ACQUIRE) == gen) {
-#if defined(__x86_64__) || defined(__i386__)
-            __builtin_ia32_pause();
-#endif
-        }
-    }
-}
-#endif
-
 #endif

@@ -35,9 +35,14 @@ from cython cimport floating
 from _activations cimport act_forward, IDENTITY, N_ACTIVATIONS, RELU, SOFTMAX
 from _blas cimport GemmRoute, blas_gemm, loop_gemm, CBLAS_NO_TRANS, CBLAS_ROW_MAJOR, CBLAS_TRANS
 
+from _pool cimport fnn_barrier, fnn_barrier_init, fnn_barrier_wait, fnn_pool_api, fnn_share
+
 import fastnn._ext.blas as _blas
+import fastnn._ext.pool as _poolmod
 
 cdef GemmRoute* _route = <GemmRoute*><uintptr_t>_blas.route_address()
+cdef const fnn_pool_api* _pool = <const fnn_pool_api*><uintptr_t>_poolmod.api_address()
+cdef int _threads = 1      # parts a split product runs in (set_threads)
 
 cdef extern from *:
     """
@@ -59,175 +64,15 @@ cdef extern from *:
     FNN_FINITE(float, uint32_t, 0x7f800000u, fnn_finite_f)
     FNN_FINITE(double, uint64_t, 0x7ff0000000000000ull, fnn_finite_d)
 
-    /* ---------------------------------------------------------------- the pool ---------- */
-    typedef void (*fnn_task_fn)(void* arg, int part, int parts);
-    #define FNN_MAX_THREADS 64
-    #define FNN_SPIN_NS 50000.0
-
-    #if defined(_WIN32)
-    static int fnn_threads = 1;
-    static unsigned long fnn_sleeps = 0;
-    static int fnn_pool_set_threads(int n) { (void)n; return 1; }
-    static int fnn_pool_started(void) { return 0; }
-    static int fnn_pool_ready(int parts) { return parts <= 1; }
-    static void fnn_parallel(fnn_task_fn fn, void* arg, int parts) {
-        int i;
-        for (i = 0; i < parts; i++) fn(arg, i, parts);
-    }
-    #else
-    #include <pthread.h>
-    #include <time.h>
-    #if defined(__x86_64__) || defined(__i386__)
-    #include <immintrin.h>
-    #define fnn_pause() _mm_pause()
-    #elif defined(__aarch64__)
-    #define fnn_pause() __asm__ __volatile__("yield")
-    #else
-    #define fnn_pause() ((void)0)
-    #endif
-
-    static pthread_mutex_t fnn_lock = PTHREAD_MUTEX_INITIALIZER;      /* fnn_sleeping, gen bumps */
-    static pthread_cond_t fnn_wake = PTHREAD_COND_INITIALIZER;
-    static pthread_mutex_t fnn_dispatch = PTHREAD_MUTEX_INITIALIZER;  /* one split product at a time */
-    static int fnn_threads = 1;          /* wanted: workers + the caller */
-    static int fnn_started = 0;          /* workers running in this process */
-    static int fnn_sleeping = 0;
-    static unsigned long fnn_sleeps = 0; /* times a worker went to sleep */
-    static int fnn_atfork = 0;
-    static unsigned long fnn_gen = 0;    /* bumped (atomically) per task */
-    static int fnn_pending = 0;          /* parts the workers have not finished */
-    static fnn_task_fn fnn_fn = 0;
-    static void* fnn_arg = 0;
-    static int fnn_parts = 0;
-    static unsigned long fnn_start_gen[FNN_MAX_THREADS + 1];   /* fnn_gen when worker i was created */
-
-    static double fnn_ns(void) {
-        struct timespec t;
-        clock_gettime(CLOCK_MONOTONIC, &t);
-        return (double)t.tv_sec * 1e9 + (double)t.tv_nsec;
-    }
-
-    static void* fnn_worker(void* p) {
-        int id = (int)(Py_ssize_t)p;
-        unsigned long seen = fnn_start_gen[id], g;   /* tasks after its creation are its own */
-        for (;;) {
-            double start = fnn_ns();
-            int spins = 0;
-            while ((g = __atomic_load_n(&fnn_gen, __ATOMIC_ACQUIRE)) == seen) {
-                fnn_pause();
-                if (++spins % 64 == 0 && fnn_ns() - start > FNN_SPIN_NS) {   /* idle: sleep */
-                    pthread_mutex_lock(&fnn_lock);
-                    fnn_sleeping++;
-                    fnn_sleeps++;
-                    while ((g = __atomic_load_n(&fnn_gen, __ATOMIC_ACQUIRE)) == seen)
-                        pthread_cond_wait(&fnn_wake, &fnn_lock);
-                    fnn_sleeping--;
-                    pthread_mutex_unlock(&fnn_lock);
-                    break;
-                }
-            }
-            seen = g;
-            if (id < fnn_parts) {
-                fnn_fn(fnn_arg, id, fnn_parts);
-                __atomic_sub_fetch(&fnn_pending, 1, __ATOMIC_ACQ_REL);
-            }
-        }
-        return 0;
-    }
-
-    /* fork: the child has none of the parent's threads; it starts its own pool when it needs one */
-    static void fnn_fork_prepare(void) { pthread_mutex_lock(&fnn_dispatch); pthread_mutex_lock(&fnn_lock); }
-    static void fnn_fork_parent(void) { pthread_mutex_unlock(&fnn_lock); pthread_mutex_unlock(&fnn_dispatch); }
-    static void fnn_fork_child(void) {
-        pthread_mutex_init(&fnn_lock, 0);
-        pthread_mutex_init(&fnn_dispatch, 0);
-        pthread_cond_init(&fnn_wake, 0);
-        fnn_started = 0;
-        fnn_sleeping = 0;
-        fnn_pending = 0;
-    }
-
-    static int fnn_pool_set_threads(int n) {
-        if (n < 1) n = 1;
-        if (n > FNN_MAX_THREADS) n = FNN_MAX_THREADS;
-        fnn_threads = n;
-        return n;
-    }
-    static int fnn_pool_started(void) { return fnn_started; }
-
-    /* start workers up to fnn_threads - 1 (under fnn_dispatch) */
-    static void fnn_grow(void) {
-        pthread_attr_t attr;
-        pthread_t t;
-        if (!fnn_atfork) {
-            if (pthread_atfork(fnn_fork_prepare, fnn_fork_parent, fnn_fork_child) != 0) return;
-            fnn_atfork = 1;
-        }
-        pthread_attr_init(&attr);
-        pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
-        while (fnn_started < fnn_threads - 1) {
-            fnn_start_gen[fnn_started + 1] = __atomic_load_n(&fnn_gen, __ATOMIC_ACQUIRE);
-            if (pthread_create(&t, &attr, fnn_worker, (void*)(Py_ssize_t)(fnn_started + 1)) != 0) break;
-            fnn_started++;
-        }
-        pthread_attr_destroy(&attr);
-    }
-
-    /* 1 when fnn_parallel(.., parts) will run its parts at the same time (the workers it needs
-       are started; they never stop), so that the parts may wait for each other */
-    static int fnn_pool_ready(int parts) {
-        int ready;
-        if (parts <= 1) return 1;
-        pthread_mutex_lock(&fnn_dispatch);
-        if (fnn_started < parts - 1) fnn_grow();
-        ready = fnn_started >= parts - 1;
-        pthread_mutex_unlock(&fnn_dispatch);
-        return ready;
-    }
-
-    /* fn(arg, part, parts) for part = 0 .. parts-1: part 0 in the caller, the others on workers */
-    static void fnn_parallel(fnn_task_fn fn, void* arg, int parts) {
-        int i;
-        if (parts > 1) {
-            pthread_mutex_lock(&fnn_dispatch);
-            if (fnn_started < parts - 1) fnn_grow();
-            if (fnn_started >= parts - 1) {
-                fnn_fn = fn;
-                fnn_arg = arg;
-                fnn_parts = parts;
-                __atomic_store_n(&fnn_pending, parts - 1, __ATOMIC_RELEASE);
-                pthread_mutex_lock(&fnn_lock);
-                __atomic_add_fetch(&fnn_gen, 1, __ATOMIC_ACQ_REL);
-                if (fnn_sleeping) pthread_cond_broadcast(&fnn_wake);
-                pthread_mutex_unlock(&fnn_lock);
-                fn(arg, 0, parts);
-                while (__atomic_load_n(&fnn_pending, __ATOMIC_ACQUIRE) > 0) fnn_pause();
-                pthread_mutex_unlock(&fnn_dispatch);
-                return;
-            }
-            pthread_mutex_unlock(&fnn_dispatch);   /* no thread could be started: run it here */
-        }
-        for (i = 0; i < parts; i++) fn(arg, i, parts);
-    }
-    #endif
     """
     bint fnn_finite_f(const float* a, Py_ssize_t n) noexcept nogil
     bint fnn_finite_d(const double* a, Py_ssize_t n) noexcept nogil
-    ctypedef void (*fnn_task_fn)(void* arg, int part, int parts) noexcept nogil
-    void fnn_parallel(fnn_task_fn fn, void* arg, int parts) noexcept nogil
-    int fnn_pool_set_threads(int n) noexcept nogil
-    int fnn_pool_started() noexcept nogil
-    int fnn_pool_ready(int parts) noexcept nogil
-    int fnn_threads
-    unsigned long fnn_sleeps
 
 
 cdef extern from "fnn_gemm.h":
     enum:
         FNN_NR
         FNN_MR
-    ctypedef struct fnn_barrier:
-        pass
     Py_ssize_t fnn_panel_floats(Py_ssize_t k, Py_ssize_t n) noexcept nogil
     void fnn_pack_panels(const float* w, Py_ssize_t k, Py_ssize_t n, float* dst) noexcept nogil
     void* fnn_aligned_alloc(size_t nbytes) noexcept nogil
@@ -238,8 +83,6 @@ cdef extern from "fnn_gemm.h":
                        int relu) noexcept nogil
     void fnn_gemv_panels(const float* x, Py_ssize_t k, const float* w, Py_ssize_t p0, Py_ssize_t p1,
                          Py_ssize_t n, const float* b, float* y, int relu) noexcept nogil
-    void fnn_barrier_init(fnn_barrier* b, int parts) noexcept nogil
-    void fnn_barrier_wait(fnn_barrier* b) noexcept nogil
 
 
 cdef enum:
@@ -393,7 +236,7 @@ cdef inline int _split_row(StepC* st, const floating* x, floating* y, bint finis
     task.packed, task.packed_parts = st.packed, st.packed_parts
     task.k, task.n, task.code, task.alpha = st.n_in, st.n_out, st.code, st.alpha
     task.finish, task.double_ = finish, floating is double
-    fnn_parallel(_row_part, &task, parts)
+    _pool.parallel(_row_part, &task, parts)
     return 1 if finish else 0
 
 
@@ -449,14 +292,6 @@ cdef inline bint _panel_split(StepC* st, int parts) noexcept nogil:
     return parts > 1 and st.kind == DENSE and st.n_in * st.n_out >= MIN_PANEL_SPLIT and st.n_out > FNN_NR
 
 
-cdef inline void _share(Py_ssize_t n, Py_ssize_t unit, int part, int parts, Py_ssize_t* a0,
-                        Py_ssize_t* a1) noexcept nogil:
-    """Part ``part``'s share [a0, a1) of n items cut into ``parts`` runs of whole ``unit``s."""
-    cdef Py_ssize_t per = ((n + unit - 1) // unit + parts - 1) // parts * unit
-    a0[0] = min(n, part * per)
-    a1[0] = min(n, a0[0] + per)
-
-
 cdef bint _dense_block(StepC* st, const float* src, float* dst, Py_ssize_t m, Py_ssize_t p0, Py_ssize_t p1,
                        bint screen) noexcept nogil:
     """dst[:m, panels p0..p1] = f(src[:m] @ W + b) (softmax left to the caller); False when
@@ -492,7 +327,7 @@ cdef void _chain_part(void* arg, int part, int parts) noexcept nogil:
     cdef StepC* st
     cdef bint screen, by_panels
     if t.rows > 1:             # this part's rows, alone
-        _share(t.rows, FNN_MR, part, parts, &c0, &end)
+        fnn_share(t.rows, FNN_MR, part, parts, &c0, &end)
         part, parts = 0, 1
     while c0 < end:
         m = min(<Py_ssize_t>ROWS_BLOCK, end - c0)
@@ -506,9 +341,9 @@ cdef void _chain_part(void* arg, int part, int parts) noexcept nogil:
             panels = (n + FNN_NR - 1) // FNN_NR
             r0, r1, p0, p1 = 0, m, 0, panels
             if by_panels:
-                _share(panels, 1, part, parts, &p0, &p1)
+                fnn_share(panels, 1, part, parts, &p0, &p1)
             else:
-                _share(m, FNN_MR, part, parts, &r0, &r1)
+                fnn_share(m, FNN_MR, part, parts, &r0, &r1)
             if st.kind == DENSE:
                 if not _dense_block(st, src + r0 * st.n_in, dst + r0 * n, r1 - r0, p0, p1, screen):
                     t.bad[part] = 1
@@ -524,7 +359,7 @@ cdef void _chain_part(void* arg, int part, int parts) noexcept nogil:
             if st.kind == DENSE and st.code == SOFTMAX:      # needs whole rows
                 if by_panels:
                     fnn_barrier_wait(&t.barrier)
-                    _share(m, FNN_MR, part, parts, &r0, &r1)
+                    fnn_share(m, FNN_MR, part, parts, &r0, &r1)
                 if r1 > r0:
                     act_forward(SOFTMAX, <float>0, dst + r0 * n, <const float*>NULL, <float*>NULL,
                                 dst + r0 * n, r1 - r0, n)
@@ -551,12 +386,12 @@ cdef bint _run_panels(StepC* steps, Py_ssize_t n_steps, const float* x, float* o
                 parts = threads
         if rows > 1 and rows * work >= MIN_ROWS_WORK:
             parts = threads
-        if parts > 1 and not fnn_pool_ready(parts):
+        if parts > 1 and not _pool.ready(parts):
             parts = 1
     fnn_barrier_init(&task.barrier, parts)
     for p in range(parts):
         task.bad[p] = 0
-    fnn_parallel(_chain_part, &task, parts)
+    _pool.parallel(_chain_part, &task, parts)
     for p in range(parts):
         if task.bad[p]:
             return False
@@ -704,7 +539,7 @@ cdef class Chain:
         cdef StepC* st
         cdef Py_ssize_t s, i, j, n
         cdef bint ok = True
-        cdef int split, threads = fnn_threads
+        cdef int split, threads = _threads
         if floating is float:
             if self._panels:
                 with nogil:
@@ -740,14 +575,16 @@ cdef class Chain:
 
 
 def set_threads(int n):
-    """Threads a one-row product is split over (the caller's included), 1 to 64; returns the
-    value set. Workers already started stay, asleep, when it shrinks."""
-    return fnn_pool_set_threads(n)
+    """Threads a split product runs in (the caller's included), 1 to 64; returns the value set.
+    Workers already started stay, asleep, when it shrinks."""
+    global _threads
+    _threads = max(1, min(n, 64))
+    return _threads
 
 
 def get_threads():
-    """Threads a one-row product is split over (the caller's included)."""
-    return fnn_threads
+    """Threads a split product runs in (the caller's included)."""
+    return _threads
 
 
 def panels_available():
@@ -756,10 +593,10 @@ def panels_available():
 
 
 def pool_workers():
-    """Worker threads started in this process (0 until a product was first split)."""
-    return fnn_pool_started()
+    """Worker threads the shared pool (fastnn._ext.pool) has started in this process."""
+    return _poolmod.workers()
 
 
 def pool_sleeps():
-    """Times a worker went to sleep (idle longer than the spin time) since the module loaded."""
-    return fnn_sleeps
+    """Times a worker of the shared pool went to sleep (idle longer than the spin time)."""
+    return _poolmod.sleeps()
