@@ -1,6 +1,7 @@
 """Where a training step's time goes, phase by phase, for bench/TARGETS.md's configurations.
 
     PYTHONPATH=. python bench/profile_step.py [--config medium,large|all] [--threads 2] [--steps 300]
+                                              [--precision fp32|bf16]
 
 Replays the Trainer's step on the compiled CPU backend with a timer around each phase: the
 gather of the shuffled minibatch, the forward pass, the fused loss, the backward pass and the
@@ -34,14 +35,14 @@ PHASES = ("gather", "forward", "loss", "backward", "update")
 _UPDATE_BYTES = {"sgd": 20, "adam": 28, "adamw": 28}
 
 
-def profile(name, steps, seed=0):
+def profile(name, steps, seed=0, precision="fp32"):
     cfg = CONFIGS[name]
     n = max(steps, 4) * cfg["batch"]
     X, y = _data(cfg, n)
     model = _fastnn_model(fnn, cfg, "cpu")
     opt = _fastnn_optimizer(fnn, cfg["optimizer"])
     trainer = fnn.Trainer(model, "mse" if cfg["loss"] == "mse" else "cross_entropy", opt,
-                          batch_size=cfg["batch"], shuffle=True, seed=seed)
+                          batch_size=cfg["batch"], shuffle=True, seed=seed, precision=precision)
     trainer.fit(X, y, epochs=1, verbose=0)  # builds buffers, optimizer state
     be, bs = model.backend, cfg["batch"]
     buffers, _ = trainer._get_buffers(bs, X, y, None)
@@ -51,6 +52,8 @@ def profile(name, steps, seed=0):
     order = np.random.default_rng(seed).permutation(n)
     times = {p: [] for p in PHASES}
     clock = time.perf_counter
+    scope = model.training_precision(precision)  # as Trainer.fit does for its length
+    scope.__enter__()
     for s in range(n // bs):
         idx = order[s * bs:(s + 1) * bs]
         t0 = clock()
@@ -67,6 +70,7 @@ def profile(name, steps, seed=0):
         t5 = clock()
         for p, a, b in zip(PHASES, (t0, t1, t2, t3, t4), (t1, t2, t3, t4, t5)):
             times[p].append((b - a) * 1e6)
+    scope.__exit__(None, None, None)
     res = {p: statistics.median(v) for p, v in times.items()}
     floor = GemmFloor(cfg["layers"], [bs] * 50)
     fwd_n = len(cfg["layers"]) - 1
@@ -97,6 +101,8 @@ def main(argv=None):
     ap.add_argument("--config", default="all")
     ap.add_argument("--threads", type=int, default=None)
     ap.add_argument("--steps", type=int, default=300)
+    ap.add_argument("--precision", default="fp32", choices=("fp32", "bf16"),
+                    help="the Trainer's precision (bf16: the Dense products in bfloat16; the floor stays float32)")
     args = ap.parse_args(argv)
     if args.threads:
         fnn.set_num_threads(args.threads)
@@ -106,7 +112,7 @@ def main(argv=None):
     print(f"threads {fnn.get_num_threads()}; µs, median over the steps")
     print("  ".join(f"{h:>10}" for h in head))
     for name in names:
-        r = profile(name, args.steps)
+        r = profile(name, args.steps, precision=args.precision)
         step = sum(r[p] for p in PHASES)
         floor = r["gemm_forward"] + r["gemm_backward"]
         cells = [name] + [f"{r[p]:.1f}" for p in PHASES] + [f"{step:.1f}", f"{r['gemm_forward']:.1f}",

@@ -7,17 +7,150 @@ adapter explains). GEMMs go through the route of _blas.pxd; the elementwise work
 pass over the output (forward) or over dz (backward).
 """
 
-from libc.stdint cimport uintptr_t
-from libc.stdlib cimport calloc, free
+from libc.stdint cimport uint16_t, uintptr_t
+from libc.stdlib cimport calloc, free, malloc
 from cython cimport floating
 
 from _activations cimport act_forward, act_backward, IDENTITY, GELU, SILU, N_ACTIVATIONS
 from _blas cimport GemmRoute, gemm
+from _pool cimport fnn_barrier, fnn_barrier_init, fnn_barrier_wait, fnn_pool_api, fnn_share
 from _types cimport ptr1, cptr1, ptr2, cptr2
 
 import fastnn._ext.blas as _blas
+import fastnn._ext.pool as _poolmod
 
 cdef GemmRoute* _route = <GemmRoute*><uintptr_t>_blas.route_address()
+
+
+# ------------------------------------------------------------------ bf16 products (fnn_bf16.h)
+cdef extern from "fnn_bf16.h":
+    int fnn_bf16_path() noexcept nogil
+    void fnn_bf16_set_cap(int cap) noexcept nogil
+    void fnn_bf16_round(const float* src, float* dst, Py_ssize_t n) noexcept nogil
+    void fnn_bf16_pack_a(int trans, const float* a, Py_ssize_t lda, Py_ssize_t m, Py_ssize_t k,
+                         uint16_t* dst, Py_ssize_t ib0, Py_ssize_t ib1) noexcept nogil
+    void fnn_bf16_pack_b(int trans, const float* b, Py_ssize_t ldb, Py_ssize_t k, Py_ssize_t n,
+                         uint16_t* dst, Py_ssize_t jb0, Py_ssize_t jb1) noexcept nogil
+    void fnn_bf16_gemm_packed(int path, const uint16_t* ap, const uint16_t* bp, Py_ssize_t m, Py_ssize_t n,
+                              Py_ssize_t k, float* c, Py_ssize_t ldc, Py_ssize_t ib0, Py_ssize_t ib1,
+                              Py_ssize_t jb0, Py_ssize_t jb1) noexcept nogil
+
+cdef const fnn_pool_api* _pool = <const fnn_pool_api*><uintptr_t>_poolmod.api_address()
+
+cdef enum:
+    BF16_SPLIT_MNK = 4194304       # m n k from which a bf16 product is split over the pool
+
+
+ctypedef struct Bf16Task:          # one bf16 product, for the pool's parts
+    int path
+    bint ta, tb
+    Py_ssize_t m, n, k, lda, ldb, ldc
+    const float* a
+    const float* b
+    float* c
+    uint16_t* pa
+    uint16_t* pb
+    bint by_columns                # the parts share the product by B tiles (else by A tiles)
+    fnn_barrier barrier
+
+
+cdef void _bf16_part(void* arg, int part, int parts) noexcept nogil:
+    """Part ``part``: its share of A's and B's tiles packed, then (once every part has packed)
+    its share of the outputs, by pairs of B tiles (columns) or of A tiles (rows)."""
+    cdef Bf16Task* t = <Bf16Task*>arg
+    cdef Py_ssize_t MB = (t.m + 15) // 16, NB = (t.n + 15) // 16, i0, i1, j0, j1
+    fnn_share(MB, 1, part, parts, &i0, &i1)
+    fnn_bf16_pack_a(t.ta, t.a, t.lda, t.m, t.k, t.pa, i0, i1)
+    fnn_share(NB, 1, part, parts, &j0, &j1)
+    fnn_bf16_pack_b(t.tb, t.b, t.ldb, t.k, t.n, t.pb, j0, j1)
+    if parts > 1:
+        fnn_barrier_wait(&t.barrier)
+    i0, i1, j0, j1 = 0, MB, 0, NB
+    if t.by_columns:
+        fnn_share(NB, 2, part, parts, &j0, &j1)
+    else:
+        fnn_share(MB, 2, part, parts, &i0, &i1)
+    if i1 > i0 and j1 > j0:
+        fnn_bf16_gemm_packed(t.path, t.pa, t.pb, t.m, t.n, t.k, t.c, t.ldc, i0, i1, j0, j1)
+
+
+BF16_PATHS = ("portable", "avx512-bf16", "amx")
+
+
+def bf16_path():
+    """The bf16 product this CPU runs: 'amx', 'avx512-bf16' or 'portable' (rounded float32
+    copies through the float32 GEMM); detected once (FASTNN_BF16_PATH=0/1/2 caps it)."""
+    return BF16_PATHS[fnn_bf16_path()]
+
+
+def set_bf16_path(name):
+    """Cap the bf16 products at path ``name`` (one of BF16_PATHS, for tests and comparisons; the
+    CPU's own limit still holds); returns the path that now runs."""
+    fnn_bf16_set_cap(BF16_PATHS.index(name))
+    return bf16_path()
+
+
+cdef float* _rounded(const float* a, Py_ssize_t rows, Py_ssize_t cols, Py_ssize_t ld) noexcept nogil:
+    """A contiguous copy of rows x cols (row stride ld) rounded to bf16 values; NULL: no memory."""
+    cdef float* r = <float*>malloc(max(rows * cols, 1) * sizeof(float))
+    cdef Py_ssize_t i
+    if r != NULL:
+        for i in range(rows):
+            fnn_bf16_round(a + i * ld, r + i * cols, cols)
+    return r
+
+
+cdef int _gemm_bf16(bint ta, bint tb, Py_ssize_t m, Py_ssize_t n, Py_ssize_t k, const float* a, Py_ssize_t lda,
+                    const float* b, Py_ssize_t ldb, float* c, Py_ssize_t ldc) noexcept nogil:
+    """C (m, n) = op(A) @ op(B) with bf16 operands (round to nearest even) and float32 sums;
+    0, or -1 when out of memory (C is then not written)."""
+    cdef int path = fnn_bf16_path(), parts
+    cdef Py_ssize_t MB = (m + 15) // 16, NB = (n + 15) // 16, KB = (k + 31) // 32
+    cdef Bf16Task task
+    cdef void* pa
+    cdef void* pb
+    if path == 0:      # products of rounded values are exact in float32: the float32 GEMM sums them
+        pa = _rounded(a, k if ta else m, m if ta else k, lda)
+        pb = _rounded(b, n if tb else k, k if tb else n, ldb)
+        if pa != NULL and pb != NULL:
+            gemm(_route, ta, tb, m, n, k, 1, <float*>pa, m if ta else k, <float*>pb, k if tb else n, 0, c, ldc)
+    else:
+        pa = malloc(MB * KB * 512 * sizeof(uint16_t))
+        pb = malloc(NB * KB * 512 * sizeof(uint16_t))
+        if pa != NULL and pb != NULL:
+            task.path, task.ta, task.tb, task.m, task.n, task.k = path, ta, tb, m, n, k
+            task.a, task.lda, task.b, task.ldb, task.c, task.ldc = a, lda, b, ldb, c, ldc
+            task.pa, task.pb, task.by_columns = <uint16_t*>pa, <uint16_t*>pb, NB >= MB
+            # the parts: the BLAS pool's size (fnn.set_num_threads), for products large enough
+            parts = _route.get_threads() if _route.get_threads != NULL else 1
+            parts = <int>min(<Py_ssize_t>parts, (NB if NB >= MB else MB + 1) // 2)
+            if parts > 1 and (<double>m * n * k < BF16_SPLIT_MNK or not _pool.ready(parts)):
+                parts = 1
+            fnn_barrier_init(&task.barrier, max(parts, 1))
+            _pool.parallel(_bf16_part, &task, max(parts, 1))
+    cdef int status = 0 if (pa != NULL and pb != NULL) else -1
+    free(pa)
+    free(pb)
+    return status
+
+
+cdef inline int _product(bint bf16, bint ta, bint tb, Py_ssize_t m, Py_ssize_t n, Py_ssize_t k,
+                         const floating* a, Py_ssize_t lda, const floating* b, Py_ssize_t ldb, floating* c,
+                         Py_ssize_t ldc) noexcept nogil:
+    """C = op(A) @ op(B): the float GEMM route, or with ``bf16`` (float32 only) the bf16 product;
+    0, or -1 when out of memory."""
+    if floating is float:
+        if bf16:
+            return _gemm_bf16(ta, tb, m, n, k, a, lda, b, ldb, c, ldc)
+    gemm(_route, ta, tb, m, n, k, 1, a, lda, b, ldb, 0, c, ldc)
+    return 0
+
+
+cdef int _check_bf16(bint bf16, floating* kind) except -1:
+    if floating is double:
+        if bf16:
+            raise ValueError("dense: bf16 products take float32 arrays; this model is float64.")
+    return 0
 
 
 cdef inline bint _is(const floating[:, ::1] a, Py_ssize_t n, Py_ssize_t m):
@@ -38,9 +171,10 @@ cdef int _check_activation(int code, const floating[:, ::1] x, const floating[:,
 
 def forward(const floating[:, ::1] x not None, const floating[:, ::1] w not None,
             const floating[::1] b, int code, double alpha, floating[:, ::1] z,
-            floating[:, ::1] out not None):
+            floating[:, ::1] out not None, bint bf16=False):
     """out = f(x @ w + b): GEMM into z (when given, it keeps x @ w + b) or out, then one pass
-    adding b (may be None) and applying activation ``code``."""
+    adding b (may be None) and applying activation ``code``; with ``bf16`` (float32) the
+    product takes bf16 operands (fnn_bf16.h)."""
     cdef Py_ssize_t n = x.shape[0], n_in = x.shape[1], n_out = w.shape[1]
     if (w.shape[0] != n_in or out.shape[0] != n or out.shape[1] != n_out or not _is(z, n, n_out)
             or (b is not None and b.shape[0] != n_out) or code < 0 or code >= N_ACTIVATIONS):
@@ -48,9 +182,14 @@ def forward(const floating[:, ::1] x not None, const floating[:, ::1] w not None
     cdef floating* buf = ptr2(z) if z is not None else ptr2(out)
     cdef const floating* bias = cptr1(b) if b is not None else NULL
     cdef floating* zdst = buf if (z is not None and bias != NULL) else NULL
+    cdef int status
+    _check_bf16(bf16, buf)
     with nogil:
-        gemm(_route, False, False, n, n_out, n_in, 1, cptr2(x), n_in, cptr2(w), n_out, 0, buf, n_out)
-        act_forward(code, <floating>alpha, buf, bias, zdst, ptr2(out), n, n_out)
+        status = _product(bf16, False, False, n, n_out, n_in, cptr2(x), n_in, cptr2(w), n_out, buf, n_out)
+        if status == 0:
+            act_forward(code, <floating>alpha, buf, bias, zdst, ptr2(out), n, n_out)
+    if status != 0:
+        raise MemoryError("dense_forward: no memory for the bf16 operands.")
 
 
 def bias_activation(const floating[::1] b, int code, double alpha, floating[:, ::1] z,
@@ -91,10 +230,10 @@ cdef const floating* _dz_pass(int code, floating alpha, const floating* dy, cons
 def backward(const floating[:, ::1] dy not None, const floating[:, ::1] x,
              const floating[:, ::1] w, const floating[:, ::1] y, const floating[:, ::1] z,
              int code, double alpha, floating[:, ::1] dw, floating[::1] db,
-             floating[:, ::1] dx, floating[:, ::1] dz):
+             floating[:, ::1] dx, floating[:, ::1] dz, bint bf16=False):
     """dz = dy * f'(z or y) (dz may alias dy; it may be None only for identity), db = dz.sum(0),
     dw = x.T @ dz, dx = dz @ w.T; dw, db and dx are skipped when None (x needs to be given only
-    with dw, w only with dx)."""
+    with dw, w only with dx); with ``bf16`` (float32) the products take bf16 operands."""
     cdef Py_ssize_t n = dy.shape[0], n_out = dy.shape[1]
     cdef Py_ssize_t n_in = x.shape[1] if x is not None else (w.shape[0] if w is not None else 0)
     _check_activation(code, z, y)
@@ -114,12 +253,16 @@ def backward(const floating[:, ::1] dy not None, const floating[:, ::1] x,
     cdef floating* pdw = ptr2(dw) if dw is not None else NULL
     cdef floating* pdx = ptr2(dx) if dx is not None else NULL
     cdef const floating* d
+    cdef int status = 0
+    _check_bf16(bf16, pdb)
     with nogil:
         d = _dz_pass(code, <floating>alpha, pdy, pz, py, pdz, pdb, n, n_out)
         if pdw != NULL:
-            gemm(_route, True, False, n_in, n_out, n, 1, px, n_in, d, n_out, 0, pdw, n_out)
-        if pdx != NULL:
-            gemm(_route, False, True, n, n_in, n_out, 1, d, n_out, pw, n_out, 0, pdx, n_in)
+            status = _product(bf16, True, False, n_in, n_out, n, px, n_in, d, n_out, pdw, n_out)
+        if pdx != NULL and status == 0:
+            status = _product(bf16, False, True, n, n_in, n_out, d, n_out, pw, n_out, pdx, n_in)
+    if status != 0:
+        raise MemoryError("dense_backward: no memory for the bf16 operands.")
 
 
 def backward_pass(const floating[:, ::1] dy not None, const floating[:, ::1] y,
@@ -155,8 +298,8 @@ cdef struct _Step:
     void* dx       # (rows, n_in), NULL: no dx (the lowest layer the backward reaches)
 
 
-cdef void _chain_forward(floating* kind, const _Step* s, Py_ssize_t count, Py_ssize_t n,
-                         const floating* x) noexcept nogil:
+cdef int _chain_forward(floating* kind, const _Step* s, Py_ssize_t count, Py_ssize_t n,
+                        const floating* x, bint bf16) noexcept nogil:
     cdef Py_ssize_t i
     cdef const floating* inp = x
     cdef floating* buf
@@ -164,15 +307,17 @@ cdef void _chain_forward(floating* kind, const _Step* s, Py_ssize_t count, Py_ss
     for i in range(count):
         buf = <floating*>s[i].z if s[i].z != NULL else <floating*>s[i].y
         zdst = buf if (s[i].z != NULL and s[i].b != NULL) else NULL
-        gemm(_route, False, False, n, s[i].n_out, s[i].n_in, 1, inp, s[i].n_in, <const floating*>s[i].w,
-             s[i].n_out, 0, buf, s[i].n_out)
+        if _product(bf16, False, False, n, s[i].n_out, s[i].n_in, inp, s[i].n_in, <const floating*>s[i].w,
+                    s[i].n_out, buf, s[i].n_out) != 0:
+            return -1
         act_forward(s[i].code, <floating>s[i].alpha, buf, <const floating*>s[i].b, zdst, <floating*>s[i].y,
                     n, s[i].n_out)
         inp = <const floating*>s[i].y
+    return 0
 
 
-cdef void _chain_backward(floating* kind, const _Step* s, Py_ssize_t count, Py_ssize_t first, Py_ssize_t n,
-                          const floating* x, floating* dy) noexcept nogil:
+cdef int _chain_backward(floating* kind, const _Step* s, Py_ssize_t count, Py_ssize_t first, Py_ssize_t n,
+                         const floating* x, floating* dy, bint bf16) noexcept nogil:
     cdef Py_ssize_t i
     cdef const floating* d
     cdef const floating* inp
@@ -180,13 +325,15 @@ cdef void _chain_backward(floating* kind, const _Step* s, Py_ssize_t count, Py_s
         d = _dz_pass(s[i].code, <floating>s[i].alpha, dy, <const floating*>s[i].z, <const floating*>s[i].y,
                      dy, <floating*>s[i].db, n, s[i].n_out)
         inp = x if i == 0 else <const floating*>s[i - 1].y
-        if s[i].dw != NULL:
-            gemm(_route, True, False, s[i].n_in, s[i].n_out, n, 1, inp, s[i].n_in, d, s[i].n_out, 0,
-                 <floating*>s[i].dw, s[i].n_out)
-        if s[i].dx != NULL:
-            gemm(_route, False, True, n, s[i].n_in, s[i].n_out, 1, d, s[i].n_out, <const floating*>s[i].w,
-                 s[i].n_out, 0, <floating*>s[i].dx, s[i].n_in)
+        if s[i].dw != NULL and _product(bf16, True, False, s[i].n_in, s[i].n_out, n, inp, s[i].n_in, d,
+                                        s[i].n_out, <floating*>s[i].dw, s[i].n_out) != 0:
+            return -1
+        if s[i].dx != NULL and _product(bf16, False, True, n, s[i].n_in, s[i].n_out, d, s[i].n_out,
+                                        <const floating*>s[i].w, s[i].n_out, <floating*>s[i].dx,
+                                        s[i].n_in) != 0:
+            return -1
         dy = <floating*>s[i].dx
+    return 0
 
 
 cdef void* _address(a) except? NULL:
@@ -210,15 +357,19 @@ cdef class Chain:
     cdef Py_ssize_t _count, _first
     cdef readonly Py_ssize_t rows
     cdef readonly bint is_double
+    cdef readonly bint bf16         # the products take bf16 operands (float32 only)
     cdef readonly object out        # the last layer's output array
     cdef object _refs
     cdef object _x                  # the input of the last forward (its dW needs it)
     cdef const void* _xp
 
-    def __cinit__(self, Py_ssize_t rows, bint is_double, list steps, Py_ssize_t first):
+    def __cinit__(self, Py_ssize_t rows, bint is_double, list steps, Py_ssize_t first, bint bf16=False):
         self._count = len(steps)
         if self._count < 1 or not 0 <= first < self._count:
             raise ValueError("Chain: no layers, or first out of range.")
+        if bf16 and is_double:
+            raise ValueError("Chain: bf16 products take float32 arrays; this chain is float64.")
+        self.bf16 = bf16
         self._steps = <_Step*>calloc(self._count, sizeof(_Step))
         if self._steps == NULL:
             raise MemoryError()
@@ -250,8 +401,12 @@ cdef class Chain:
         if x.shape[0] != self.rows or x.shape[1] != self._steps[0].n_in or self.is_double:
             raise ValueError("Chain.forward: x does not match the chain.")
         self._x, self._xp = x.base, cptr2(x)
+        cdef int status
         with nogil:
-            _chain_forward(<float*>NULL, self._steps, self._count, self.rows, <const float*>self._xp)
+            status = _chain_forward(<float*>NULL, self._steps, self._count, self.rows, <const float*>self._xp,
+                                    self.bf16)
+        if status != 0:
+            raise MemoryError("Chain.forward: no memory for the bf16 operands.")
         return self.out
 
     def forward64(self, const double[:, ::1] x not None):
@@ -260,7 +415,7 @@ cdef class Chain:
             raise ValueError("Chain.forward: x does not match the chain.")
         self._x, self._xp = x.base, cptr2(x)
         with nogil:
-            _chain_forward(<double*>NULL, self._steps, self._count, self.rows, <const double*>self._xp)
+            _chain_forward(<double*>NULL, self._steps, self._count, self.rows, <const double*>self._xp, False)
         return self.out
 
     def backward32(self, float[:, ::1] dy not None):
@@ -269,9 +424,12 @@ cdef class Chain:
         if dy.shape[0] != self.rows or dy.shape[1] != self._steps[self._count - 1].n_out or self.is_double \
                 or self._xp == NULL:
             raise ValueError("Chain.backward: dy does not match the chain, or no forward ran.")
+        cdef int status
         with nogil:
-            _chain_backward(<float*>NULL, self._steps, self._count, self._first, self.rows,
-                            <const float*>self._xp, ptr2(dy))
+            status = _chain_backward(<float*>NULL, self._steps, self._count, self._first, self.rows,
+                                     <const float*>self._xp, ptr2(dy), self.bf16)
+        if status != 0:
+            raise MemoryError("Chain.backward: no memory for the bf16 operands.")
 
     def backward64(self, double[:, ::1] dy not None):
         """backward32 for float64."""
@@ -280,4 +438,4 @@ cdef class Chain:
             raise ValueError("Chain.backward: dy does not match the chain, or no forward ran.")
         with nogil:
             _chain_backward(<double*>NULL, self._steps, self._count, self._first, self.rows,
-                            <const double*>self._xp, ptr2(dy))
+                            <const double*>self._xp, ptr2(dy), False)

@@ -33,6 +33,16 @@ def _cpu_name():
     return platform.processor() or platform.machine()
 
 
+def _bf16():
+    """Where Trainer(precision='bf16') runs its products on this CPU: 'amx', 'avx512-bf16' or
+    'portable' (float32 products of rounded values)."""
+    try:
+        from ._ext import dense
+    except ImportError as exc:
+        return {"path": "reference", "reason": f"compiled CPU kernels missing ({exc})"}
+    return {"path": dense.bf16_path()}
+
+
 def collect():
     from ._version import __version__
 
@@ -59,4 +69,5 @@ def collect():
         "blas": blas,
         "devices": {"cpu": cpu_ok, "reference": True, "cuda": cuda},
         "inference": _chain.describe(),
+        "bf16": _bf16(),
     }

@@ -6,7 +6,7 @@ parameter, written atomically, read without pickle by fastnn._archive's reader) 
 
 - ``checkpoint.json``: {"format": "fastnn.checkpoint", "format_version": 1,
   "trainer": the Trainer's settings (loss, optimizer with its schedule and per-layer options,
-  batch_size, metrics, l1, l2, clip_norm, clip_value, shuffle, seed, augmentations),
+  batch_size, metrics, l1, l2, clip_norm, clip_value, shuffle, seed, augmentations, precision),
   "state": the epoch count, the Trainer's generator state, the augmentations' keys and step
   counters, the layers' state (Dropout's step counters), the optimizer's step count, epoch,
   lr_scale and scalar state, "history": the History's records, "device": the model's device};
@@ -87,7 +87,8 @@ def save_checkpoint(trainer, path):
     settings = {"loss": _spec("loss", trainer.loss, owner), "optimizer": optimizer, "batch_size": trainer.batch_size,
                 "metrics": [_spec("metric", m, owner) for m in trainer.metrics], "l1": trainer.l1, "l2": trainer.l2,
                 "clip_norm": trainer.clip_norm, "clip_value": trainer.clip_value, "shuffle": trainer.shuffle,
-                "seed": trainer.seed, "augment": [_spec("augmentation", a, owner) for a in trainer.augment]}
+                "seed": trainer.seed, "augment": [_spec("augmentation", a, owner) for a in trainer.augment],
+                "precision": trainer.precision}
     arrays = {f"optimizer/{name}.npy": np.ascontiguousarray(value, dtype=model.dtype)
               for name, value in buffers.items()}
     opt_state["state"] = sorted(buffers)
@@ -171,7 +172,8 @@ def read_checkpoint(path, device=None, owner="Trainer.from_checkpoint"):
                   "batch_size": settings["batch_size"], "metrics": [_build("metric", m) for m in settings["metrics"]],
                   "l1": settings["l1"], "l2": settings["l2"], "clip_norm": settings["clip_norm"],
                   "clip_value": settings["clip_value"], "shuffle": settings["shuffle"], "seed": settings["seed"],
-                  "augment": [_build("augmentation", a) for a in settings["augment"]] or None}
+                  "augment": [_build("augmentation", a) for a in settings["augment"]] or None,
+                  "precision": settings.get("precision", "fp32")}  # absent: written before bf16 training
         state = {**state, "history": doc["history"],
                  "optimizer": {**state["optimizer"], "state": arrays, "layer_options": spec["layer_options"]}}
     except CHECKPOINT_ERRORS as exc:

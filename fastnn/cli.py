@@ -293,7 +293,8 @@ def _make_trainer(args, n_in, n_out, classify, hidden, activation, optimizer, lr
     lr = lr if lr is not None else _optimizer_lr()[optimizer]
     optimizer = fnn.optim.get_optimizer(optimizer, lr=lr, owner=owner)
     metrics = ["accuracy"] if classify else ["r2"]
-    return fnn.Trainer(model, loss, optimizer, batch_size=batch_size, metrics=metrics, seed=args.seed, l2=args.l2)
+    return fnn.Trainer(model, loss, optimizer, batch_size=batch_size, metrics=metrics, seed=args.seed, l2=args.l2,
+                       precision=args.precision)
 
 
 #: The layout of the CLI's model metadata (2: inputs scaled inside the model, named columns).
@@ -486,6 +487,8 @@ def timing_report(trainer, device):
              f"{test.get('samples_per_s', float('nan')):,.0f} samples/s",
              f"  device {device}; CPU {info['cpu']}, {info['cores']} cores, {info['threads']} threads; "
              f"BLAS {blas_text}"]
+    if getattr(trainer, "precision", "fp32") == "bf16":
+        lines.append(f"  precision bf16: Dense products on {info['bf16']['path']}")
     return "\n".join(lines)
 
 
@@ -844,6 +847,10 @@ def _add_train_options(p, out_help="save the trained model here (.fnn)"):
     p.add_argument("--epochs", type=int, default=30, help="passes over the training rows, >= 1")
     p.add_argument("--batch-size", type=int, default=64, help="rows per update")
     p.add_argument("--device", default="cpu", help="cpu, cuda or reference")
+    p.add_argument("--precision", default="fp32", choices=("fp32", "bf16"),
+                   help="bf16: the Dense products in bfloat16 with float32 sums (mixed precision; AMX or "
+                        "AVX512-BF16 where the CPU has them, see fastnn info); weights and the saved model stay "
+                        "float32")
     p.add_argument("--out", default=None, help=out_help)
     p.add_argument("--seed", type=int, default=0, help="seed of the split, the initialization and the shuffling")
     p.add_argument("--l2", type=float, default=0.0, help="L2 penalty on the weights: l2 * sum w^2 added to the loss")

@@ -117,6 +117,9 @@ class Layer:
 
     #: Rows a training batch needs (BatchNorm: 2, to estimate a variance).
     min_train_rows = 1
+    #: Precision of this layer's products in training passes ('fp32' or 'bf16'), set for the
+    #: length of a fit by the model (Trainer(precision=...)); evaluation passes use the dtype's.
+    precision = "fp32"
 
     def __init__(self):
         self.on_trainable_change = None
@@ -315,10 +318,11 @@ class Dense(Layer):
         ws = self._ws.get(self.backend, self.dtype, x.shape[0])
         act = "identity" if skip_activation else self.activation
         z = ws.get("z") if act in NEEDS_INPUT else None
+        precision = self.precision if training else "fp32"
         y = self.backend.dense_forward(x, self.params["w"], self.params.get("b"), act,
-                                       alpha=self.alpha, z=z, out=ws["y"])
+                                       alpha=self.alpha, z=z, out=ws["y"], precision=precision)
         if training:
-            self._x, self._y, self._z, self._act = x, y, z, act
+            self._x, self._y, self._z, self._act, self._precision = x, y, z, act, precision
         return y
 
     def fused_dense_step(self, rows, skip_activation=False, need_dx=True):
@@ -335,7 +339,7 @@ class Dense(Layer):
                 ws["dx"] if need_dx else None)
 
     def fused_forward_done(self, x, step):
-        self._x, self._y, self._z, self._act = x, step[5], step[4], step[2]
+        self._x, self._y, self._z, self._act, self._precision = x, step[5], step[4], step[2], self.precision
 
     def inference_step(self):
         if self._replaced(Dense):
@@ -352,6 +356,7 @@ class Dense(Layer):
             db=self.grads["b"] if train and self.use_bias else None,
             dx=ws["dx"] if need_dx else None,
             dz=dy,  # dy is a workspace of the next layer or the loss, free to overwrite
+            precision=getattr(self, "_precision", "fp32"),  # the forward's
         )
 
     def get_config(self):

@@ -7,16 +7,18 @@ kernel call whatever the depth of the model.
 
 from __future__ import annotations
 
+import contextlib
 import threading
 
 import numpy as np
 
 from . import _chain
-from ._checks import as_float_array, check_dtype_name, check_int, check_seed
+from ._checks import as_float_array, check_choice, check_dtype_name, check_int, check_seed
 from ._modelfile import save_model
 from ._params import layout
 from ._random import stream_key
 from .backends import get_backend
+from .backends.base import PRECISIONS
 from .layers import Layer
 
 #: Rows per chunk in predict when no batch size is given (bounded workspace memory).
@@ -60,7 +62,8 @@ class Sequential:
         self.param_info = []
         self.version = 0  # bumped whenever the flat buffers are re-made (optimizers re-bind)
         self.metadata = {}  # JSON-able notes saved with the model (e.g. the CLI's columns and classes)
-        self._chains = {}  # (rows, logits) -> (compiled Dense chain, its steps) or None
+        self._chains = {}  # (rows, logits, precision) -> (compiled Dense chain, its steps) or None
+        self._precision = "fp32"  # of the Dense products in training (Trainer(precision=...))
         self._chain = None  # the chain whose forward ran last (its backward follows)
         self._chain_steps = None  # the steps whose outputs the layers last recorded
         self._chain_input = None  # and the input the first layer recorded
@@ -267,12 +270,32 @@ class Sequential:
         """Index of the lowest trainable layer with parameters (None: none)."""
         return next((i for i, layer in enumerate(self.layers) if layer.trainable and layer.params), None)
 
+    @contextlib.contextmanager
+    def training_precision(self, precision):
+        """Within the block, ``forward(training=True)`` and ``backward`` run the Dense products in
+        ``precision`` ('fp32': the model's dtype; 'bf16': bfloat16 operands, float32 sums, for a
+        float32 model); every layer's ``precision`` follows, and both are restored after. What
+        ``Trainer(precision=...)`` sets for the length of ``fit``."""
+        precision = check_precision("Sequential.training_precision", precision, self)
+        previous = getattr(self, "_precision", "fp32")
+        self._set_precision(precision)
+        try:
+            yield
+        finally:
+            self._set_precision(previous)
+
+    def _set_precision(self, precision):
+        self._precision = precision
+        for layer in self.layers:
+            layer.precision = precision
+
     def _dense_chain(self, rows, logits):
         """(compiled chain, its steps) for a training step of ``rows`` rows when every layer
         joins a fused Dense stack and the backend compiles the stack; else None. Cached per
-        (rows, logits); the cache is emptied when the model is built again or a layer's
-        ``trainable`` changes."""
-        key = (rows, logits)
+        (rows, logits, precision); the cache is emptied when the model is built again or a
+        layer's ``trainable`` changes."""
+        precision = getattr(self, "_precision", "fp32")
+        key = (rows, logits, precision)
         entry = self._chains.get(key, False)
         if entry is not False:
             return entry
@@ -289,7 +312,7 @@ class Sequential:
                     break
                 steps.append(step)
             else:
-                chain = self.backend.dense_chain(steps, first)
+                chain = self.backend.dense_chain(steps, first, precision)
                 entry = None if chain is None else (chain, tuple(steps))
         self._chains[key] = entry
         return entry
@@ -463,3 +486,14 @@ def layer_set_weights(layer, weights):
                              f"got {w.shape}.")
         layer.check_weight(name, w)
         layer.backend.copy(layer.backend.asarray(w), layer.params[name])
+
+
+def check_precision(owner, precision, model):
+    """``precision`` of a training run, checked for ``model``: 'fp32' (the model's dtype) for any
+    model, 'bf16' for a float32 one (ValueError otherwise, naming the remedy)."""
+    precision = check_choice(owner, "precision", precision, PRECISIONS)
+    if precision == "bf16" and model.dtype != np.float32:
+        raise ValueError(f"{owner}: precision='bf16' rounds a float32 model's products to bfloat16; this model is "
+                         f"{np.dtype(model.dtype).name}. Build it with dtype='float32' (the default) or use "
+                         f"precision='fp32'.")
+    return precision

@@ -1,8 +1,8 @@
 """scikit-learn estimators trained by fastnn: ``MLPClassifier`` and ``MLPRegressor``.
 
 They take scikit-learn's constructor parameters for its MLP estimators (same names, defaults
-and meaning) plus fastnn's own (``dropout``, ``batch_norm``, ``device``, ``dtype``, any fastnn
-optimizer as ``solver``), and pass ``sklearn.utils.estimator_checks.check_estimator``, so they
+and meaning) plus fastnn's own (``dropout``, ``batch_norm``, ``device``, ``dtype``, ``precision``, any
+fastnn optimizer as ``solver``), and pass ``sklearn.utils.estimator_checks.check_estimator``, so they
 work in ``Pipeline``, ``GridSearchCV``, ``RandomizedSearchCV`` and ``cross_val_score``.
 Underneath, each is a ``fastnn.Sequential`` trained by a ``fastnn.Trainer`` one epoch at a time.
 
@@ -39,7 +39,7 @@ from sklearn.utils.multiclass import check_classification_targets, type_of_targe
 from sklearn.utils.validation import check_is_fitted, validate_data
 
 from ._checks import check_choice, check_dtype_name, check_float, check_int
-from .backends.base import ACTIVATIONS
+from .backends.base import ACTIVATIONS, PRECISIONS
 from .data import _check_bool
 from .layers import Activation, BatchNorm, Dense, Dropout
 from .losses import MSE, BinaryCrossEntropy, CrossEntropy
@@ -75,7 +75,7 @@ class _BaseMLP(BaseEstimator):
                  shuffle=True, random_state=None, tol=1e-4, verbose=False, warm_start=False, momentum=0.9,
                  nesterovs_momentum=True, early_stopping=False, validation_fraction=0.1, beta_1=0.9, beta_2=0.999,
                  epsilon=1e-8, n_iter_no_change=10, max_fun=15000, dropout=0.0, batch_norm=False, device="cpu",
-                 dtype=None):
+                 dtype=None, precision="fp32"):
         self.hidden_layer_sizes = hidden_layer_sizes
         self.activation = activation
         self.solver = solver
@@ -103,6 +103,7 @@ class _BaseMLP(BaseEstimator):
         self.batch_norm = batch_norm
         self.device = device
         self.dtype = dtype
+        self.precision = precision
 
     # ------------------------------------------------------------ parameters
     def _check_params(self):
@@ -138,6 +139,10 @@ class _BaseMLP(BaseEstimator):
         check_float(owner, "dropout", self.dropout, low=0.0, high=1.0, high_open=True)
         if self.dtype is not None:
             check_dtype_name(owner, self.dtype)
+        check_choice(owner, "precision", self.precision, PRECISIONS)
+        if self.precision == "bf16" and self.dtype is not None and np.dtype(self.dtype) != np.float32:
+            raise ValueError(f"{owner}: precision='bf16' trains a float32 model; got dtype={self.dtype!r}. Leave "
+                             f"dtype unset (float32 under bf16) or set dtype='float32'.")
         return sizes
 
     def _make_optimizer(self):
@@ -176,7 +181,7 @@ class _BaseMLP(BaseEstimator):
         loss = {"softmax": CrossEntropy(), "logistic": _SampleBCE(), "identity": _HalfMSE()}[self.out_activation_]
         # scikit-learn adds alpha / (2 n_batch) ||W||^2 to each batch's mean loss
         return Trainer(self.model_, loss, self._make_optimizer(), batch_size=bs, l2=self.alpha / (2 * bs),
-                       shuffle=self.shuffle, seed=seed)
+                       shuffle=self.shuffle, seed=seed, precision=self.precision)
 
     # ------------------------------------------------------------ fitting
     def _fit(self, X, y, incremental=False):
@@ -186,7 +191,8 @@ class _BaseMLP(BaseEstimator):
         targets = self._encode(y)
         rng = check_random_state(self.random_state)
         if first:
-            dtype = self.dtype if self.dtype is not None else X.dtype  # float32 or float64 (validate_data)
+            dtype = self.dtype if self.dtype is not None else (  # float32 or float64 (validate_data)
+                np.float32 if self.precision == "bf16" else X.dtype)
             self.n_outputs_ = targets.shape[1] if self.out_activation_ != "softmax" else len(self.classes_)
             self.model_ = self._make_model(sizes, X.shape[1], self.n_outputs_, dtype, int(rng.randint(2 ** 31)))
             self.n_layers_ = len(sizes) + 2

@@ -26,7 +26,7 @@ from .distributed import as_distributed
 from .errors import ModelFormatError
 from .losses import get_loss
 from .metrics import get_metric
-from .model import Sequential
+from .model import Sequential, check_precision
 from .optim import SGD, get_optimizer
 from .preprocessing import adapt_unfitted
 
@@ -199,6 +199,13 @@ class Trainer:
     distributed : None, 'mpi' or fastnn.distributed.MPI, default None
         'mpi': data-parallel training over the ranks of ``mpiexec -n K``; ``batch_size`` is per
         rank (see fastnn.distributed and docs/distributed.md).
+    precision : {'fp32', 'bf16'}, default 'fp32'
+        The Dense layers' products in training. 'fp32': the model's own dtype. 'bf16' (mixed
+        precision; a float32 model on the cpu, reference or cuda device): the forward product
+        and both backward products take their operands rounded to bfloat16 (round to nearest
+        even) and sum in float32, on this CPU's AMX or AVX512-BF16 units where it has them
+        (``fnn.info()['bf16']``); the weights, gradients, optimizer state, the loss, BatchNorm and
+        every update stay float32, and so do evaluation, predict and saved models.
 
     >>> import fastnn as fnn
     >>> X, y = fnn.datasets.load_iris()
@@ -211,10 +218,12 @@ class Trainer:
     """
 
     def __init__(self, model, loss, optimizer=None, batch_size=32, metrics=(), l1=0.0, l2=0.0,
-                 clip_norm=None, clip_value=None, shuffle=True, seed=None, augment=None, distributed=None):
+                 clip_norm=None, clip_value=None, shuffle=True, seed=None, augment=None, distributed=None,
+                 precision="fp32"):
         if not isinstance(model, Sequential):
             raise TypeError(f"Trainer: model must be a fastnn.Sequential; got {type(model).__name__}.")
         self.model = model
+        self.precision = check_precision("Trainer", precision, model)
         self.loss = get_loss(loss, "Trainer")
         self.optimizer = SGD(lr=0.01) if optimizer is None else get_optimizer(optimizer, owner="Trainer")
         self.batch_size = None if batch_size is None else check_int("Trainer", "batch_size", batch_size, low=1)
@@ -371,8 +380,9 @@ class Trainer:
         X, y, w, val = self._split_validation(owner, X, y, w, validation, validation_split)
         adapt_unfitted(self.model, X)  # Standardize/MinMaxScale never adapted: training rows only
         callbacks = self._callbacks(owner, callbacks, verbose)
+        check_precision(owner, self.precision, self.model)  # the model's dtype may have changed since
         run = self._begin_fit(X, y, w, val, callbacks, epochs)
-        with _DeferredInterrupt(self) as run.sigint:
+        with _DeferredInterrupt(self) as run.sigint, self.model.training_precision(self.precision):
             try:
                 for _ in range(epochs):
                     epoch = self._begin_epoch(run)

@@ -41,6 +41,10 @@ _MASK = np.uint64(0xFFFFFFFF)
 _S32 = np.uint64(32)
 _M0, _M1 = np.uint64(0xD2511F53), np.uint64(0xCD9E8D57)
 _W0, _W1 = np.uint64(0x9E3779B9), np.uint64(0xBB67AE85)
+# bfloat16 rounding on the bits (round_bf16), as uint64 constants (numba types uint64 mixed
+# with int64 literals as float64)
+_BF16_ABS, _BF16_INF, _BF16_QUIET = np.uint64(0x7FFFFFFF), np.uint64(0x7F800000), np.uint64(0x00400000)
+_BF16_KEEP, _BF16_HALF, _S16, _ONE = np.uint64(0xFFFF0000), np.uint64(0x7FFF), np.uint64(16), np.uint64(1)
 _INV_2_32 = 2.0 ** -32
 _TWO_PI_2_32 = 2.0 * math.pi * 2.0 ** -32
 _INV_SQRT2 = 1.0 / math.sqrt(2.0)
@@ -174,6 +178,18 @@ def fill(x, value):
 def copy(src, dst):
     for i in range(cuda.grid(1), src.size, cuda.gridsize(1)):
         dst[i] = src[i]
+
+
+@_jit
+def round_bf16(src, dst):
+    """dst = src rounded to bfloat16 (ties to even; NaN stays NaN), both float32 arrays seen as
+    uint32 (backends.base.round_bf16's rule on the bits)."""
+    for i in range(cuda.grid(1), src.size, cuda.gridsize(1)):
+        u = uint64(src[i])
+        if (u & _BF16_ABS) > _BF16_INF:
+            dst[i] = (u | _BF16_QUIET) & _BF16_KEEP
+        else:
+            dst[i] = (u + _BF16_HALF + ((u >> _S16) & _ONE)) & _BF16_KEEP
 
 
 @_jit

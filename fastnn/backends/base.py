@@ -37,6 +37,38 @@ RESIDUAL_LOSSES = ("mse", "mae", "huber")
 RESIDUAL_CODES = {name: code for code, name in enumerate(RESIDUAL_LOSSES)}
 #: Default shape parameter per activation (the slope or scale ``alpha``).
 DEFAULT_ALPHA = {"leaky_relu": 0.01, "elu": 1.0}
+#: Precisions of the Dense products in training: "fp32" (the arrays' own dtype) and "bf16"
+#: (float32 arrays; operands rounded to bfloat16, sums in float32).
+PRECISIONS = ("fp32", "bf16")
+
+
+def round_bf16(a):
+    """float32 copy of ``a`` with every value rounded to the nearest bfloat16 (ties to even, the
+    rounding of torch and of the compiled kernels); NaN stays NaN, values past bf16's largest
+    round to inf. The products of such values are exact in float32 and float64."""
+    u = np.ascontiguousarray(a, np.float32).view(np.uint32).astype(np.uint64)
+    rounded = (u + 0x7FFF + ((u >> 16) & 1)) & 0xFFFF0000
+    nan = (u & 0x7FFFFFFF) > 0x7F800000
+    out = np.where(nan, (u | 0x00400000) & 0xFFFF0000, rounded).astype(np.uint32).view(np.float32)
+    return out.reshape(np.shape(a))
+
+
+def _operand(a, precision):
+    """A product's operand in float64, rounded to bf16 first under precision="bf16"."""
+    return np.asarray(round_bf16(a) if precision == "bf16" else a, np.float64)
+
+
+def _check_precision(values):
+    precision = values["precision"]
+    if precision not in PRECISIONS:
+        raise ValueError(f"dense: unknown precision {precision!r}; choose one of "
+                         f"{', '.join(map(repr, PRECISIONS))}.")
+    if precision == "bf16":
+        for name in ("x", "w", "dy"):
+            v = values.get(name)
+            if v is not None and getattr(v, "dtype", None) == np.float64:
+                raise ValueError(f"dense: precision='bf16' takes float32 arrays; {name} is float64. Train a "
+                                 f"float32 model (dtype='float32') or use precision='fp32'.")
 
 _erf = np.frompyfunc(math.erf, 1, 1)
 
@@ -299,15 +331,18 @@ class Backend:
 
     # ------------------------------------------------------------------ dense
     @op(In("w", "i,o", required="w must be an array"), In("x", "n,i", required="x must be an array"), In("b", "o"),
-        Out("z", "n,o"), Out("out", "n,o"), anchor="w", activation="activation")
+        Out("z", "n,o"), Out("out", "n,o"), anchor="w", activation="activation", check=_check_precision)
     def dense_forward(self, x: Array, w: Array, b: Array | None, activation: str = "identity", *, alpha: float = 0.0,
-                      z: Array | None = None, out: Array | None = None) -> Array:
+                      z: Array | None = None, out: Array | None = None, precision: str = "fp32") -> Array:
         """out = f(x @ w + b), the activation fused into the pass over the output.
 
         x (n, n_in), w (n_in, n_out), b (n_out,) or None, out (n, n_out). ``z`` (n, n_out),
         when given, receives the pre-activation (needed by the backward of NEEDS_INPUT).
+        ``precision="bf16"`` (float32 arrays): x and w are rounded to bfloat16 for the product
+        (see PRECISIONS); the bias, the activation and the outputs stay float32.
         """
-        zz = np.asarray(x, np.float64) @ np.asarray(w, np.float64)
+        _check_precision({"precision": precision, "x": x, "w": w})
+        zz = _operand(x, precision) @ _operand(w, precision)
         if b is not None:
             zz = zz + np.asarray(b, np.float64)
         if z is not None:
@@ -318,28 +353,34 @@ class Backend:
     @op(In("dy", "n,o", required="dy must be an array"), In("y", "n,o", required=_dense_needs("y")),
         In("z", "n,o", required=_dense_needs("z")), Out("dz", "n,o"), Out("db", "o"),
         In("x", "n,i", required=_needed_for("x", "dw")), In("w", "i,o", required=_needed_for("w", "dx")),
-        Out("dw", "i,o"), Out("dx", "n,i"), anchor="w", activation="activation")
+        Out("dw", "i,o"), Out("dx", "n,i"), anchor="w", activation="activation", check=_check_precision)
     def dense_backward(self, dy: Array, x: Array | None, w: Array, y: Array, z: Array | None,
                        activation: str = "identity", *, alpha: float = 0.0, dw: Array | None = None,
-                       db: Array | None = None, dx: Array | None = None, dz: Array | None = None) -> Array:
+                       db: Array | None = None, dx: Array | None = None, dz: Array | None = None,
+                       precision: str = "fp32") -> Array:
         """Gradients of out = f(x @ w + b) given dy = dLoss/dout.
 
         dz = dy * f'(z) (written to the workspace ``dz`` when given; it may alias dy);
         dw = x.T @ dz, db = dz.sum(0), dx = dz @ w.T, each skipped when its output is None
         (a frozen layer has no dw/db; the first layer needs no dx). Returns dx.
+        ``precision="bf16"`` (float32 arrays): the products take x, w and dz (as float32) rounded
+        to bfloat16; dz, db and the outputs stay float32.
         """
+        _check_precision({"precision": precision, "x": x, "w": w, "dy": dy})
         d = Backend.activation_backward(self, activation, np.asarray(dy, np.float64), z, y, alpha=alpha)
         if dz is not None:
             dz[...] = d
+        # under bf16 the products see dz as the compiled kernels do: float32, then rounded
+        dp = _operand(np.asarray(d, np.float32), precision) if precision == "bf16" else d
         if dw is not None:
-            dw[...] = np.asarray(x, np.float64).T @ d
+            dw[...] = _operand(x, precision).T @ dp
         if db is not None:
             db[...] = d.sum(axis=0)
         if dx is not None:
-            dx[...] = d @ np.asarray(w, np.float64).T
+            dx[...] = dp @ _operand(w, precision).T
         return dx
 
-    def dense_chain(self, steps: Sequence[tuple], first: int) -> _DenseChain:
+    def dense_chain(self, steps: Sequence[tuple], first: int, precision: str = "fp32") -> _DenseChain:
         """Training forward and backward of a stack of Dense layers, as an object with
         ``forward(x)`` (returns the last layer's y) and ``backward(dy)``.
 
@@ -350,9 +391,10 @@ class Backend:
         being the next one's x; backward runs dense_backward from the last layer down to
         ``first``, dz written over dy (which is overwritten) and each dx passed on as the next dy.
         Here it is that loop; a fast backend runs it in one call where it can (the cpu backend:
-        no Python per layer) and falls back to this loop elsewhere.
+        no Python per layer) and falls back to this loop elsewhere. ``precision``: of every
+        product, as in dense_forward.
         """
-        return _DenseChain(self, steps, first)
+        return _DenseChain(self, steps, first, precision)
 
     # ----------------------------------------------------------------- losses
     @staticmethod
@@ -711,13 +753,14 @@ class Backend:
 class _DenseChain:
     """Backend.dense_chain's loop: dense_forward and dense_backward layer by layer."""
 
-    def __init__(self, backend, steps, first):
+    def __init__(self, backend, steps, first, precision="fp32"):
         self.backend, self.steps, self.first, self._x = backend, list(steps), first, None
+        self.precision = precision
 
     def forward(self, x):
         self._x = x
         for w, b, activation, alpha, z, y, _, _, _ in self.steps:
-            x = self.backend.dense_forward(x, w, b, activation, alpha=alpha, z=z, out=y)
+            x = self.backend.dense_forward(x, w, b, activation, alpha=alpha, z=z, out=y, precision=self.precision)
         return x
 
     def backward(self, dy):
@@ -726,4 +769,5 @@ class _DenseChain:
         for i in range(len(self.steps) - 1, self.first - 1, -1):
             w, _, activation, alpha, z, y, dw, db, dx = self.steps[i]
             x = self._x if i == 0 else self.steps[i - 1][5]
-            dy = self.backend.dense_backward(dy, x, w, y, z, activation, alpha=alpha, dw=dw, db=db, dx=dx, dz=dy)
+            dy = self.backend.dense_backward(dy, x, w, y, z, activation, alpha=alpha, dw=dw, db=db, dx=dx, dz=dy,
+                                             precision=self.precision)

@@ -31,7 +31,8 @@ from . import _adapter
 from ._adapter import REFUSED as _REFUSED
 from ._adapter import implement
 from ._ops import FAMILIES, FLOAT_DTYPES, SPECS
-from .base import ACTIVATION_CODES, NEEDS_INPUT, RESIDUAL_CODES, Backend, check_batch_rows, dropout_threshold
+from .base import (ACTIVATION_CODES, NEEDS_INPUT, RESIDUAL_CODES, Backend, check_batch_rows, dropout_threshold,
+                   round_bf16)
 
 try:
     from .._ext import activations as _activations
@@ -64,6 +65,8 @@ def _by_dtype(fused):
 
 _ACT_FWD = _by_dtype(_activations.forward)
 _ACT_BWD = _by_dtype(_activations.backward)
+#: precision -> the kernels' bf16 flag
+_BF16 = {"fp32": False, "bf16": True}
 _DENSE_FWD = _by_dtype(_dense.forward)
 _DENSE_BIAS_ACT = _by_dtype(_dense.bias_activation)
 _DENSE_BWD = _by_dtype(_dense.backward)
@@ -335,15 +338,14 @@ class CpuBackend(Backend):
             return _adapter.REFERENCE.take_rows(x, idx, out=out)
 
     # ------------------------------------------------------------------ dense
-    def dense_chain(self, steps, first):
+    def dense_chain(self, steps, first, precision="fp32"):
         """Backend.dense_chain as one compiled call each way (fastnn._ext.dense.Chain: the data
         pointers are taken once, so the arrays must stay in place while it is used), or the
         reference's loop over this backend's kernels when these arrays cannot run there."""
-        if not self._gemm or not steps:
-            return super().dense_chain(steps, first)
-        dtype = steps[0][0].dtype
-        if dtype not in (_F32, _F64):
-            return super().dense_chain(steps, first)
+        dtype = steps[0][0].dtype if steps else None
+        if not self._gemm or dtype not in (_F32, _F64) or precision not in _BF16 or (
+                precision == "bf16" and dtype != _F32):
+            return super().dense_chain(steps, first, precision)
         rows = steps[0][5].shape[0]
         specs, n_in = [], steps[0][0].shape[0]
         for i, (w, b, activation, alpha, z, y, dw, db, dx) in enumerate(steps):
@@ -353,13 +355,13 @@ class CpuBackend(Backend):
             for a, shape in shapes:
                 if a is not None and not (isinstance(a, np.ndarray) and a.dtype == dtype and a.shape == shape
                                           and a.flags.c_contiguous and (a is w or a is b or a.flags.writeable)):
-                    return super().dense_chain(steps, first)
+                    return super().dense_chain(steps, first, precision)
             if activation not in ACTIVATION_CODES or (activation in NEEDS_INPUT) != (z is not None) \
                     or (dx is None) != (i <= first) or (i < first and dw is not None):
-                return super().dense_chain(steps, first)
+                return super().dense_chain(steps, first, precision)
             specs.append((n_in, n_out, ACTIVATION_CODES[activation], float(alpha), w, b, z, y, dw, db, dx))
             n_in = n_out
-        chain = _dense.Chain(rows, dtype == _F64, specs, first)
+        chain = _dense.Chain(rows, dtype == _F64, specs, first, precision == "bf16")
         if dtype == _F64:
             return _ChainCalls(chain.forward64, chain.backward64, chain)
         return _ChainCalls(chain.forward32, chain.backward32, chain)
@@ -381,31 +383,38 @@ def _activation_backward(self, name, dy, x, y, alpha, out):
     return o
 
 
-def _dense_forward(self, x, w, b, activation, alpha, z, out):
+def _bf16(precision, operand):
+    """A product's operand as the kernels take it: under bf16 (the NumPy GEMM route) rounded."""
+    return round_bf16(operand) if precision == "bf16" else operand
+
+
+def _dense_forward(self, x, w, b, activation, alpha, z, out, precision):
     code = ACTIVATION_CODES[activation]
+    bf16 = _BF16[precision]  # KeyError for an unknown precision: the adapter's check says why
     o = np.empty((x.shape[0], w.shape[1]), x.dtype) if out is None else out
     if self._gemm:
-        _DENSE_FWD[x.dtype](x, w, b, code, alpha, z, o)
+        _DENSE_FWD[x.dtype](x, w, b, code, alpha, z, o, bf16)
     else:
-        np.matmul(x, w, out=o if z is None else z)
+        np.matmul(_bf16(precision, x), _bf16(precision, w), out=o if z is None else z)
         _DENSE_BIAS_ACT[x.dtype](b, code, alpha, z, o)
     return o
 
 
-def _dense_backward(self, dy, x, w, y, z, activation, alpha, dw, db, dx, dz):
+def _dense_backward(self, dy, x, w, y, z, activation, alpha, dw, db, dx, dz, precision):
     code = ACTIVATION_CODES[activation]
+    bf16 = _BF16[precision]
     d = dz
     if d is None and code:  # the kernel needs somewhere to put dy * f'; identity uses dy
         d = np.empty(dy.shape, dy.dtype)
     if self._gemm:
-        _DENSE_BWD[dy.dtype](dy, x, w, y, z, code, alpha, dw, db, dx, d)
+        _DENSE_BWD[dy.dtype](dy, x, w, y, z, code, alpha, dw, db, dx, d, bf16)
     else:
         _DENSE_BWD_PASS[dy.dtype](dy, y, z, code, alpha, db, d)
-        g = dy if d is None else d
+        g = _bf16(precision, dy if d is None else d)
         if dw is not None:
-            np.matmul(x.T, g, out=dw)
+            np.matmul(_bf16(precision, x).T, g, out=dw)
         if dx is not None:
-            np.matmul(g, w.T, out=dx)
+            np.matmul(g, _bf16(precision, w).T, out=dx)
     return dx
 
 

@@ -262,9 +262,18 @@ class CudaBackend(Backend):
         return out
 
     # ------------------------------------------------------------------ dense
-    def _op_dense_forward(self, x, w, b, activation, alpha, z, out):
+    def _bf16_operand(self, a, precision):
+        """A product's operand, under precision='bf16' rounded to bfloat16 into a device copy."""
+        if precision != "bf16":
+            return a
+        out = self.empty(a.shape, a.dtype)
+        self._run(K.round_bf16, a.size, _flat(a).view(np.uint32), _flat(out).view(np.uint32))
+        return out
+
+    def _op_dense_forward(self, x, w, b, activation, alpha, z, out, precision):
         owner = "dense_forward"
         code = self._code(owner, activation)
+        x, w = self._bf16_operand(x, precision), self._bf16_operand(w, precision)
         n, n_out = x.shape[0], w.shape[1]
         if z is not None:
             z = self._out(owner, "z", z, (n, n_out), w.dtype)
@@ -274,7 +283,7 @@ class CudaBackend(Backend):
             self._rows(K.softmax_rows, n, out, out)
         return out
 
-    def _op_dense_backward(self, dy, x, w, y, z, activation, alpha, dw, db, dx, dz):
+    def _op_dense_backward(self, dy, x, w, y, z, activation, alpha, dw, db, dx, dz, precision):
         owner = "dense_backward"
         code = self._code(owner, activation)
         n, n_out = dy.shape
@@ -293,19 +302,21 @@ class CudaBackend(Backend):
             self._run(K.grad_columns, n_out, code, src, xin, yin, alpha, dzz, has_dz, db, True)
         elif code != 0 or d is not src:
             self._run(K.activation_backward, d.size, code, _flat(src), _flat(xin), _flat(yin), alpha, _flat(d))
+        if precision == "bf16" and (dw is not None or dx is not None):
+            d = self._bf16_operand(d, precision)
         if dw is not None:
-            self._gemm(x, d, True, False, dw)
+            self._gemm(self._bf16_operand(x, precision), d, True, False, dw)
         if dx is not None:
-            self._gemm(d, w, False, True, dx)
+            self._gemm(d, self._bf16_operand(w, precision), False, True, dx)
         return dx
 
     # ----------------------------------------------------------------- losses
 
-    def dense_chain(self, steps, first):
+    def dense_chain(self, steps, first, precision="fp32"):
         """The Backend's loop over this backend's dense kernels: on a GPU every layer is already
         one launch forward (bias and activation fused) and at most three backward, and the host
         only enqueues them, so a chained call would launch no fewer kernels."""
-        return super().dense_chain(steps, first)
+        return super().dense_chain(steps, first, precision)
 
     def _loss_args(self, owner, pred_name, pred, target, weight, loss_out, grad, labels=False):
         """Checked device arrays (pred, target, weight, grad) of a loss call."""

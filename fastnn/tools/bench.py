@@ -3,15 +3,18 @@ public API (``Trainer.fit``), next to the GEMM floor measured in the same run an
 PyTorch eager on the same data.
 
     fastnn bench [--config tiny,small|all] [--device cpu] [--n 20000] [--repeats 3]
-                 [--threads N] [--optimizer sgd|adam|adamw] [--compare torch] [--json results.json]
-                 [--quick]
+                 [--threads N] [--optimizer sgd|adam|adamw] [--precision fp32|both] [--compare torch]
+                 [--json results.json] [--quick]
     python bench/e2e.py ...                      # the same, from a checkout
 
 For each configuration, in one process: build the model and its Trainer, train one warm-up
 epoch, then time ``repeats`` epochs (``time.perf_counter`` around ``trainer.fit(X, y, epochs=1,
 verbose=0)``), alternating, per repeat, with one epoch of the GEMM floor and (``--compare torch``)
-one PyTorch epoch; the medians are reported. A further, untimed epoch runs under tracemalloc
-to measure memory. The benchmark prints and writes JSON; it never asserts a speed.
+one PyTorch epoch; the medians are reported. With ``--precision both`` (the default on the cpu
+device) fastnn under ``Trainer(precision="bf16")`` joins the alternation, and with ``--compare
+torch`` PyTorch under ``torch.autocast(bfloat16)`` too (PyTorch's fastest CPU mode on AMX). A
+further, untimed epoch runs under tracemalloc to measure memory. The benchmark prints and writes
+JSON; it never asserts a speed.
 
 The GEMM floor: per Dense layer the forward X @ W and, backward, X.T @ dZ and dZ @ W.T (none
 for the first layer), at exactly the shapes of each step of an epoch (the last partial batch
@@ -87,6 +90,10 @@ def build_parser():
                    help="run every configuration (fastnn and torch) with this optimizer instead of the "
                    "configuration's own: sgd = SGD momentum 0.9 lr 0.01, adam = Adam lr 1e-3, "
                    "adamw = AdamW lr 1e-3 wd 1e-2")
+    p.add_argument("--precision", default=None, choices=("fp32", "both"),
+                   help="both: also time fastnn with Trainer(precision='bf16') (and, with --compare torch, PyTorch "
+                   "under torch.autocast bfloat16) beside float32, in the same run; fp32: float32 only. Default: "
+                   "both on the cpu device, fp32 elsewhere")
     p.add_argument("--compare", default=None, choices=("torch",), help="also time PyTorch eager (needs torch)")
     p.add_argument("--json", default=None, metavar="PATH", help="write the results here (atomically)")
     p.add_argument("--quick", action="store_true", help="CI smoke run: --n 2000 --repeats 1")
@@ -266,11 +273,12 @@ class TorchRunner:
     """PyTorch eager on the same data: nn.Sequential of Linear+ReLU (BatchNorm1d/Dropout for bn),
     the same optimizer (fused, else foreach), a torch.randperm shuffle per epoch, the same batch."""
 
-    def __init__(self, torch, cfg, spec, X, y, device):
+    def __init__(self, torch, cfg, spec, X, y, device, bf16=False):
         self.torch = torch
         nn = torch.nn
         torch.manual_seed(0)
         self.device = torch.device("cuda" if device == "cuda" and torch.cuda.is_available() else "cpu")
+        self.bf16 = bf16  # the forward (and so its backward) under torch.autocast(bfloat16); weights float32
         widths = cfg["layers"]
         mods = []
         for i, (a, b) in enumerate(zip(widths[:-2], widths[1:-1])):
@@ -319,7 +327,11 @@ class TorchRunner:
 
     def _step(self, xb, yb, opt):
         opt.zero_grad(set_to_none=True)
-        loss = self.loss_fn(self.model(xb), yb)
+        if self.bf16:
+            with self.torch.autocast(self.device.type, dtype=self.torch.bfloat16):
+                loss = self.loss_fn(self.model(xb), yb)
+        else:
+            loss = self.loss_fn(self.model(xb), yb)
         loss.backward()
         opt.step()
         return loss
@@ -462,19 +474,34 @@ def run_config(fnn, name, cfg, args, torch):
     spec, note = _pick_optimizer(fnn, cfg, args.optimizer)
     X, y = _data(cfg, args.n)
     steps = _steps(args.n, cfg["batch"])
-    model = _fastnn_model(fnn, cfg, args.device)
-    trainer = fnn.Trainer(model, "mse" if cfg["loss"] == "mse" else "cross_entropy", _fastnn_optimizer(fnn, spec),
-                          batch_size=cfg["batch"], shuffle=True, seed=0)
+    bf16 = args.precision == "both"
+
+    def make_trainer(precision):
+        return fnn.Trainer(_fastnn_model(fnn, cfg, args.device), "mse" if cfg["loss"] == "mse" else "cross_entropy",
+                           _fastnn_optimizer(fnn, spec), batch_size=cfg["batch"], shuffle=True, seed=0,
+                           precision=precision)
+
+    trainer = make_trainer("fp32")
+    model = trainer.model
+    trainer_bf16 = make_trainer("bf16") if bf16 else None
     floor = GemmFloor(cfg["layers"], steps)
     tr = TorchRunner(torch, cfg, spec, X, y, args.device) if torch is not None else None
+    tr_bf16 = TorchRunner(torch, cfg, spec, X, y, args.device, bf16=True) if torch is not None and bf16 else None
 
-    def fastnn_epoch():
-        t0 = time.perf_counter()
-        trainer.fit(X, y, epochs=1, verbose=0)
-        return time.perf_counter() - t0
+    def epoch_of(t):
+        def fastnn_epoch():
+            t0 = time.perf_counter()
+            t.fit(X, y, epochs=1, verbose=0)
+            return time.perf_counter() - t0
+        return fastnn_epoch
 
+    fastnn_epoch = epoch_of(trainer)
     (machine0, own0), wall0 = _cpu_seconds(), time.perf_counter()
     systems = [("fastnn", fastnn_epoch), ("floor", floor.epoch)] + ([("torch", tr.epoch)] if tr else [])
+    if trainer_bf16 is not None:
+        systems.append(("fastnn_bf16", epoch_of(trainer_bf16)))
+    if tr_bf16 is not None:
+        systems.append(("torch_bf16", tr_bf16.epoch))
     times = {s: [] for s, _ in systems}
     for _, fn in systems:  # warm-up: builds buffers, first-touch pages, BLAS thread start-up
         fn()
@@ -520,7 +547,24 @@ def run_config(fnn, name, cfg, args, torch):
         "timing_wall_s": wall,
         "other_processes_cpu_s": others,  # CPU time other processes took while this config was timed
         "torch": None,
+        "bf16": None,
+        "torch_bf16": None,
     }
+    for key in ("fastnn_bf16", "torch_bf16"):
+        if key in times:
+            t_s = _median(times[key])
+            res[key.replace("fastnn_", "")] = {
+                "epoch_s": times[key],
+                "us_per_step": t_s / n_steps * 1e6,
+                "us_per_step_min": min(times[key]) / n_steps * 1e6,
+                "samples_per_s": args.n / t_s,
+                "x_floor": t_s / floor_s,  # the float32 GEMM floor
+                "speedup_vs_fastnn_fp32": fast_s / t_s,
+            }
+    if trainer_bf16 is not None:
+        res["bf16"]["path"] = fnn.info()["bf16"]["path"]
+    if tr_bf16 is not None:
+        res["torch_bf16"]["fastnn_bf16_speedup"] = res["torch_bf16"]["us_per_step"] / res["bf16"]["us_per_step"]
     if tr is not None:
         torch_s = _median(times["torch"])
         res["torch"] = {
@@ -564,7 +608,7 @@ def _us(v):
 
 def format_table(results, machine, settings):
     head = ["config", "optimizer", "layers", "batch", "µs/step", "samples/s", "floor µs/step", "× floor",
-            "torch µs/step", "speed-up", "step alloc B", "peak MiB"]
+            "torch µs/step", "speed-up", "bf16 µs/step", "torch bf16", "bf16 speed-up", "step alloc B", "peak MiB"]
     rows = []
     notes = []
     for r in results:
@@ -579,11 +623,13 @@ def format_table(results, machine, settings):
         rows.append([r["config"], opt, r["layers_text"], _fmt(r["batch"]), _us(r["us_per_step"]),
                      _fmt(r["samples_per_s"]), _us(r["floor_us_per_step"]), f"{r['x_floor']:.2f}×",
                      _us(t.get("us_per_step")), f"{t['speedup']:.2f}×" if t else "–",
+                     _us((r.get("bf16") or {}).get("us_per_step")), _us((r.get("torch_bf16") or {}).get("us_per_step")),
+                     f"{r['torch_bf16']['fastnn_bf16_speedup']:.2f}×" if r.get("torch_bf16") else "–",
                      _fmt(r["memory"]["step_alloc_bytes_median"]),
                      f"{r['memory']['epoch_peak_bytes'] / 2**20:.2f}"])
     widths = [max([len(head[i])] + [len(row[i]) for row in rows if len(row) == len(head) or i < 4])
               for i in range(len(head))]
-    right = {3, 4, 5, 6, 7, 8, 9, 10, 11}
+    right = set(range(3, len(head)))
     lines = []
     m = machine
     lines.append(f"fastnn {m['fastnn']} bench — device {m['device']}"
@@ -621,6 +667,10 @@ def format_table(results, machine, settings):
         t_opts = sorted({r["torch"]["optimizer"] for r in results if r.get("torch")})
         lines.append(f"torch: eager nn.Sequential, optimizer {', '.join(t_opts)}; speed-up = torch time / fastnn time "
                      f"(> 1: fastnn faster).")
+    if any(r.get("bf16") for r in results):
+        path = next(r["bf16"]["path"] for r in results if r.get("bf16"))
+        lines.append(f"bf16: fastnn Trainer(precision='bf16') (products on {path}); torch bf16: the same model under "
+                     f"torch.autocast(bfloat16); bf16 speed-up = torch bf16 time / fastnn bf16 time.")
     lines.append("step alloc B: median traced bytes (tracemalloc: NumPy buffers + Python objects) newly live within "
                  "one step; peak MiB: tracemalloc peak over one epoch above its start (fit() included).")
     return "\n".join(lines)
@@ -651,6 +701,8 @@ def main(argv=None):
         args.n = 2000 if args.quick else 20000
     if args.repeats is None:
         args.repeats = 1 if args.quick else 3
+    if args.precision is None:
+        args.precision = "both" if args.device == "cpu" else "fp32"
     problems = [f"--{k} must be >= 1; got {v}" for k, v in (("n", args.n), ("repeats", args.repeats),
                                                             ("threads", args.threads)) if v is not None and v < 1]
     if args.config.strip() == "all":
@@ -693,7 +745,8 @@ def main(argv=None):
     machine["thread_policy"] = policy
     settings = {"configs": names, "device": args.device, "n": args.n, "repeats": args.repeats, "warmup_epochs": 1,
                 "threads_requested": args.threads, "compare": args.compare if torch is not None else None,
-                "quick": args.quick, "optimizer": args.optimizer, "thread_policy": args.thread_policy}
+                "quick": args.quick, "optimizer": args.optimizer, "thread_policy": args.thread_policy,
+                "precision": args.precision}
     results = []
     status = 0
     for name in names:

@@ -16,7 +16,7 @@ import pytest
 from _helpers import REFERENCE, assert_close, layout
 from _helpers import host_only as _host
 from golden.optim_db import OPTIM_DB
-from fastnn.backends.base import ACTIVATIONS, DEFAULT_ALPHA, NEEDS_INPUT
+from fastnn.backends.base import ACTIVATIONS, DEFAULT_ALPHA, NEEDS_INPUT, round_bf16
 
 DTYPES = [np.float32, np.float64]
 SHAPES = [(0, 3), (1, 1), (1, 13), (7, 1), (7, 13), (256, 300)]
@@ -999,3 +999,98 @@ def test_unknown_blas_choice_is_a_value_error():
     with pytest.raises(ValueError,
                        match=r"CpuBackend: unknown blas 'mkl'; choose one of 'auto', 'openblas', 'numpy'\."):
         CpuBackend(blas="mkl")
+
+
+# ------------------------------------------------------------------------------- bf16 products
+# precision="bf16": the operands of every product rounded to bfloat16 (ties to even), float32 sums.
+# The compiled paths (AMX tiles, AVX512-BF16, portable: rounded float32 copies through the float32
+# GEMM) agree with the reference's exact float64 sums of the same products within the float32
+# summation bound: k * 2^-24 * sum_i |a_i b_i| per output (2^-23 here, for the pairwise sums).
+BF16_SHAPES = [(1, 1, 1), (1, 7, 3), (5, 33, 17), (17, 100, 47), (2, 64, 300), (64, 784, 128)]
+
+
+@pytest.fixture(params=["portable", "avx512-bf16", "amx"])
+def bf16_path(request, backend):
+    """Each bf16 path this CPU has, on the cpu backend (others: one run)."""
+    if backend.name != "cpu":
+        if request.param != "amx":
+            pytest.skip("the bf16 paths are the cpu backend's")
+        yield None
+        return
+    dense = pytest.importorskip("fastnn._ext.dense")
+    try:
+        if dense.set_bf16_path(request.param) != request.param:
+            pytest.skip(f"this CPU has no {request.param} path")
+        yield request.param
+    finally:
+        dense.set_bf16_path("amx")  # the best this CPU has again
+
+
+def _bf16_bound(a, b):
+    """Per-output bound of a float32-summed product of the bf16-rounded a (n, k) and b (k, m)."""
+    ra, rb = np.abs(round_bf16(a)).astype(np.float64), np.abs(round_bf16(b)).astype(np.float64)
+    return a.shape[1] * 2.0**-23 * (ra @ rb) + 1e-30
+
+
+@pytest.mark.parametrize("activation", ["identity", "relu", "gelu", "softmax"])
+@pytest.mark.parametrize("shape", BF16_SHAPES, ids=str)
+def test_bf16_dense_forward_matches_reference(backend, bf16_path, activation, shape):
+    n, n_in, n_out = shape
+    rng = np.random.default_rng(21)
+    x, w = _rand(rng, (n, n_in), np.float32), _rand(rng, (n_in, n_out), np.float32, 1 / np.sqrt(n_in))
+    b = _rand(rng, (n_out,), np.float32)
+    z = np.empty((n, n_out))
+    want = REFERENCE.dense_forward(x, w, b, activation, z=z, precision="bf16")
+    zb = backend.zeros((n, n_out), np.float32) if activation in NEEDS_INPUT else None
+    got = backend.to_numpy(backend.dense_forward(backend.asarray(x), backend.asarray(w), backend.asarray(b),
+                                                 activation, z=zb, precision="bf16"))
+    assert got.dtype == np.float32
+    bound = 2 * _bf16_bound(x, w) + 2.0**-22 * (np.abs(z) + 1)  # the products' sums, then b and f in float32
+    assert np.all(np.abs(got - want) <= bound), np.abs(got - want).max()
+    if activation == "identity":  # and not the float32 product: the rounding is applied
+        fp32 = x.astype(np.float64) @ w + b
+        assert np.abs(got - fp32).max() > 10 * np.abs(got - want).max()
+
+
+@pytest.mark.parametrize("activation", ["identity", "relu"])
+@pytest.mark.parametrize("shape", BF16_SHAPES, ids=str)
+def test_bf16_dense_backward_matches_reference(backend, bf16_path, activation, shape):
+    # identity and relu: dz = dy or 0 on both sides, bit for bit, so that the rounding of dz to
+    # bf16 is the same (a one-ulp difference in dz could move it by a whole bf16 step)
+    n, n_in, n_out = shape
+    rng = np.random.default_rng(22)
+    x, w = _rand(rng, (n, n_in), np.float32), _rand(rng, (n_in, n_out), np.float32, 1 / np.sqrt(n_in))
+    y = REFERENCE.dense_forward(x, w, None, activation, precision="bf16").astype(np.float32)
+    dy = _rand(rng, (n, n_out), np.float32)
+    want = {"dw": np.zeros(w.shape), "db": np.zeros(n_out), "dx": np.zeros(x.shape)}
+    REFERENCE.dense_backward(dy, x, w, y, None, activation, precision="bf16", **want)
+    outs = {k: backend.zeros(v.shape, np.float32) for k, v in want.items()}
+    backend.dense_backward(backend.asarray(dy), backend.asarray(x), backend.asarray(w), backend.asarray(y), None,
+                           activation, precision="bf16", **outs)
+    d = dy * (y > 0) if activation == "relu" else dy
+    bounds = {"dw": _bf16_bound(x.T, d), "dx": _bf16_bound(d, w.T), "db": n * 2.0**-23 * np.abs(d).sum(0) + 1e-30}
+    for k in want:
+        got = backend.to_numpy(outs[k])
+        assert np.all(np.abs(got - want[k]) <= 2 * bounds[k]), (k, np.abs(got - want[k]).max())
+
+
+def test_bf16_rounds_to_nearest_even(backend, bf16_path):
+    # bf16 keeps 7 bits after the point: 1 + 2^-8 is halfway between 1 and 1 + 2^-7 (to 1, even),
+    # 1 + 3 2^-8 halfway between 1 + 2^-7 and 1 + 2^-6 (to 1 + 2^-6, even); truncation would give
+    # 1 and 1 + 2^-7, rounding half up 1 + 2^-7 and 1 + 2^-6
+    x = np.array([[1 + 2.0**-8, 1 + 3 * 2.0**-8]], np.float32)
+    w = np.ones((2, 1), np.float32)
+    got = backend.to_numpy(backend.dense_forward(backend.asarray(x), backend.asarray(w), None, "identity",
+                                                 precision="bf16"))
+    assert got[0, 0] == 2 + 2.0**-6
+    np.testing.assert_array_equal(round_bf16(np.array([1 + 2.0**-8, 1 + 3 * 2.0**-8, -(1 + 2.0**-8)], np.float32)),
+                                  np.array([1, 1 + 2.0**-6, -1], np.float32))
+
+
+def test_bf16_refuses_float64_and_unknown_precisions(backend):
+    x, w = np.ones((2, 3)), np.ones((3, 4))
+    with pytest.raises(ValueError, match=r"precision='bf16' takes float32 arrays; x is float64"):
+        backend.dense_forward(backend.asarray(x), backend.asarray(w), None, "relu", precision="bf16")
+    with pytest.raises(ValueError, match=r"unknown precision 'fp16'; choose one of 'fp32', 'bf16'"):
+        backend.dense_forward(backend.asarray(x.astype(np.float32)), backend.asarray(w.astype(np.float32)), None,
+                              "relu", precision="fp16")
