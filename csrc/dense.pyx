@@ -39,6 +39,7 @@ cdef const fnn_pool_api* _pool = <const fnn_pool_api*><uintptr_t>_poolmod.api_ad
 
 cdef enum:
     BF16_SPLIT_MNK = 4194304       # m n k from which a bf16 product is split over the pool
+    BF16_TILE_MNK = 32768          # ... and below which it runs on the portable path (same numbers)
 
 
 ctypedef struct Bf16Task:          # one bf16 product, for the pool's parts
@@ -90,14 +91,20 @@ def set_bf16_path(name):
     return bf16_path()
 
 
-cdef float* _rounded(const float* a, Py_ssize_t rows, Py_ssize_t cols, Py_ssize_t ld) noexcept nogil:
-    """A contiguous copy of rows x cols (row stride ld) rounded to bf16 values; NULL: no memory."""
-    cdef float* r = <float*>malloc(max(rows * cols, 1) * sizeof(float))
+cdef enum:
+    BF16_SMALL = 4096              # operand values kept on the stack, not allocated (tiny layers)
+
+
+cdef void* _scratch(void* small, Py_ssize_t nbytes) noexcept nogil:
+    """``small`` (BF16_SMALL x 4 bytes on the caller's stack) when nbytes fits, else malloc's."""
+    return small if nbytes <= BF16_SMALL * 4 else malloc(nbytes)
+
+
+cdef void _round_into(const float* a, Py_ssize_t rows, Py_ssize_t cols, Py_ssize_t ld, float* dst) noexcept nogil:
+    """dst (rows x cols, contiguous) = a (row stride ld) rounded to bf16 values."""
     cdef Py_ssize_t i
-    if r != NULL:
-        for i in range(rows):
-            fnn_bf16_round(a + i * ld, r + i * cols, cols)
-    return r
+    for i in range(rows):
+        fnn_bf16_round(a + i * ld, dst + i * cols, cols)
 
 
 cdef int _gemm_bf16(bint ta, bint tb, Py_ssize_t m, Py_ssize_t n, Py_ssize_t k, const float* a, Py_ssize_t lda,
@@ -107,16 +114,22 @@ cdef int _gemm_bf16(bint ta, bint tb, Py_ssize_t m, Py_ssize_t n, Py_ssize_t k, 
     cdef int path = fnn_bf16_path(), parts
     cdef Py_ssize_t MB = (m + 15) // 16, NB = (n + 15) // 16, KB = (k + 31) // 32
     cdef Bf16Task task
+    cdef float small_a[BF16_SMALL]
+    cdef float small_b[BF16_SMALL]
     cdef void* pa
     cdef void* pb
+    if <double>m * n * k < BF16_TILE_MNK:   # tiny: setting up the tiles costs more than the product
+        path = 0
     if path == 0:      # products of rounded values are exact in float32: the float32 GEMM sums them
-        pa = _rounded(a, k if ta else m, m if ta else k, lda)
-        pb = _rounded(b, n if tb else k, k if tb else n, ldb)
+        pa = _scratch(small_a, m * k * sizeof(float))
+        pb = _scratch(small_b, k * n * sizeof(float))
         if pa != NULL and pb != NULL:
+            _round_into(a, k if ta else m, m if ta else k, lda, <float*>pa)
+            _round_into(b, n if tb else k, k if tb else n, ldb, <float*>pb)
             gemm(_route, ta, tb, m, n, k, 1, <float*>pa, m if ta else k, <float*>pb, k if tb else n, 0, c, ldc)
     else:
-        pa = malloc(MB * KB * 512 * sizeof(uint16_t))
-        pb = malloc(NB * KB * 512 * sizeof(uint16_t))
+        pa = _scratch(small_a, MB * KB * 512 * sizeof(uint16_t))
+        pb = _scratch(small_b, NB * KB * 512 * sizeof(uint16_t))
         if pa != NULL and pb != NULL:
             task.path, task.ta, task.tb, task.m, task.n, task.k = path, ta, tb, m, n, k
             task.a, task.lda, task.b, task.ldb, task.c, task.ldc = a, lda, b, ldb, c, ldc
@@ -129,8 +142,10 @@ cdef int _gemm_bf16(bint ta, bint tb, Py_ssize_t m, Py_ssize_t n, Py_ssize_t k, 
             fnn_barrier_init(&task.barrier, max(parts, 1))
             _pool.parallel(_bf16_part, &task, max(parts, 1))
     cdef int status = 0 if (pa != NULL and pb != NULL) else -1
-    free(pa)
-    free(pb)
+    if pa != <void*>small_a:
+        free(pa)
+    if pb != <void*>small_b:
+        free(pb)
     return status
 
 
