@@ -12,8 +12,9 @@ Switching between modes rebuilds everything (the mode of the last build is kept 
 release build carries no debug information (-g0, and the linker strips the symbol table on
 Linux): the extension modules shrink from 15 MB to 2.4 MB; a wheel for deployment is built by
 scripts/build-wheel.sh (auditwheel-repaired, see docs/deployment.md).
-No OpenMP, by design: the only thread pool is NumPy's OpenBLAS, which the kernels call through
-function pointers (see fastnn/backends/cpu.py); the elementwise passes run serially. The build is
+No OpenMP, by design: the thread pools are NumPy's OpenBLAS, which the kernels call through
+function pointers (see fastnn/backends/cpu.py), and fastnn's own (csrc/fnn_pool.h, compiled once
+in fastnn._ext.pool) for the passes it splits; the other elementwise passes run serially. The build is
 portable (no -march=native). Neither math flag changes a result: -fno-math-errno lets gcc
 vectorize sqrt and inline fabs; -fno-trapping-math (clang's default) lets it vectorize selects
 such as leaky_relu's x > 0 ? x : alpha x, which gcc otherwise keeps as branches (up to 30x slower

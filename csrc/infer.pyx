@@ -19,11 +19,11 @@ Two kinds of products (``Chain.kernels``):
   its block, read from a contiguous copy made by ``Chain.pack`` for that many parts.
 
 Activations other than a fused ReLU use csrc/_activations.pxd (the training kernels' formulas);
-softmax, which needs whole rows, runs after the parts of a split product. The pool (the caller
-runs part 0) starts at the first split product (nothing at import), its workers spin
-FNN_SPIN_NS after a task and then sleep on a condition variable, one split product runs at a
-time, and a forked child starts its own (pthread_atfork). Without pthreads (Windows) the parts
-run in the caller, in turn (never split where parts wait for each other: fnn_pool_ready).
+softmax, which needs whole rows, runs after the parts of a split product. The pool is the one
+fastnn's kernels share (fastnn._ext.pool, csrc/fnn_pool.h: the caller runs part 0, workers
+start at the first split product and sleep after 50 us idle, a forked child starts its own);
+inference has its own thread count (set_threads). Where the parts would run in turn (Windows)
+nothing that waits between parts is split (the pool's ready()).
 Measurements: docs/DECISIONS.md and docs/deployment.md.
 """
 

@@ -1096,3 +1096,45 @@ def test_bf16_refuses_float64_and_unknown_precisions(backend):
     with pytest.raises(ValueError, match=r"unknown precision 'fp16'; choose one of 'fp32', 'bf16'"):
         backend.dense_forward(backend.asarray(x.astype(np.float32)), backend.asarray(w.astype(np.float32)), None,
                               "relu", precision="fp16")
+
+
+_SGD_CASES = {"sgd": ("sgd_update", dict(buf=None), dict(lr=0.1)),
+              "sgd-momentum-wd": ("sgd_update", dict(buf=0.0), dict(lr=0.1, momentum=0.9, weight_decay=0.01)),
+              "sgd-nesterov": ("sgd_update", dict(buf=0.0), dict(lr=0.1, momentum=0.9, nesterov=True))}
+
+
+@pytest.mark.parametrize("case", [*_SGD_CASES, *UPDATE_CASES])
+def test_large_updates_split_over_the_pool_give_the_same_bits(backend, case):
+    # 300,001 elements: past the split (262,144), into odd spans; one thread and two give the
+    # same bits (each element's expression is the same), and both match the reference
+    if backend.name != "cpu":
+        pytest.skip("the cpu backend's updates split over its pool")
+    import fastnn as fnn
+    from fastnn._ext import pool
+
+    kernel, init, kw = {**_SGD_CASES, **UPDATE_CASES}[case]
+    rng = np.random.default_rng(23)
+    size = 300_001
+    p0 = _rand(rng, size, np.float32)
+    grads = [_rand(rng, size, np.float32) for _ in range(3)]
+    results = []
+    before = fnn.get_num_threads()
+    try:
+        for threads in (1, 2):
+            fnn.set_num_threads(threads)
+            got = [p0.copy()] + [None if v is None else np.full(size, v, np.float32) for v in init.values()]
+            for t, g in enumerate(grads, 1):
+                _run_update(backend, kernel, got[1:], kw, t, got[0], g)
+            results.append(got)
+    finally:
+        fnn.set_num_threads(before)
+    assert pool.workers() >= 1
+    for a, b in zip(*results):
+        if a is not None:
+            np.testing.assert_array_equal(a, b)
+    want = [p0.copy()] + [None if v is None else np.full(size, v, np.float32) for v in init.values()]
+    for t, g in enumerate(grads, 1):
+        _run_update(REFERENCE, kernel, want[1:], kw, t, want[0], g)
+    for w, a in zip(want, results[1]):
+        if w is not None:
+            assert_close(a, w, np.float32, factor=2)
