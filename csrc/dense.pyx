@@ -26,6 +26,8 @@ cdef GemmRoute* _route = <GemmRoute*><uintptr_t>_blas.route_address()
 cdef extern from "fnn_bf16.h":
     int fnn_bf16_path() noexcept nogil
     void fnn_bf16_set_cap(int cap) noexcept nogil
+    void* fnn_bf16_buffer(int which, size_t nbytes) noexcept nogil
+    const int fnn_bf16_kept
     void fnn_bf16_round(const float* src, float* dst, Py_ssize_t n) noexcept nogil
     void fnn_bf16_pack_a(int trans, const float* a, Py_ssize_t lda, Py_ssize_t m, Py_ssize_t k,
                          uint16_t* dst, Py_ssize_t ib0, Py_ssize_t ib1) noexcept nogil
@@ -95,9 +97,10 @@ cdef enum:
     BF16_SMALL = 4096              # operand values kept on the stack, not allocated (tiny layers)
 
 
-cdef void* _scratch(void* small, Py_ssize_t nbytes) noexcept nogil:
-    """``small`` (BF16_SMALL x 4 bytes on the caller's stack) when nbytes fits, else malloc's."""
-    return small if nbytes <= BF16_SMALL * 4 else malloc(nbytes)
+cdef void* _scratch(void* small, int which, Py_ssize_t nbytes) noexcept nogil:
+    """``small`` (BF16_SMALL x 4 bytes on the caller's stack) when nbytes fits, else this
+    thread's kept buffer ``which`` (fnn_bf16_buffer)."""
+    return small if nbytes <= BF16_SMALL * 4 else fnn_bf16_buffer(which, nbytes)
 
 
 cdef void _round_into(const float* a, Py_ssize_t rows, Py_ssize_t cols, Py_ssize_t ld, float* dst) noexcept nogil:
@@ -121,15 +124,15 @@ cdef int _gemm_bf16(bint ta, bint tb, Py_ssize_t m, Py_ssize_t n, Py_ssize_t k, 
     if <double>m * n * k < BF16_TILE_MNK:   # tiny: setting up the tiles costs more than the product
         path = 0
     if path == 0:      # products of rounded values are exact in float32: the float32 GEMM sums them
-        pa = _scratch(small_a, m * k * sizeof(float))
-        pb = _scratch(small_b, k * n * sizeof(float))
+        pa = _scratch(small_a, 0, m * k * sizeof(float))
+        pb = _scratch(small_b, 1, k * n * sizeof(float))
         if pa != NULL and pb != NULL:
             _round_into(a, k if ta else m, m if ta else k, lda, <float*>pa)
             _round_into(b, n if tb else k, k if tb else n, ldb, <float*>pb)
             gemm(_route, ta, tb, m, n, k, 1, <float*>pa, m if ta else k, <float*>pb, k if tb else n, 0, c, ldc)
     else:
-        pa = _scratch(small_a, MB * KB * 512 * sizeof(uint16_t))
-        pb = _scratch(small_b, NB * KB * 512 * sizeof(uint16_t))
+        pa = _scratch(small_a, 0, MB * KB * 512 * sizeof(uint16_t))
+        pb = _scratch(small_b, 1, NB * KB * 512 * sizeof(uint16_t))
         if pa != NULL and pb != NULL:
             task.path, task.ta, task.tb, task.m, task.n, task.k = path, ta, tb, m, n, k
             task.a, task.lda, task.b, task.ldb, task.c, task.ldc = a, lda, b, ldb, c, ldc
@@ -142,10 +145,11 @@ cdef int _gemm_bf16(bint ta, bint tb, Py_ssize_t m, Py_ssize_t n, Py_ssize_t k, 
             fnn_barrier_init(&task.barrier, max(parts, 1))
             _pool.parallel(_bf16_part, &task, max(parts, 1))
     cdef int status = 0 if (pa != NULL and pb != NULL) else -1
-    if pa != <void*>small_a:
-        free(pa)
-    if pb != <void*>small_b:
-        free(pb)
+    if not fnn_bf16_kept:
+        if pa != <void*>small_a:
+            free(pa)
+        if pb != <void*>small_b:
+            free(pb)
     return status
 
 

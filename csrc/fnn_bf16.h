@@ -42,6 +42,48 @@ static inline float fnn_bf16_float(uint16_t h) {
     return f;
 }
 
+/* The packed operands of one product live in two buffers kept per thread and grown to the
+   largest product (allocating megabytes per product cost ~1/3 of the product in page faults);
+   a thread's buffers are freed when it ends. Where threads have no destructors (Windows) they
+   are allocated per product (fnn_bf16_kept is 0 and the caller frees them). */
+#if !defined(_WIN32)
+#include <pthread.h>
+#define FNN_BF16_KEPT 1
+typedef struct { void* p[2]; size_t cap[2]; } fnn_bf16_bufs;
+static pthread_key_t fnn_bf16_key;
+static pthread_once_t fnn_bf16_once = PTHREAD_ONCE_INIT;
+static void fnn_bf16_free_bufs(void* v) {
+    fnn_bf16_bufs* b = (fnn_bf16_bufs*)v;
+    free(b->p[0]);
+    free(b->p[1]);
+    free(b);
+}
+static void fnn_bf16_make_key(void) { (void)pthread_key_create(&fnn_bf16_key, fnn_bf16_free_bufs); }
+
+/* this thread's buffer ``which`` (0 or 1) of at least nbytes, 64-byte aligned; NULL: no memory */
+static void* fnn_bf16_buffer(int which, size_t nbytes) {
+    fnn_bf16_bufs* b;
+    pthread_once(&fnn_bf16_once, fnn_bf16_make_key);
+    b = (fnn_bf16_bufs*)pthread_getspecific(fnn_bf16_key);
+    if (b == NULL) {
+        b = (fnn_bf16_bufs*)calloc(1, sizeof *b);
+        if (b == NULL || pthread_setspecific(fnn_bf16_key, b) != 0) { free(b); return NULL; }
+    }
+    if (b->cap[which] < nbytes) {
+        free(b->p[which]);
+        b->p[which] = NULL;
+        b->cap[which] = 0;
+        if (posix_memalign(&b->p[which], 64, nbytes) != 0) { b->p[which] = NULL; return NULL; }
+        b->cap[which] = nbytes;
+    }
+    return b->p[which];
+}
+#else
+#define FNN_BF16_KEPT 0
+static void* fnn_bf16_buffer(int which, size_t nbytes) { (void)which; return malloc(nbytes); }
+#endif
+static const int fnn_bf16_kept = FNN_BF16_KEPT;
+
 /* dst[i] = src[i] rounded to bf16, kept in float32 (the portable path's copies) */
 static void fnn_bf16_round(const float* src, float* dst, Py_ssize_t n) {
     Py_ssize_t i;
@@ -132,45 +174,81 @@ FNN_BF16_INLINE FNN_BF16_V __m512i fnn_bf16_run(const float* a, Py_ssize_t valid
     return _mm512_inserti64x4(_mm512_castsi256_si512(y0), y1, 1);
 }
 
-/* zero the tiles of tile-rows (A) or tile-columns (B) b0 .. b1-1 (the padding stays zero); returns
-   the scatter offsets of a tile's 16 rows, in 32-bit words (16 per 64-byte row) */
-FNN_BF16_INLINE FNN_BF16_V __m512i fnn_bf16_clear(uint16_t* dst, Py_ssize_t KB, Py_ssize_t b0, Py_ssize_t b1) {
+/* zero the tiles of tile-rows (A) or tile-columns (B) b0 .. b1-1 (the padding stays zero) */
+FNN_BF16_INLINE void fnn_bf16_clear(uint16_t* dst, Py_ssize_t KB, Py_ssize_t b0, Py_ssize_t b1) {
     if (b1 > b0)
         memset(dst + b0 * KB * FNN_BF16_TILE, 0, (size_t)((b1 - b0) * KB * FNN_BF16_TILE) * sizeof(uint16_t));
-    return _mm512_mullo_epi32(_mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15),
-                              _mm512_set1_epi32(16));
+}
+
+/* r[0..15] (16 x 16 32-bit values) transposed in registers: four stages of unpacks and lane
+   shuffles, instead of sixteen 16-lane scatters */
+FNN_BF16_INLINE FNN_BF16_V void fnn_bf16_transpose16(__m512i* r) {
+    __m512i t[16], u[16];
+    int g;
+    for (g = 0; g < 16; g += 2) {
+        t[g] = _mm512_unpacklo_epi32(r[g], r[g + 1]);
+        t[g + 1] = _mm512_unpackhi_epi32(r[g], r[g + 1]);
+    }
+    for (g = 0; g < 16; g += 4) {       /* rows g..g+3: u[g + c] holds column c (+4, +8, +12) */
+        u[g] = _mm512_unpacklo_epi64(t[g], t[g + 2]);
+        u[g + 1] = _mm512_unpackhi_epi64(t[g], t[g + 2]);
+        u[g + 2] = _mm512_unpacklo_epi64(t[g + 1], t[g + 3]);
+        u[g + 3] = _mm512_unpackhi_epi64(t[g + 1], t[g + 3]);
+    }
+    for (g = 0; g < 4; g++) {           /* rows 0-7 and 8-15: columns g, g+8 (0x88) and g+4, g+12 (0xdd) */
+        t[g] = _mm512_shuffle_i32x4(u[g], u[g + 4], 0x88);
+        t[g + 4] = _mm512_shuffle_i32x4(u[g], u[g + 4], 0xdd);
+        t[g + 8] = _mm512_shuffle_i32x4(u[g + 8], u[g + 12], 0x88);
+        t[g + 12] = _mm512_shuffle_i32x4(u[g + 8], u[g + 12], 0xdd);
+    }
+    for (g = 0; g < 8; g++) {           /* t[g]: column c(g) (rows 0-7), column c(g) + 8 in its upper half */
+        int c = (g & 3) + (g & 4);
+        r[c] = _mm512_shuffle_i32x4(t[g], t[g + 8], 0x88);
+        r[c + 8] = _mm512_shuffle_i32x4(t[g], t[g + 8], 0xdd);
+    }
+}
+
+/* the 16 rows v[0..15] (32-bit lanes) of a 16 x 16 block written as its columns: tile row q of
+   ``tile`` (64 bytes) = lane q of every v */
+FNN_BF16_INLINE FNN_BF16_V void fnn_bf16_store_columns(__m512i* v, uint16_t* tile) {
+    int q;
+    fnn_bf16_transpose16(v);
+    for (q = 0; q < 16; q++) _mm512_storeu_si512((void*)(tile + q * 32), v[q]);
 }
 
 /* op(A) (m, k): A[i, t] = a[i * lda + t], or a[t * lda + i] when trans -> A tiles */
 static FNN_BF16_V void fnn_bf16_pack_a(int trans, const float* a, Py_ssize_t lda, Py_ssize_t m, Py_ssize_t k,
                                        uint16_t* dst, Py_ssize_t ib0, Py_ssize_t ib1) {
     Py_ssize_t KB = (k + 31) / 32, i, ib, kb, p, t, i1 = m < ib1 * 16 ? m : ib1 * 16;
-    __m512i idx = fnn_bf16_clear(dst, KB, ib0, ib1);
+    __m512i v[16];
+    fnn_bf16_clear(dst, KB, ib0, ib1);
     if (!trans) {           /* a tile row is 32 consecutive values of a row of a */
         for (i = ib0 * 16; i < i1; i++)
             for (kb = 0; kb < KB; kb++)
                 _mm512_storeu_si512((void*)(dst + ((i / 16) * KB + kb) * FNN_BF16_TILE + (i % 16) * 32),
                                     fnn_bf16_run(a + i * lda + kb * 32, k - kb * 32));
-    } else {                /* rows t, t+1 of a give the pair p of 16 tile rows: scattered */
-        for (kb = 0; kb < KB; kb++)
-            for (p = 0; p < 16; p++) {
-                t = kb * 32 + 2 * p;
-                if (t >= k) break;
-                for (ib = ib0; ib < ib1; ib++) {
-                    __mmask16 mk = fnn_bf16_mask(m - ib * 16);
-                    __m512i v = fnn_bf16_pairs(a + t * lda + ib * 16, t + 1 < k ? a + (t + 1) * lda + ib * 16 : NULL, mk);
-                    _mm512_mask_i32scatter_epi32((void*)((uint32_t*)(dst + (ib * KB + kb) * FNN_BF16_TILE) + p), mk,
-                                                 idx, v, 4);
+    } else {                /* rows t, t+1 of a give pair p of the tile's 16 rows: its columns */
+        for (ib = ib0; ib < ib1; ib++) {
+            __mmask16 mk = fnn_bf16_mask(m - ib * 16);
+            for (kb = 0; kb < KB; kb++) {
+                for (p = 0; p < 16; p++) {
+                    t = kb * 32 + 2 * p;
+                    v[p] = t < k ? fnn_bf16_pairs(a + t * lda + ib * 16, t + 1 < k ? a + (t + 1) * lda + ib * 16
+                                                                                    : NULL, mk)
+                                 : _mm512_setzero_si512();
                 }
+                fnn_bf16_store_columns(v, dst + (ib * KB + kb) * FNN_BF16_TILE);
             }
+        }
     }
 }
 
 /* op(B) (k, n): B[t, j] = b[t * ldb + j], or b[j * ldb + t] when trans -> VNNI B tiles */
 static FNN_BF16_V void fnn_bf16_pack_b(int trans, const float* b, Py_ssize_t ldb, Py_ssize_t k, Py_ssize_t n,
                                        uint16_t* dst, Py_ssize_t jb0, Py_ssize_t jb1) {
-    Py_ssize_t KB = (k + 31) / 32, j, jb, kb, p, t, j1 = n < jb1 * 16 ? n : jb1 * 16;
-    __m512i idx = fnn_bf16_clear(dst, KB, jb0, jb1);
+    Py_ssize_t KB = (k + 31) / 32, j, jb, kb, p, t;
+    __m512i v[16];
+    fnn_bf16_clear(dst, KB, jb0, jb1);
     if (!trans) {           /* rows t, t+1 of b give one tile row (16 columns of pairs) */
         for (kb = 0; kb < KB; kb++)
             for (p = 0; p < 16; p++) {
@@ -182,11 +260,15 @@ static FNN_BF16_V void fnn_bf16_pack_b(int trans, const float* b, Py_ssize_t ldb
                                                        t + 1 < k ? b + (t + 1) * ldb + jb * 16 : NULL,
                                                        fnn_bf16_mask(n - jb * 16)));
             }
-    } else {                /* 32 consecutive values of row j of b are column j's 16 pairs: scattered */
-        for (j = jb0 * 16; j < j1; j++)
-            for (kb = 0; kb < KB; kb++)
-                _mm512_i32scatter_epi32((void*)((uint32_t*)(dst + ((j / 16) * KB + kb) * FNN_BF16_TILE) + j % 16),
-                                        idx, fnn_bf16_run(b + j * ldb + kb * 32, k - kb * 32), 4);
+    } else {                /* 32 consecutive values of row j of b are column j's 16 pairs */
+        for (jb = jb0; jb < jb1; jb++)
+            for (kb = 0; kb < KB; kb++) {
+                for (p = 0; p < 16; p++) {
+                    j = jb * 16 + p;
+                    v[p] = j < n ? fnn_bf16_run(b + j * ldb + kb * 32, k - kb * 32) : _mm512_setzero_si512();
+                }
+                fnn_bf16_store_columns(v, dst + (jb * KB + kb) * FNN_BF16_TILE);
+            }
     }
 }
 
