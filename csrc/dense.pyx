@@ -8,7 +8,7 @@ pass over the output (forward) or over dz (backward).
 """
 
 from libc.stdint cimport uint16_t, uintptr_t
-from libc.stdlib cimport calloc, free, malloc
+from libc.stdlib cimport calloc, free
 from cython cimport floating
 
 from _activations cimport act_forward, act_backward, IDENTITY, GELU, SILU, N_ACTIVATIONS
@@ -93,16 +93,6 @@ def set_bf16_path(name):
     return bf16_path()
 
 
-cdef enum:
-    BF16_SMALL = 4096              # operand values kept on the stack, not allocated (tiny layers)
-
-
-cdef void* _scratch(void* small, int which, Py_ssize_t nbytes) noexcept nogil:
-    """``small`` (BF16_SMALL x 4 bytes on the caller's stack) when nbytes fits, else this
-    thread's kept buffer ``which`` (fnn_bf16_buffer)."""
-    return small if nbytes <= BF16_SMALL * 4 else fnn_bf16_buffer(which, nbytes)
-
-
 cdef void _round_into(const float* a, Py_ssize_t rows, Py_ssize_t cols, Py_ssize_t ld, float* dst) noexcept nogil:
     """dst (rows x cols, contiguous) = a (row stride ld) rounded to bf16 values."""
     cdef Py_ssize_t i
@@ -117,22 +107,20 @@ cdef int _gemm_bf16(bint ta, bint tb, Py_ssize_t m, Py_ssize_t n, Py_ssize_t k, 
     cdef int path = fnn_bf16_path(), parts
     cdef Py_ssize_t MB = (m + 15) // 16, NB = (n + 15) // 16, KB = (k + 31) // 32
     cdef Bf16Task task
-    cdef float small_a[BF16_SMALL]
-    cdef float small_b[BF16_SMALL]
     cdef void* pa
     cdef void* pb
     if <double>m * n * k < BF16_TILE_MNK:   # tiny: setting up the tiles costs more than the product
         path = 0
     if path == 0:      # products of rounded values are exact in float32: the float32 GEMM sums them
-        pa = _scratch(small_a, 0, m * k * sizeof(float))
-        pb = _scratch(small_b, 1, k * n * sizeof(float))
+        pa = fnn_bf16_buffer(0, m * k * sizeof(float))
+        pb = fnn_bf16_buffer(1, k * n * sizeof(float))
         if pa != NULL and pb != NULL:
             _round_into(a, k if ta else m, m if ta else k, lda, <float*>pa)
             _round_into(b, n if tb else k, k if tb else n, ldb, <float*>pb)
             gemm(_route, ta, tb, m, n, k, 1, <float*>pa, m if ta else k, <float*>pb, k if tb else n, 0, c, ldc)
     else:
-        pa = _scratch(small_a, 0, MB * KB * 512 * sizeof(uint16_t))
-        pb = _scratch(small_b, 1, NB * KB * 512 * sizeof(uint16_t))
+        pa = fnn_bf16_buffer(0, MB * KB * 512 * sizeof(uint16_t))
+        pb = fnn_bf16_buffer(1, NB * KB * 512 * sizeof(uint16_t))
         if pa != NULL and pb != NULL:
             task.path, task.ta, task.tb, task.m, task.n, task.k = path, ta, tb, m, n, k
             task.a, task.lda, task.b, task.ldb, task.c, task.ldc = a, lda, b, ldb, c, ldc
@@ -146,10 +134,8 @@ cdef int _gemm_bf16(bint ta, bint tb, Py_ssize_t m, Py_ssize_t n, Py_ssize_t k, 
             _pool.parallel(_bf16_part, &task, max(parts, 1))
     cdef int status = 0 if (pa != NULL and pb != NULL) else -1
     if not fnn_bf16_kept:
-        if pa != <void*>small_a:
-            free(pa)
-        if pb != <void*>small_b:
-            free(pb)
+        free(pa)
+        free(pb)
     return status
 
 

@@ -273,7 +273,7 @@ static FNN_BF16_V void fnn_bf16_pack_b(int trans, const float* b, Py_ssize_t ldb
 }
 
 /* ------------------------------------------------------------------ AVX512-BF16 */
-#define FNN_BF16_AVX __attribute__((target("avx512f,avx512bf16")))
+#define FNN_BF16_AVX __attribute__((target("avx512f,avx512bw,avx512bf16")))
 
 /* rows r0.. r0+R of A tile row-block ib x columns of B tiles jb, jb+1 (jn of them): 8 x 32 */
 static inline __attribute__((always_inline)) FNN_BF16_AVX void fnn_bf16_avx_block(
@@ -301,14 +301,9 @@ static inline __attribute__((always_inline)) FNN_BF16_AVX void fnn_bf16_avx_bloc
             }
         }
     }
-    {
-        __mmask16 m0 = cols >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << cols) - 1u);
-        __mmask16 m1 = cols >= 32 ? (__mmask16)0xFFFF : cols <= 16 ? (__mmask16)0 :
-                       (__mmask16)((1u << (cols - 16)) - 1u);
-        for (r = 0; r < R && r < rows; r++) {
-            _mm512_mask_storeu_ps(c + r * ldc, m0, acc0[r]);
-            _mm512_mask_storeu_ps(c + r * ldc + 16, m1, acc1[r]);
-        }
+    for (r = 0; r < R && r < rows; r++) {
+        _mm512_mask_storeu_ps(c + r * ldc, fnn_bf16_mask(cols), acc0[r]);
+        _mm512_mask_storeu_ps(c + r * ldc + 16, fnn_bf16_mask(cols - 16), acc1[r]);
     }
 }
 

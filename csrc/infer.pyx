@@ -266,9 +266,20 @@ cdef inline bint _finish(StepC* st, floating* y, Py_ssize_t rows, bint screen) n
     return True
 
 
+cdef inline bint _affine(StepC* st, const floating* src, floating* dst, Py_ssize_t rows, bint screen) noexcept nogil:
+    """An affine step over ``rows`` rows: dst = f(src * w + b) per feature (_finish: False when
+    ``screen`` found NaN/inf)."""
+    cdef Py_ssize_t i, j, n = st.n_out
+    cdef const floating* w = <const floating*>st.w
+    for i in range(rows):
+        for j in range(n):
+            dst[i * n + j] = src[i * n + j] * w[j]
+    return _finish(st, dst, rows, screen)
+
+
 # ------------------------------------------------ float32 on fastnn's own kernels (fnn_gemm.h)
 cdef enum:
-    ROWS_BLOCK = 192           # rows all parts take through the whole stack at a time (a multiple of FNN_MR)
+    ROWS_BLOCK = 192           # rows a part takes through the whole stack at a time (a multiple of FNN_MR)
     MIN_ROWS_WORK = 262144     # rows x multiply-adds from which a predict is split over the pool
     MIN_PANEL_SPLIT = 262144   # weights from which a step is split by panels (each part keeps its
                                # share of W in its own L2), below by rows
@@ -321,7 +332,7 @@ cdef void _chain_part(void* arg, int part, int parts) noexcept nogil:
     weights by panels (each part's share of W stays in its own L2), any other in part 0, and
     meet at a barrier before the next step."""
     cdef ChainTask* t = <ChainTask*>arg
-    cdef Py_ssize_t c0 = 0, end = t.rows, m, s, i, j, n, r0, r1, p0, p1, panels
+    cdef Py_ssize_t c0 = 0, end = t.rows, m, s, n, r0, r1, p0, p1, panels
     cdef const float* src
     cdef float* dst
     cdef StepC* st
@@ -348,10 +359,7 @@ cdef void _chain_part(void* arg, int part, int parts) noexcept nogil:
                 if not _dense_block(st, src + r0 * st.n_in, dst + r0 * n, r1 - r0, p0, p1, screen):
                     t.bad[part] = 1
             elif st.kind == AFFINE:
-                for i in range(r0, r1):
-                    for j in range(n):
-                        dst[i * n + j] = src[i * n + j] * (<const float*>st.w)[j]
-                if r1 > r0 and not _finish(st, dst + r0 * n, r1 - r0, screen):
+                if not _affine(st, src + r0 * n, dst + r0 * n, r1 - r0, screen):
                     t.bad[part] = 1
             elif r1 > r0:
                 act_forward(st.code, <float>st.alpha, src + r0 * n, <const float*>NULL, <float*>NULL,
@@ -537,7 +545,7 @@ cdef class Chain:
         cdef floating* dst
         cdef const floating* w
         cdef StepC* st
-        cdef Py_ssize_t s, i, j, n
+        cdef Py_ssize_t s, n
         cdef bint ok = True
         cdef int split, threads = _threads
         if floating is float:
@@ -550,22 +558,22 @@ cdef class Chain:
                 st = &self._steps[s]
                 dst = &out[0, 0] if s == self._n - 1 else (ping if s % 2 == 0 else pong)
                 n, w = st.n_out, <const floating*>st.w
-                split = -1
                 if st.kind == DENSE:
+                    split = -1
                     if rows == 1:
                         split = _split_row(st, src, dst, st.code != SOFTMAX and not (screen and s == 0), threads)
                     if split < 0:
                         _product(src, w, dst, rows, st.n_in, n)
+                    if split != 1 and not _finish(st, dst, rows, screen and s == 0):
+                        ok = False
+                        break
                 elif st.kind == AFFINE:
-                    for i in range(rows):
-                        for j in range(n):
-                            dst[i * n + j] = src[i * n + j] * w[j]
-                if st.kind == ACTIVATION:
+                    if not _affine(st, src, dst, rows, screen and s == 0):
+                        ok = False
+                        break
+                else:
                     act_forward(st.code, <floating>st.alpha, src, <const floating*>NULL, <floating*>NULL, dst,
                                 rows, n)
-                elif split != 1 and not _finish(st, dst, rows, screen and s == 0):
-                    ok = False
-                    break
                 src = dst
         return ok
 
@@ -588,7 +596,7 @@ def get_threads():
 
 
 def panels_available():
-    """Whether this CPU runs fastnn's own float32 kernels (AVX-512F, detected once per call)."""
+    """Whether this CPU runs fastnn's own float32 kernels (AVX-512F, asked of the CPU)."""
     return bool(fnn_gemm_available())
 
 

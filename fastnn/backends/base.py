@@ -53,9 +53,15 @@ def round_bf16(a):
     return out.reshape(np.shape(a))
 
 
+def bf16_operand(a, precision):
+    """A product's operand as the kernels take it under ``precision``: rounded to bfloat16 values
+    (a float32 copy) for "bf16", ``a`` itself for "fp32"."""
+    return round_bf16(a) if precision == "bf16" else a
+
+
 def _operand(a, precision):
-    """A product's operand in float64, rounded to bf16 first under precision="bf16"."""
-    return np.asarray(round_bf16(a) if precision == "bf16" else a, np.float64)
+    """A product's operand in float64 (the reference's), rounded to bf16 first under "bf16"."""
+    return np.asarray(bf16_operand(a, precision), np.float64)
 
 
 def _check_precision(values):

@@ -32,7 +32,7 @@ from ._adapter import REFUSED as _REFUSED
 from ._adapter import implement
 from ._ops import FAMILIES, FLOAT_DTYPES, SPECS
 from .base import (ACTIVATION_CODES, NEEDS_INPUT, RESIDUAL_CODES, Backend, check_batch_rows, dropout_threshold,
-                   round_bf16)
+                   bf16_operand)
 
 try:
     from .._ext import activations as _activations
@@ -383,11 +383,6 @@ def _activation_backward(self, name, dy, x, y, alpha, out):
     return o
 
 
-def _bf16(precision, operand):
-    """A product's operand as the kernels take it: under bf16 (the NumPy GEMM route) rounded."""
-    return round_bf16(operand) if precision == "bf16" else operand
-
-
 def _dense_forward(self, x, w, b, activation, alpha, z, out, precision):
     code = ACTIVATION_CODES[activation]
     bf16 = _BF16[precision]  # KeyError for an unknown precision: the adapter's check says why
@@ -395,7 +390,7 @@ def _dense_forward(self, x, w, b, activation, alpha, z, out, precision):
     if self._gemm:
         _DENSE_FWD[x.dtype](x, w, b, code, alpha, z, o, bf16)
     else:
-        np.matmul(_bf16(precision, x), _bf16(precision, w), out=o if z is None else z)
+        np.matmul(bf16_operand(x, precision), bf16_operand(w, precision), out=o if z is None else z)
         _DENSE_BIAS_ACT[x.dtype](b, code, alpha, z, o)
     return o
 
@@ -410,11 +405,11 @@ def _dense_backward(self, dy, x, w, y, z, activation, alpha, dw, db, dx, dz, pre
         _DENSE_BWD[dy.dtype](dy, x, w, y, z, code, alpha, dw, db, dx, d, bf16)
     else:
         _DENSE_BWD_PASS[dy.dtype](dy, y, z, code, alpha, db, d)
-        g = _bf16(precision, dy if d is None else d)
+        g = bf16_operand(dy if d is None else d, precision)
         if dw is not None:
-            np.matmul(_bf16(precision, x).T, g, out=dw)
+            np.matmul(bf16_operand(x, precision).T, g, out=dw)
         if dx is not None:
-            np.matmul(g, _bf16(precision, w).T, out=dx)
+            np.matmul(g, bf16_operand(w, precision).T, out=dx)
     return dx
 
 
