@@ -51,6 +51,13 @@ ctypedef struct GemmRoute:
     unsigned long long since_retry[N_BUCKETS]   # products since the slower choice was last tried
     int retry_left[N_BUCKETS]                   # products still to run on retry_choice
     int retry_choice[N_BUCKETS]
+    # "Solo" spans (solo_enter/solo_exit, with the GIL): while a training chain runs, OpenBLAS is
+    # held at one thread and fastnn's own pool shares the products out (dense.pyx), so the
+    # memory-bound passes between them use both cores without OpenBLAS's idle workers spinning
+    # on them. solo_parts: the pool size saved at the outermost entry.
+    int solo_depth
+    int solo_parts
+    int solo_off
 
 
 cdef extern from *:
@@ -155,6 +162,35 @@ cdef inline bint blas_gemm(const GemmRoute* route, int ta, int tb,
                           b, <int>ldb, beta, c, <int>ldc)
             return True
     return False
+
+
+cdef inline int pool_parts(const GemmRoute* route) noexcept nogil:
+    """The threads fastnn's parallel passes may use: the BLAS pool's size (fnn.set_num_threads),
+    also inside a solo span, where OpenBLAS itself runs on one."""
+    if route.solo_depth > 0:
+        return route.solo_parts
+    return route.get_threads() if route.get_threads != NULL else 1
+
+
+cdef inline bint solo_enter(GemmRoute* route) noexcept:
+    """Begin a solo span (call with the GIL held, and solo_exit after); False (nothing done)
+    where OpenBLAS's thread count cannot be set, or the pool has one thread."""
+    if route.set_threads == NULL or route.get_threads == NULL or route.solo_off:
+        return False
+    if route.solo_depth == 0:
+        route.solo_parts = route.get_threads()
+        if route.solo_parts <= 1:
+            return False
+        route.set_threads(1)
+    route.solo_depth += 1
+    return True
+
+
+cdef inline void solo_exit(GemmRoute* route) noexcept:
+    """End the solo span begun by a solo_enter that returned True."""
+    route.solo_depth -= 1
+    if route.solo_depth == 0:
+        route.set_threads(route.solo_parts)
 
 
 cdef inline int choose_threads(GemmRoute* route, int bucket) noexcept nogil:

@@ -7,7 +7,7 @@ or when it finds none, every product runs in the built-in loops of _blas.pxd.
 from libc.stdint cimport uintptr_t
 from cython cimport floating
 
-from _blas cimport (GemmRoute, gemm, sgemm32_t, sgemm64_t, dgemm32_t, dgemm64_t, set_threads_t,
+from _blas cimport (GemmRoute, gemm, solo_enter, solo_exit, sgemm32_t, sgemm64_t, dgemm32_t, dgemm64_t, set_threads_t,
                     get_threads_t, N_BUCKETS)
 from _types cimport ptr2, cptr2
 
@@ -29,6 +29,41 @@ _route.set_threads = NULL
 _route.get_threads = NULL
 _route.adaptive = 0
 _route.adapt_mnk = 2 * 262144.0
+_route.solo_depth = 0
+_route.solo_parts = 0
+_route.solo_off = __import__("os").environ.get("FASTNN_SOLO", "1") == "0"   # for comparisons
+
+
+def solo_begin():
+    """Begin a solo span (fastnn's pool owns the cores: OpenBLAS on one thread, fastnn's products,
+    updates and gathers shared over the pool); True when one began, and then solo_end() must
+    follow. Spans nest; the outermost restores OpenBLAS's thread count."""
+    return solo_enter(&_route)
+
+
+def solo_end():
+    """End the span of a solo_begin() that returned True."""
+    if _route.solo_depth <= 0:
+        raise RuntimeError("solo_end: no solo span is open.")
+    solo_exit(&_route)
+
+
+def set_solo(bint enabled):
+    """Let large training chains run in solo spans (the default; FASTNN_SOLO=0 at import turns
+    them off) or not; returns the previous setting. For tests and comparisons."""
+    old = not _route.solo_off
+    _route.solo_off = 0 if enabled else 1
+    return old
+
+
+def solo_threads(int n=0):
+    """Inside a solo span (a training chain running, OpenBLAS held at one thread), the pool size
+    to restore at its end: returned, and set to ``n`` when n > 0; 0 outside a span."""
+    if _route.solo_depth <= 0:
+        return 0
+    if n > 0:
+        _route.solo_parts = n
+    return _route.solo_parts
 
 
 def _reset_thread_stats():

@@ -12,7 +12,7 @@ from libc.stdlib cimport calloc, free
 from cython cimport floating
 
 from _activations cimport act_forward, act_backward, IDENTITY, GELU, SILU, N_ACTIVATIONS
-from _blas cimport GemmRoute, gemm
+from _blas cimport GemmRoute, blas_gemm, gemm, loop_gemm, pool_parts, solo_enter, solo_exit, CBLAS_NO_TRANS, CBLAS_TRANS
 from _pool cimport fnn_barrier, fnn_barrier_init, fnn_barrier_wait, fnn_pool_api, fnn_share
 from _types cimport ptr1, cptr1, ptr2, cptr2
 
@@ -126,7 +126,7 @@ cdef int _gemm_bf16(bint ta, bint tb, Py_ssize_t m, Py_ssize_t n, Py_ssize_t k, 
             task.a, task.lda, task.b, task.ldb, task.c, task.ldc = a, lda, b, ldb, c, ldc
             task.pa, task.pb, task.by_columns = <uint16_t*>pa, <uint16_t*>pb, NB >= MB
             # the parts: the BLAS pool's size (fnn.set_num_threads), for products large enough
-            parts = _route.get_threads() if _route.get_threads != NULL else 1
+            parts = pool_parts(_route)
             parts = <int>min(<Py_ssize_t>parts, (NB if NB >= MB else MB + 1) // 2)
             if parts > 1 and (<double>m * n * k < BF16_SPLIT_MNK or not _pool.ready(parts)):
                 parts = 1
@@ -139,6 +139,86 @@ cdef int _gemm_bf16(bint ta, bint tb, Py_ssize_t m, Py_ssize_t n, Py_ssize_t k, 
     return status
 
 
+# ------------------------------------------------------------------ float products in solo spans
+cdef enum:
+    FLOAT_SPLIT_MNK = 1048576      # m n k from which a product in a solo span is shared over the pool
+    SOLO_PARAMS = 262144           # weights from which a Chain runs in solo spans (optim.pyx's UPDATE_SPLIT:
+                                   # where the update is shared over the pool, OpenBLAS's idle workers must
+                                   # not spin on its cores; smaller models keep OpenBLAS's own threads)
+
+
+SOLO_WEIGHTS = SOLO_PARAMS        # for fastnn.backends.cpu (the Trainer's spans)
+
+
+ctypedef struct FloatTask:         # one float product shared over the pool by columns or rows of C
+    bint ta, tb, by_rows
+    Py_ssize_t m, n, k, lda, ldb, ldc
+    const void* a
+    const void* b
+    void* c
+
+
+cdef inline void _float_part(floating* kind, FloatTask* t, int part, int parts) noexcept nogil:
+    cdef Py_ssize_t r0, r1
+    cdef const floating* a = <const floating*>t.a
+    cdef const floating* b = <const floating*>t.b
+    cdef floating* c = <floating*>t.c
+    cdef int ta = CBLAS_TRANS if t.ta else CBLAS_NO_TRANS, tb = CBLAS_TRANS if t.tb else CBLAS_NO_TRANS
+    if t.by_rows:      # rows r0 .. r1 of C: of op(A), rows (or columns when transposed) r0 .. r1
+        fnn_share(t.m, 16, part, parts, &r0, &r1)
+        if r1 > r0:
+            a = a + (r0 if t.ta else r0 * t.lda)
+            if not blas_gemm(_route, ta, tb, r1 - r0, t.n, t.k, <floating>1, a, t.lda, b, t.ldb, <floating>0,
+                             c + r0 * t.ldc, t.ldc):
+                loop_gemm(t.ta, t.tb, r1 - r0, t.n, t.k, <floating>1, a, t.lda, b, t.ldb, <floating>0,
+                          c + r0 * t.ldc, t.ldc)
+    else:              # columns r0 .. r1 of C: of op(B), columns (or rows when transposed) r0 .. r1
+        fnn_share(t.n, 16, part, parts, &r0, &r1)
+        if r1 > r0:
+            b = b + (r0 * t.ldb if t.tb else r0)
+            if not blas_gemm(_route, ta, tb, t.m, r1 - r0, t.k, <floating>1, a, t.lda, b, t.ldb, <floating>0,
+                             c + r0, t.ldc):
+                loop_gemm(t.ta, t.tb, t.m, r1 - r0, t.k, <floating>1, a, t.lda, b, t.ldb, <floating>0, c + r0,
+                          t.ldc)
+
+
+cdef void _float_part32(void* arg, int part, int parts) noexcept nogil:
+    _float_part(<float*>NULL, <FloatTask*>arg, part, parts)
+
+
+cdef void _float_part64(void* arg, int part, int parts) noexcept nogil:
+    _float_part(<double*>NULL, <FloatTask*>arg, part, parts)
+
+
+cdef inline bint _float_split(bint ta, bint tb, Py_ssize_t m, Py_ssize_t n, Py_ssize_t k, const floating* a,
+                              Py_ssize_t lda, const floating* b, Py_ssize_t ldb, floating* c,
+                              Py_ssize_t ldc) noexcept nogil:
+    """In a solo span, C = op(A) @ op(B) shared over the pool by whole blocks of 16 columns of C
+    (or rows, when C has more rows than columns), each part on single-threaded OpenBLAS; False
+    (nothing done) outside a span, for small products, or without an OpenBLAS GEMM."""
+    cdef FloatTask t
+    cdef int parts
+    if _route.solo_depth <= 0 or <double>m * n * k < FLOAT_SPLIT_MNK:
+        return False
+    if floating is float:
+        if _route.sgemm64 == NULL and _route.sgemm32 == NULL:
+            return False
+    else:
+        if _route.dgemm64 == NULL and _route.dgemm32 == NULL:
+            return False
+    t.by_rows = m > n
+    parts = <int>min(<Py_ssize_t>_route.solo_parts, ((m if t.by_rows else n) + 15) // 16)
+    if parts < 2 or not _pool.ready(parts):
+        return False
+    t.ta, t.tb, t.m, t.n, t.k, t.lda, t.ldb, t.ldc = ta, tb, m, n, k, lda, ldb, ldc
+    t.a, t.b, t.c = a, b, c
+    if floating is float:
+        _pool.parallel(_float_part32, &t, parts)
+    else:
+        _pool.parallel(_float_part64, &t, parts)
+    return True
+
+
 cdef inline int _product(bint bf16, bint ta, bint tb, Py_ssize_t m, Py_ssize_t n, Py_ssize_t k,
                          const floating* a, Py_ssize_t lda, const floating* b, Py_ssize_t ldb, floating* c,
                          Py_ssize_t ldc) noexcept nogil:
@@ -147,6 +227,8 @@ cdef inline int _product(bint bf16, bint ta, bint tb, Py_ssize_t m, Py_ssize_t n
     if floating is float:
         if bf16:
             return _gemm_bf16(ta, tb, m, n, k, a, lda, b, ldb, c, ldc)
+    if _float_split(ta, tb, m, n, k, a, lda, b, ldb, c, ldc):
+        return 0
     gemm(_route, ta, tb, m, n, k, 1, a, lda, b, ldb, 0, c, ldc)
     return 0
 
@@ -367,6 +449,7 @@ cdef class Chain:
     cdef object _refs
     cdef object _x                  # the input of the last forward (its dW needs it)
     cdef const void* _xp
+    cdef readonly bint solo         # runs in solo spans (large models: see SOLO_PARAMS)
 
     def __cinit__(self, Py_ssize_t rows, bint is_double, list steps, Py_ssize_t first, bint bf16=False):
         self._count = len(steps)
@@ -395,6 +478,7 @@ cdef class Chain:
             self._steps[i].db = _address(db)
             self._steps[i].dx = _address(dx)
         self.out = steps[self._count - 1][7]
+        self.solo = sum(<double>st[0] * st[1] for st in steps) >= SOLO_PARAMS
         self._x = None
         self._xp = NULL
 
@@ -407,9 +491,14 @@ cdef class Chain:
             raise ValueError("Chain.forward: x does not match the chain.")
         self._x, self._xp = x.base, cptr2(x)
         cdef int status
-        with nogil:
-            status = _chain_forward(<float*>NULL, self._steps, self._count, self.rows, <const float*>self._xp,
-                                    self.bf16)
+        cdef bint solo = self.solo and solo_enter(_route)
+        try:
+            with nogil:
+                status = _chain_forward(<float*>NULL, self._steps, self._count, self.rows,
+                                        <const float*>self._xp, self.bf16)
+        finally:
+            if solo:
+                solo_exit(_route)
         if status != 0:
             raise MemoryError("Chain.forward: no memory for the bf16 operands.")
         return self.out
@@ -419,8 +508,13 @@ cdef class Chain:
         if x.shape[0] != self.rows or x.shape[1] != self._steps[0].n_in or not self.is_double:
             raise ValueError("Chain.forward: x does not match the chain.")
         self._x, self._xp = x.base, cptr2(x)
-        with nogil:
-            _chain_forward(<double*>NULL, self._steps, self._count, self.rows, <const double*>self._xp, False)
+        cdef bint solo = self.solo and solo_enter(_route)
+        try:
+            with nogil:
+                _chain_forward(<double*>NULL, self._steps, self._count, self.rows, <const double*>self._xp, False)
+        finally:
+            if solo:
+                solo_exit(_route)
         return self.out
 
     def backward32(self, float[:, ::1] dy not None):
@@ -430,9 +524,14 @@ cdef class Chain:
                 or self._xp == NULL:
             raise ValueError("Chain.backward: dy does not match the chain, or no forward ran.")
         cdef int status
-        with nogil:
-            status = _chain_backward(<float*>NULL, self._steps, self._count, self._first, self.rows,
-                                     <const float*>self._xp, ptr2(dy), self.bf16)
+        cdef bint solo = self.solo and solo_enter(_route)
+        try:
+            with nogil:
+                status = _chain_backward(<float*>NULL, self._steps, self._count, self._first, self.rows,
+                                         <const float*>self._xp, ptr2(dy), self.bf16)
+        finally:
+            if solo:
+                solo_exit(_route)
         if status != 0:
             raise MemoryError("Chain.backward: no memory for the bf16 operands.")
 
@@ -441,6 +540,11 @@ cdef class Chain:
         if dy.shape[0] != self.rows or dy.shape[1] != self._steps[self._count - 1].n_out or not self.is_double \
                 or self._xp == NULL:
             raise ValueError("Chain.backward: dy does not match the chain, or no forward ran.")
-        with nogil:
-            _chain_backward(<double*>NULL, self._steps, self._count, self._first, self.rows,
-                            <const double*>self._xp, ptr2(dy), False)
+        cdef bint solo = self.solo and solo_enter(_route)
+        try:
+            with nogil:
+                _chain_backward(<double*>NULL, self._steps, self._count, self._first, self.rows,
+                                <const double*>self._xp, ptr2(dy), False)
+        finally:
+            if solo:
+                solo_exit(_route)

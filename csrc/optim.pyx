@@ -21,7 +21,7 @@ from cython cimport floating
 
 from libc.stdint cimport uintptr_t
 
-from _blas cimport GemmRoute
+from _blas cimport GemmRoute, pool_parts
 from _pool cimport fnn_pool_api, fnn_share
 from _types cimport ptr1, cptr1
 
@@ -112,7 +112,7 @@ cdef void _part(void* arg, int part, int parts) noexcept nogil:
 cdef void _run(Upd* u, span_fn span) noexcept nogil:
     """``span`` over all of u's elements, split over the pool (the BLAS pool's size:
     fnn.set_num_threads) for large buffers, else in the caller alone."""
-    cdef int parts = _route.get_threads() if _route.get_threads != NULL else 1
+    cdef int parts = pool_parts(_route)
     if parts > 1 and (u.n < UPDATE_SPLIT or not _pool.ready(parts)):
         parts = 1
     u.span = span

@@ -386,10 +386,11 @@ class Trainer:
             try:
                 for _ in range(epochs):
                     epoch = self._begin_epoch(run)
-                    for batch in range(run.n_batches):
-                        self._train_batch(run, epoch, batch)
-                        if self.stop_training:
-                            break
+                    with run.backend.solo_span(self.model.n_params):  # the cpu backend's threads: its own
+                        for batch in range(run.n_batches):
+                            self._train_batch(run, epoch, batch)
+                            if self.stop_training:
+                                break
                     if run.sigint.caught and epoch.stop < run.n:  # Ctrl-C: the unfinished epoch is not recorded
                         run.interrupted = (epoch.number, epoch.batch)
                         break

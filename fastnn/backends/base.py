@@ -18,6 +18,7 @@ boundary what a wrong call is. The Python layers check user input before a kerne
 
 from __future__ import annotations
 
+import contextlib
 import math
 from collections.abc import Sequence
 from typing import Any
@@ -385,6 +386,12 @@ class Backend:
         if dx is not None:
             dx[...] = dp @ _operand(w, precision).T
         return dx
+
+    def solo_span(self, n_weights: int) -> contextlib.AbstractContextManager:
+        """A context for a training epoch of a model with ``n_weights`` parameters, in which a
+        backend may give all its threads to the epoch's own kernels (the cpu backend: OpenBLAS on
+        one thread, fastnn's pool sharing the products, updates and gathers); here nothing."""
+        return contextlib.nullcontext()
 
     def dense_chain(self, steps: Sequence[tuple], first: int, precision: str = "fp32") -> _DenseChain:
         """Training forward and backward of a stack of Dense layers, as an object with

@@ -19,6 +19,7 @@ calls between kernels stay in float64).
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import glob
 import os
@@ -284,15 +285,18 @@ def set_num_threads(n):
     if _state["threads"] is None:
         return None
     set_fn, get_fn = _state["threads"]
-    old = get_fn()
+    old = _blas.solo_threads() or get_fn()
     set_fn(n)
+    _blas.solo_threads(n)  # a training chain running in another thread restores n, not old
     set_thread_policy(_state["policy"])  # timings taken with another pool size no longer apply
     return old
 
 
 def get_num_threads():
     """Size of OpenBLAS's thread pool, or None when it cannot be queried."""
-    return None if _state["threads"] is None else int(_state["threads"][1]())
+    if _state["threads"] is None:
+        return None
+    return int(_blas.solo_threads() or _state["threads"][1]())
 
 
 class CpuBackend(Backend):
@@ -338,6 +342,16 @@ class CpuBackend(Backend):
             return _adapter.REFERENCE.take_rows(x, idx, out=out)
 
     # ------------------------------------------------------------------ dense
+    def solo_span(self, n_weights):
+        """Backend.solo_span: for a model of at least _dense.SOLO_WEIGHTS parameters on the OpenBLAS
+        route, a solo span (csrc/_blas.pxd): OpenBLAS held at one thread while fastnn's pool shares
+        out the products, the optimizer's update and the minibatch gather, so that those passes
+        get both cores instead of competing with OpenBLAS's idle workers, which spin for a while
+        after each product. NumPy products run inside it (in batch callbacks, say) use one thread."""
+        if not self._gemm or n_weights < _dense.SOLO_WEIGHTS:
+            return contextlib.nullcontext()
+        return _SoloSpan()
+
     def dense_chain(self, steps, first, precision="fp32"):
         """Backend.dense_chain as one compiled call each way (fastnn._ext.dense.Chain: the data
         pointers are taken once, so the arrays must stay in place while it is used), or the
@@ -365,6 +379,21 @@ class CpuBackend(Backend):
         if dtype == _F64:
             return _ChainCalls(chain.forward64, chain.backward64, chain)
         return _ChainCalls(chain.forward32, chain.backward32, chain)
+
+
+class _SoloSpan:
+    """CpuBackend.solo_span's context: _blas.solo_begin / solo_end."""
+
+    __slots__ = ("began",)
+
+    def __enter__(self):
+        self.began = _blas.solo_begin()
+        return self
+
+    def __exit__(self, *exc):
+        if self.began:
+            _blas.solo_end()
+        return False
 
 
 # ---------------------------------------------------------------------------------- kernels

@@ -17,8 +17,9 @@ from fastnn.backends.base import Backend
 from golden.optim_db import OPTIM_DB
 
 #: Backend methods that are not kernels with a spec: memory (NumPy's are optimal; a device
-#: defines its own) and the Dense stack's driver (a loop over dense_forward/dense_backward).
-NOT_OPERATIONS = {"asarray", "to_numpy", "empty", "zeros", "copy", "fill", "take_rows", "dense_chain"}
+#: defines its own), the Dense stack's driver (a loop over dense_forward/dense_backward) and the
+#: training epoch's thread context.
+NOT_OPERATIONS = {"asarray", "to_numpy", "empty", "zeros", "copy", "fill", "take_rows", "dense_chain", "solo_span"}
 HERE = pathlib.Path(__file__).resolve().parent
 
 
