@@ -54,6 +54,8 @@ def profile(name, steps, seed=0, precision="fp32"):
     clock = time.perf_counter
     scope = model.training_precision(precision)  # as Trainer.fit does for its length
     scope.__enter__()
+    span = be.solo_span(model.n_params)  # as Trainer.fit does for each epoch
+    span.__enter__()
     for s in range(n // bs):
         idx = order[s * bs:(s + 1) * bs]
         t0 = clock()
@@ -70,6 +72,7 @@ def profile(name, steps, seed=0, precision="fp32"):
         t5 = clock()
         for p, a, b in zip(PHASES, (t0, t1, t2, t3, t4), (t1, t2, t3, t4, t5)):
             times[p].append((b - a) * 1e6)
+    span.__exit__(None, None, None)
     scope.__exit__(None, None, None)
     res = {p: statistics.median(v) for p, v in times.items()}
     floor = GemmFloor(cfg["layers"], [bs] * 50)
