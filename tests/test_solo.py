@@ -29,9 +29,9 @@ def two_threads():
     fnn.set_num_threads(old)
 
 
-# 300 x 1000 weights (at least SOLO_WEIGHTS); the products are split by columns (n > m) and by rows
+# 600 x 1000 weights (at least SOLO_WEIGHTS); the products are split by columns (n > m) and by rows
 # (m > n), with A or B transposed in the backward, into uneven runs of 16 (1000, 33, 529, 67)
-ROWS, WIDTHS, ACTS = 67, (300, 1000, 33, 529), ("relu", "gelu", "identity")
+ROWS, WIDTHS, ACTS = 67, (600, 1000, 33, 529), ("relu", "gelu", "identity")
 
 
 def _run(dtype, first, solo):
@@ -49,7 +49,7 @@ def _run(dtype, first, solo):
 @pytest.mark.parametrize("first", [0, 1])
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_chain_in_solo_spans_matches_the_reference_and_openblas_threads(two_threads, dtype, first):
-    assert 300 * 1000 >= _dense.SOLO_WEIGHTS
+    assert 600 * 1000 >= _dense.SOLO_WEIGHTS
     got_out, got = _run(dtype, first, True)
     again_out, again = _run(dtype, first, True)
     obl_out, obl = _run(dtype, first, False)
@@ -62,7 +62,7 @@ def test_chain_in_solo_spans_matches_the_reference_and_openblas_threads(two_thre
     eps = 1e-4 if dtype == np.float32 else 1e-11
 
     def close(a, b):  # the weights are not scaled: tolerances relative to the array's largest value
-        np.testing.assert_allclose(a, b, rtol=eps, atol=eps * np.abs(b).max())
+        np.testing.assert_allclose(a, b, rtol=10 * eps, atol=eps * np.abs(b).max())
 
     close(got_out, want_out)
     np.testing.assert_array_equal(got_out, again_out)  # same threads, same bits
@@ -121,8 +121,8 @@ def test_the_gather_shared_over_the_pool_is_np_take(two_threads, dtype, rows):
 def _fit(solo, callbacks=None):
     _blas.set_solo(solo)
     rng = np.random.default_rng(0)
-    X, y = rng.standard_normal((700, 64)).astype(np.float32), rng.integers(0, 3, 700)
-    model = fnn.Sequential([L.Dense(4200, activation="relu"), L.Dense(3)], input_dim=64, seed=1)
+    X, y = rng.standard_normal((700, 128)).astype(np.float32), rng.integers(0, 3, 700)
+    model = fnn.Sequential([L.Dense(4200, activation="relu"), L.Dense(3)], input_dim=128, seed=1)
     assert model.n_params >= _dense.SOLO_WEIGHTS
     trainer = fnn.Trainer(model, "cross_entropy", fnn.optim.Adam(lr=1e-3), batch_size=128, seed=0)
     trainer.fit(X, y, epochs=2, verbose=0, callbacks=callbacks)
@@ -132,7 +132,7 @@ def _fit(solo, callbacks=None):
 def test_training_a_large_model_repeats_its_bits_and_restores_openblas(two_threads):
     a, b, c = _fit(True), _fit(True), _fit(False)
     np.testing.assert_array_equal(a, b)
-    np.testing.assert_allclose(a, c, rtol=1e-4, atol=1e-5)  # OpenBLAS's own threads sum in another order
+    np.testing.assert_allclose(a, c, rtol=1e-3, atol=2e-3)  # OpenBLAS's threads sum in another order (lr 1e-3)
     assert cpu._state["threads"][1]() == 2
 
     class Boom(fnn.callbacks.Callback):
