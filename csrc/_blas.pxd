@@ -29,6 +29,7 @@ cdef enum:
     CBLAS_TRANS = 112
 
 ctypedef void (*set_threads_t)(int n) noexcept nogil
+ctypedef void (*set_callback_t)(void* callback) noexcept nogil
 ctypedef int (*get_threads_t)() noexcept nogil
 
 cdef enum:
@@ -58,6 +59,14 @@ ctypedef struct GemmRoute:
     int solo_depth
     int solo_parts
     int solo_off
+    # OpenBLAS's openblas_set_threads_callback_function and fastnn's callback (blas.pyx), or NULL:
+    # with both, a span hands OpenBLAS's threaded jobs to fastnn's pool (its workers get none and
+    # sleep) instead of holding it at one thread; solo_split says which the open span does.
+    set_callback_t set_callback
+    void* callback
+    int callback_threads       # the largest pool the callback serves (MAX_THREADS / 4)
+    int callback_off
+    int solo_split
 
 
 cdef extern from *:
@@ -181,7 +190,12 @@ cdef inline bint solo_enter(GemmRoute* route) noexcept:
         route.solo_parts = route.get_threads()
         if route.solo_parts <= 1:
             return False
-        route.set_threads(1)
+        route.solo_split = (route.set_callback == NULL or route.callback == NULL or route.callback_off
+                            or route.solo_parts > route.callback_threads)
+        if route.solo_split:
+            route.set_threads(1)
+        else:
+            route.set_callback(route.callback)
     route.solo_depth += 1
     return True
 
@@ -190,7 +204,10 @@ cdef inline void solo_exit(GemmRoute* route) noexcept:
     """End the solo span begun by a solo_enter that returned True."""
     route.solo_depth -= 1
     if route.solo_depth == 0:
-        route.set_threads(route.solo_parts)
+        if route.solo_split:
+            route.set_threads(route.solo_parts)
+        else:
+            route.set_callback(NULL)
 
 
 cdef inline int choose_threads(GemmRoute* route, int bucket) noexcept nogil:

@@ -8,6 +8,7 @@ cdef extern from "fnn_pool.h":
         int (*ready)(int parts) noexcept nogil
         int (*started)() noexcept nogil
         unsigned long (*sleeps)() noexcept nogil
+        int (*try_parallel)(fnn_task_fn fn, void* arg, int parts) noexcept nogil
     ctypedef struct fnn_barrier:
         pass
     void fnn_barrier_init(fnn_barrier* b, int parts) noexcept nogil

@@ -198,7 +198,7 @@ cdef inline bint _float_split(bint ta, bint tb, Py_ssize_t m, Py_ssize_t n, Py_s
     (nothing done) outside a span, for small products, or without an OpenBLAS GEMM."""
     cdef FloatTask t
     cdef int parts
-    if _route.solo_depth <= 0 or <double>m * n * k < FLOAT_SPLIT_MNK:
+    if _route.solo_depth <= 0 or not _route.solo_split or <double>m * n * k < FLOAT_SPLIT_MNK:
         return False
     if floating is float:
         if _route.sgemm64 == NULL and _route.sgemm32 == NULL:

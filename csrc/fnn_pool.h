@@ -22,6 +22,10 @@ typedef struct {
     int (*ready)(int parts);            /* 1: parallel(.., parts) runs its parts at once */
     int (*started)(void);               /* workers running in this process */
     unsigned long (*sleeps)(void);      /* times a worker went to sleep */
+    /* parallel(), only where its parts surely run at once: 0 (nothing run) when called from
+       inside one of the pool's tasks (the pool is taken by the caller's own task) or when the
+       workers cannot start; parts that wait for each other (OpenBLAS's jobs) need this */
+    int (*try_parallel)(fnn_task_fn fn, void* arg, int parts);
 } fnn_pool_api;
 
 /* part ``part``'s share [*a0, *a1) of n items cut into ``parts`` runs of whole ``unit``s */
@@ -72,6 +76,11 @@ static void fnn_parallel(fnn_task_fn fn, void* arg, int parts) {
     int i;
     for (i = 0; i < parts; i++) fn(arg, i, parts);
 }
+static int fnn_try_parallel(fnn_task_fn fn, void* arg, int parts) {
+    if (parts > 1) return 0;
+    fnn_parallel(fn, arg, parts);
+    return 1;
+}
 #else
 #include <pthread.h>
 #include <time.h>
@@ -97,6 +106,7 @@ static fnn_task_fn fnn_fn = 0;
 static void* fnn_arg = 0;
 static int fnn_parts = 0;
 static unsigned long fnn_start_gen[FNN_MAX_THREADS + 1];   /* fnn_gen when worker i was created */
+static __thread int fnn_in_task = 0; /* this thread is running a part of a task (or waits for one) */
 
 static double fnn_ns(void) {
     struct timespec t;
@@ -125,7 +135,9 @@ static void* fnn_worker(void* p) {
         }
         seen = g;
         if (id < fnn_parts) {
+            fnn_in_task = 1;
             fnn_fn(fnn_arg, id, fnn_parts);
+            fnn_in_task = 0;
             __atomic_sub_fetch(&fnn_pending, 1, __ATOMIC_ACQ_REL);
         }
     }
@@ -192,8 +204,10 @@ static void fnn_parallel(fnn_task_fn fn, void* arg, int parts) {
             __atomic_add_fetch(&fnn_gen, 1, __ATOMIC_ACQ_REL);
             if (fnn_sleeping) pthread_cond_broadcast(&fnn_wake);
             pthread_mutex_unlock(&fnn_lock);
+            fnn_in_task = 1;
             fn(arg, 0, parts);
             while (__atomic_load_n(&fnn_pending, __ATOMIC_ACQUIRE) > 0) fnn_pause();
+            fnn_in_task = 0;
             pthread_mutex_unlock(&fnn_dispatch);
             return;
         }
@@ -201,8 +215,15 @@ static void fnn_parallel(fnn_task_fn fn, void* arg, int parts) {
     }
     for (i = 0; i < parts; i++) fn(arg, i, parts);
 }
+
+static int fnn_try_parallel(fnn_task_fn fn, void* arg, int parts) {
+    if (parts > 1 && (fnn_in_task || parts > FNN_MAX_THREADS || !fnn_pool_ready(parts))) return 0;
+    fnn_parallel(fn, arg, parts);
+    return 1;
+}
 #endif
 
 static unsigned long fnn_pool_sleeps(void) { return fnn_sleeps; }
-static const fnn_pool_api fnn_pool_instance = {fnn_parallel, fnn_pool_ready, fnn_pool_started, fnn_pool_sleeps};
+static const fnn_pool_api fnn_pool_instance = {fnn_parallel, fnn_pool_ready, fnn_pool_started, fnn_pool_sleeps,
+                                               fnn_try_parallel};
 #endif

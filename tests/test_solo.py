@@ -1,7 +1,11 @@
-"""Solo spans (csrc/_blas.pxd): while a large model trains, OpenBLAS runs on one thread and
-fastnn's own pool shares out the float products, the optimizer's update and the minibatch
-gather. The products split over the pool agree with the reference and with OpenBLAS's own
-threads, the bits repeat, the gather is np.take's, and OpenBLAS's thread count comes back."""
+"""Solo spans (csrc/_blas.pxd): while a large model trains, fastnn's own pool runs the float
+products (OpenBLAS's jobs handed to it through OpenBLAS's threads callback, or, without one,
+OpenBLAS on one thread and the products split by fastnn), the optimizer's update and the
+minibatch gather. Both ways agree with the reference and with OpenBLAS's own threads, the bits
+repeat, the gather is np.take's, and OpenBLAS's state comes back after every span."""
+
+import ctypes
+import threading
 
 import numpy as np
 import pytest
@@ -19,14 +23,33 @@ L = fnn.layers
 pytestmark = pytest.mark.skipif(cpu.get_num_threads() is None, reason="OpenBLAS's thread count cannot be set")
 
 
+MODES = ["callback", "split"]
+
+
 @pytest.fixture
 def two_threads():
     old = cpu.get_num_threads()
     fnn.set_num_threads(2)
-    was = _blas.set_solo(True)
+    was, cb = _blas.set_solo(True), _blas.set_solo_callback(True)
     yield
+    _blas.set_solo_callback(cb)
     _blas.set_solo(was)
     fnn.set_num_threads(old)
+
+
+def _mode(mode):
+    """Make solo spans run ``mode``; skip where this OpenBLAS has no threads callback."""
+    _blas.set_solo_callback(mode == "callback")
+    if _blas.solo_mode() != mode:
+        pytest.skip(f"this OpenBLAS cannot run solo spans as {mode!r}")
+
+
+def _callback_pointer():
+    """OpenBLAS's installed threads callback (None: its own threads), where it exports the variable."""
+    try:
+        return ctypes.c_void_p.in_dll(cpu._state["lib"], "openblas_threads_callback_").value
+    except ValueError:
+        pytest.skip("this OpenBLAS does not export openblas_threads_callback_")
 
 
 # 600 x 1000 weights (at least SOLO_WEIGHTS); the products are split by columns (n > m) and by rows
@@ -36,6 +59,7 @@ ROWS, WIDTHS, ACTS = 67, (600, 1000, 33, 529), ("relu", "gelu", "identity")
 
 def _run(dtype, first, solo):
     _blas.set_solo(solo)
+    calls = _blas.callback_spawns()
     steps = _stack(np.random.default_rng(3), dtype, ROWS, WIDTHS, ACTS, first)
     chain = cpu.CpuBackend().dense_chain(steps, first)
     assert isinstance(chain, cpu._ChainCalls) and chain.chain.solo
@@ -43,12 +67,15 @@ def _run(dtype, first, solo):
     x, dy = rng.standard_normal((ROWS, WIDTHS[0])).astype(dtype), rng.standard_normal((ROWS, WIDTHS[-1])).astype(dtype)
     out = chain.forward(x).copy()
     chain.backward(dy)
+    assert _blas.callback_spawns() == calls  # every job ran on the pool
     return out, [[a.copy() if a is not None else None for a in st[4:]] for st in steps]
 
 
+@pytest.mark.parametrize("mode", MODES)
 @pytest.mark.parametrize("first", [0, 1])
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
-def test_chain_in_solo_spans_matches_the_reference_and_openblas_threads(two_threads, dtype, first):
+def test_chain_in_solo_spans_matches_the_reference_and_openblas_threads(two_threads, dtype, first, mode):
+    _mode(mode)
     assert 600 * 1000 >= _dense.SOLO_WEIGHTS
     got_out, got = _run(dtype, first, True)
     again_out, again = _run(dtype, first, True)
@@ -81,7 +108,8 @@ def test_small_chains_keep_openblas_threads(two_threads):
     assert not cpu.CpuBackend().dense_chain(steps, 0).chain.solo
 
 
-def test_a_span_holds_openblas_at_one_thread_and_restores_its_count(two_threads):
+def test_a_split_span_holds_openblas_at_one_thread_and_restores_its_count(two_threads):
+    _mode("split")
     threads = cpu._state["threads"][1]  # OpenBLAS's own count
     assert _blas.solo_begin()
     try:
@@ -97,7 +125,57 @@ def test_a_span_holds_openblas_at_one_thread_and_restores_its_count(two_threads)
     with pytest.raises(RuntimeError, match="no solo span"):
         _blas.solo_end()
     _blas.set_solo(False)
-    assert not _blas.solo_begin()  # turned off: nothing begins
+    assert not _blas.solo_begin() and _blas.solo_mode() == "off"  # turned off: nothing begins
+
+
+def test_a_callback_span_installs_the_callback_and_removes_it(two_threads):
+    _mode("callback")
+    assert _callback_pointer() is None
+    assert _blas.solo_begin()
+    try:
+        assert _callback_pointer() is not None and cpu._state["threads"][1]() == 2
+        assert _blas.solo_begin()  # nested: still installed after the inner end
+        _blas.solo_end()
+        assert _callback_pointer() is not None
+        with pytest.raises(RuntimeError, match="a solo span is open"):
+            _blas.set_solo_callback(False)
+    finally:
+        _blas.solo_end()
+    assert _callback_pointer() is None and cpu._state["threads"][1]() == 2
+
+
+def test_openblas_jobs_called_from_inside_a_pool_task_get_threads_of_their_own(two_threads):
+    _mode("callback")
+    rng = np.random.default_rng(5)
+    a, b = rng.standard_normal((300, 257)), rng.standard_normal((257, 310))  # OpenBLAS splits it
+    c = np.zeros((300, 310))
+    spawns = _blas.callback_spawns()
+    assert _blas.solo_begin()
+    try:
+        _blas._product_in_pool_task(a, b, c)  # the pool is held by the task: its jobs cannot have it
+    finally:
+        _blas.solo_end()
+    np.testing.assert_allclose(c, a @ b, rtol=1e-12, atol=1e-12)
+    assert _blas.callback_spawns() == spawns + 1
+
+
+def test_numpy_products_in_another_thread_during_spans_are_right(two_threads):
+    _mode("callback")
+    rng = np.random.default_rng(6)
+    a, b = rng.standard_normal((400, 300)), rng.standard_normal((300, 350))
+    want, bad = a @ b, []
+
+    def other():
+        for _ in range(30):
+            if not np.allclose(a @ b, want, rtol=1e-12, atol=1e-12):
+                bad.append(1)
+
+    t = threading.Thread(target=other)
+    t.start()
+    for _ in range(10):
+        _run(np.float32, 0, True)
+    t.join(timeout=60)
+    assert not t.is_alive() and not bad
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64, np.int64])
@@ -129,7 +207,9 @@ def _fit(solo, callbacks=None):
     return model.params.copy()
 
 
-def test_training_a_large_model_repeats_its_bits_and_restores_openblas(two_threads):
+@pytest.mark.parametrize("mode", MODES)
+def test_training_a_large_model_repeats_its_bits_and_restores_openblas(two_threads, mode):
+    _mode(mode)
     a, b, c = _fit(True), _fit(True), _fit(False)
     np.testing.assert_array_equal(a, b)
     np.testing.assert_allclose(a, c, rtol=1e-3, atol=2e-3)  # OpenBLAS's threads sum in another order (lr 1e-3)
@@ -142,3 +222,5 @@ def test_training_a_large_model_repeats_its_bits_and_restores_openblas(two_threa
     with pytest.raises(ValueError, match="boom"):
         _fit(True, callbacks=[Boom()])
     assert cpu._state["threads"][1]() == 2 and fnn.get_num_threads() == 2
+    if mode == "callback":
+        assert _callback_pointer() is None

@@ -23,6 +23,7 @@ import contextlib
 import ctypes
 import glob
 import os
+import re
 import sys
 
 import numpy as np
@@ -124,6 +125,8 @@ _SET_THREADS = ("scipy_openblas_set_num_threads64_", "openblas_set_num_threads64
                 "scipy_openblas_set_num_threads", "openblas_set_num_threads")
 _GET_THREADS = ("scipy_openblas_get_num_threads64_", "openblas_get_num_threads64_",
                 "scipy_openblas_get_num_threads", "openblas_get_num_threads")
+_SET_CALLBACK = ("scipy_openblas_set_threads_callback_function64_", "openblas_set_threads_callback_function64_",
+                 "scipy_openblas_set_threads_callback_function", "openblas_set_threads_callback_function")
 _GET_CONFIG = ("scipy_openblas_get_config64_", "openblas_get_config64_",
                "scipy_openblas_get_config", "openblas_get_config")
 _BLAS_CHOICES = ("auto", "openblas", "numpy")
@@ -173,7 +176,7 @@ def _lookup(lib, names):
 def _discover():
     """Find NumPy's loaded OpenBLAS and its symbols; returns the info dict (without threads)."""
     info = {"route": "numpy", "library": None, "sgemm": None, "dgemm": None, "int_size": None,
-            "set_num_threads": None, "get_num_threads": None, "config": None,
+            "set_num_threads": None, "get_num_threads": None, "threads_callback": None, "config": None,
             "reason": "no OpenBLAS loaded by NumPy was found"}
     for path in _openblas_candidates():
         try:
@@ -199,6 +202,10 @@ def _discover():
             get_fn.argtypes, get_fn.restype = [], ctypes.c_int
             info.update(set_num_threads=set_name, get_num_threads=get_name)
             _state["threads"] = (set_fn, get_fn)
+            cb_name, cb_fn = _lookup(lib, _SET_CALLBACK)  # OpenBLAS >= 0.3.28: jobs on the caller's threads
+            if cb_fn is not None:
+                info["threads_callback"] = cb_name
+                _state["callback"] = ctypes.cast(cb_fn, ctypes.c_void_p).value
         _, config_fn = _lookup(lib, _GET_CONFIG)
         if config_fn is not None:
             config_fn.argtypes, config_fn.restype = [], ctypes.c_char_p
@@ -224,11 +231,14 @@ def blas_function(single, double):
             _INFO["int_size"] == 8)
 
 
-_state = {"gemm": None, "threads": None, "lib": None, "policy": "fixed"}
+_state = {"gemm": None, "threads": None, "lib": None, "policy": "fixed", "callback": None}
 _ENV_BLAS = os.environ.get("FASTNN_BLAS", "auto").strip().lower() or "auto"
 _INFO = _discover()
 if _state["gemm"] is not None and _ENV_BLAS != "numpy":
     _blas.set_gemm(*_state["gemm"])
+    if _state["callback"] is not None:  # its slots per thread: MAX_THREADS in the config string
+        _max = re.search(r"MAX_THREADS=(\d+)", _INFO.get("config") or "")
+        _blas.set_threads_callback(_state["callback"], int(_max.group(1)) if _max else 0)
 
 #: How the compiled kernels use the pool: 'fixed' (default) always lets OpenBLAS use the pool as
 #: NumPy does; 'adaptive' runs each product that OpenBLAS would split on one thread or on the
@@ -275,6 +285,7 @@ def blas_info():
         info.update(route="numpy", reason="FASTNN_BLAS=numpy")
     info["threads"] = get_num_threads()
     info["thread_policy"] = get_thread_policy()
+    info["solo"] = _blas.solo_mode()  # how large models' training epochs use the cores (solo spans)
     return info
 
 
