@@ -30,9 +30,13 @@ cdef enum:
 
 ctypedef void (*set_threads_t)(int n) noexcept nogil
 ctypedef void (*set_callback_t)(void* callback) noexcept nogil
+ctypedef void (*set_spin_t)(double ns) noexcept nogil
 ctypedef int (*get_threads_t)() noexcept nogil
 
 cdef enum:
+    SOLO_SPIN_NS = 1000000     # inside a span, the pool's workers spin 1 ms before they sleep: the Python
+                               # between a layer-by-layer model's products (BatchNorm, Dropout) would
+                               # otherwise cost a wake-up per product (OpenBLAS's own spin ~0.1 s)
     N_BUCKETS = 64         # products are grouped by floor(log2(m*n*k)) for the thread choice
     EXPLORE_EVERY = 128    # the slower choice is retried after 128 x (its time / the faster's) products
 
@@ -67,6 +71,7 @@ ctypedef struct GemmRoute:
     int callback_threads       # the largest pool the callback serves (MAX_THREADS / 4)
     int callback_off
     int solo_split
+    set_spin_t set_spin        # the pool's idle spin (fnn_pool.h), longer inside spans; NULL: none
 
 
 cdef extern from *:
@@ -196,6 +201,8 @@ cdef inline bint solo_enter(GemmRoute* route) noexcept:
             route.set_threads(1)
         else:
             route.set_callback(route.callback)
+        if route.set_spin != NULL:
+            route.set_spin(SOLO_SPIN_NS)
     route.solo_depth += 1
     return True
 
@@ -208,6 +215,8 @@ cdef inline void solo_exit(GemmRoute* route) noexcept:
             route.set_threads(route.solo_parts)
         else:
             route.set_callback(NULL)
+        if route.set_spin != NULL:
+            route.set_spin(0)        # back to the pool's default
 
 
 cdef inline int choose_threads(GemmRoute* route, int bucket) noexcept nogil:

@@ -9,6 +9,7 @@ cdef extern from "fnn_pool.h":
         int (*started)() noexcept nogil
         unsigned long (*sleeps)() noexcept nogil
         int (*try_parallel)(fnn_task_fn fn, void* arg, int parts) noexcept nogil
+        void (*set_spin)(double ns) noexcept nogil
     ctypedef struct fnn_barrier:
         pass
     void fnn_barrier_init(fnn_barrier* b, int parts) noexcept nogil

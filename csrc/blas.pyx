@@ -38,6 +38,7 @@ _route.solo_off = __import__("os").environ.get("FASTNN_SOLO", "1") == "0"   # fo
 _route.set_callback = NULL
 _route.callback = NULL
 _route.callback_threads = 0
+_route.set_spin = NULL
 _route.callback_off = __import__("os").environ.get("FASTNN_SOLO", "1") == "split"
 _route.solo_split = 0
 
@@ -109,6 +110,7 @@ cdef extern from *:
     int fnn_ob_spawns() noexcept nogil
 
 fnn_ob_pool = <const fnn_pool_api*><uintptr_t>_poolmod.api_address()
+_route.set_spin = fnn_ob_pool.set_spin
 
 
 def set_threads_callback(uintptr_t setter, int max_threads):

@@ -142,9 +142,8 @@ cdef int _gemm_bf16(bint ta, bint tb, Py_ssize_t m, Py_ssize_t n, Py_ssize_t k, 
 # ------------------------------------------------------------------ float products in solo spans
 cdef enum:
     FLOAT_SPLIT_MNK = 1048576      # m n k from which a product in a solo span is shared over the pool
-    SOLO_PARAMS = 524288           # parameters from which a model trains in solo spans: its update (split
-                                   # over the pool from 262,144) gains more from both cores than the split
-                                   # products lose to OpenBLAS's own threads (bn, 271 k: 14 % slower in spans)
+    SOLO_PARAMS = 262144           # parameters from which a model trains in solo spans: optim.pyx's
+                                   # UPDATE_SPLIT, from which the update is shared over the pool
 
 
 SOLO_WEIGHTS = SOLO_PARAMS        # for fastnn.backends.cpu (the Trainer's spans)

@@ -26,6 +26,8 @@ typedef struct {
        inside one of the pool's tasks (the pool is taken by the caller's own task) or when the
        workers cannot start; parts that wait for each other (OpenBLAS's jobs) need this */
     int (*try_parallel)(fnn_task_fn fn, void* arg, int parts);
+    /* how long idle workers spin before they sleep, in ns (FNN_SPIN_NS outside solo spans) */
+    void (*set_spin)(double ns);
 } fnn_pool_api;
 
 /* part ``part``'s share [*a0, *a1) of n items cut into ``parts`` runs of whole ``unit``s */
@@ -106,6 +108,7 @@ static fnn_task_fn fnn_fn = 0;
 static void* fnn_arg = 0;
 static int fnn_parts = 0;
 static unsigned long fnn_start_gen[FNN_MAX_THREADS + 1];   /* fnn_gen when worker i was created */
+static long long fnn_spin_ns = (long long)FNN_SPIN_NS;   /* fnn_set_spin */
 static __thread int fnn_in_task = 0; /* this thread is running a part of a task (or waits for one) */
 
 static double fnn_ns(void) {
@@ -122,7 +125,7 @@ static void* fnn_worker(void* p) {
         int spins = 0;
         while ((g = __atomic_load_n(&fnn_gen, __ATOMIC_ACQUIRE)) == seen) {
             fnn_pause();
-            if (++spins % 64 == 0 && fnn_ns() - start > FNN_SPIN_NS) {   /* idle: sleep */
+            if (++spins % 64 == 0 && fnn_ns() - start > (double)__atomic_load_n(&fnn_spin_ns, __ATOMIC_RELAXED)) {
                 pthread_mutex_lock(&fnn_lock);
                 fnn_sleeping++;
                 fnn_sleeps++;
@@ -224,6 +227,11 @@ static int fnn_try_parallel(fnn_task_fn fn, void* arg, int parts) {
 #endif
 
 static unsigned long fnn_pool_sleeps(void) { return fnn_sleeps; }
+#if defined(_WIN32)
+static void fnn_set_spin(double ns) { (void)ns; }
+#else
+static void fnn_set_spin(double ns) { __atomic_store_n(&fnn_spin_ns, (long long)(ns > 0 ? ns : FNN_SPIN_NS), __ATOMIC_RELAXED); }
+#endif
 static const fnn_pool_api fnn_pool_instance = {fnn_parallel, fnn_pool_ready, fnn_pool_started, fnn_pool_sleeps,
-                                               fnn_try_parallel};
+                                               fnn_try_parallel, fnn_set_spin};
 #endif
