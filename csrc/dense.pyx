@@ -142,7 +142,7 @@ cdef int _gemm_bf16(bint ta, bint tb, Py_ssize_t m, Py_ssize_t n, Py_ssize_t k, 
 # ------------------------------------------------------------------ float products in solo spans
 cdef enum:
     FLOAT_SPLIT_MNK = 1048576      # m n k from which a product in a solo span is shared over the pool
-    SOLO_PARAMS = 262144           # parameters from which a model trains in solo spans: optim.pyx's
+    SOLO_PARAMS = 65536            # parameters from which a model trains in solo spans: optim.pyx's
                                    # UPDATE_SPLIT, from which the update is shared over the pool
 
 

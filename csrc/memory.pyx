@@ -22,7 +22,7 @@ cdef GemmRoute* _route = <GemmRoute*><uintptr_t>_blas.route_address()
 cdef const fnn_pool_api* _pool = <const fnn_pool_api*><uintptr_t>_poolmod.api_address()
 
 cdef enum:
-    GATHER_SPLIT = 262144      # bytes from which take_rows is shared over the pool
+    GATHER_SPLIT = 65536       # bytes from which take_rows is shared over the pool
 
 
 ctypedef struct Gather:

@@ -75,7 +75,7 @@ cdef inline bint _fits(floating[::1] a, Py_ssize_t n) noexcept:
 # each thread that runs a span (MXCSR is per thread).
 
 cdef enum:
-    UPDATE_SPLIT = 262144      # elements from which an update is split over the pool
+    UPDATE_SPLIT = 65536       # elements from which an update is split over the pool
     UPDATE_ALIGN = 1024        # spans start at multiples of 1024 elements (whole cache lines)
 
 ctypedef struct Upd

@@ -182,7 +182,7 @@ def test_numpy_products_in_another_thread_during_spans_are_right(two_threads):
 @pytest.mark.parametrize("rows", [1, 9, 131])
 def test_the_gather_shared_over_the_pool_is_np_take(two_threads, dtype, rows):
     rng = np.random.default_rng(rows)
-    x = (rng.standard_normal((1000, 601)) * 100).astype(dtype)  # 131 rows: over 256 KB, split
+    x = (rng.standard_normal((1000, 601)) * 100).astype(dtype)  # 131 rows: over 64 KiB, split
     idx = rng.integers(-1000, 1000, rows).astype(np.int64)
     out = np.zeros((rows, 601), dtype)
     assert _blas.solo_begin()

@@ -1105,7 +1105,7 @@ _SGD_CASES = {"sgd": ("sgd_update", dict(buf=None), dict(lr=0.1)),
 
 @pytest.mark.parametrize("case", [*_SGD_CASES, *UPDATE_CASES])
 def test_large_updates_split_over_the_pool_give_the_same_bits(backend, case):
-    # 300,001 elements: past the split (262,144), into odd spans; one thread and two give the
+    # 300,001 elements: past the split (65,536), into odd spans; one thread and two give the
     # same bits (each element's expression is the same), and both match the reference
     if backend.name != "cpu":
         pytest.skip("the cpu backend's updates split over its pool")
