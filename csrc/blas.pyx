@@ -103,14 +103,22 @@ cdef extern from *:
     static void* fnn_ob_callback_address(void) { return 0; }
     static int fnn_ob_spawns(void) { return 0; }
     #endif
+    #if defined(_WIN32)
+    #define FNN_OB_CONCURRENT 0   /* the pool runs parts in turn there: a span would serialize */
+    #else
+    #define FNN_OB_CONCURRENT 1
+    #endif
     """
     const fnn_pool_api* fnn_ob_pool
     int fnn_ob_max
     void* fnn_ob_callback_address() noexcept nogil
     int fnn_ob_spawns() noexcept nogil
+    const int FNN_OB_CONCURRENT
 
 fnn_ob_pool = <const fnn_pool_api*><uintptr_t>_poolmod.api_address()
 _route.set_spin = fnn_ob_pool.set_spin
+if not FNN_OB_CONCURRENT:
+    _route.solo_off = 1
 
 
 def set_threads_callback(uintptr_t setter, int max_threads):
@@ -194,10 +202,11 @@ def solo_end():
 
 
 def set_solo(bint enabled):
-    """Let large training chains run in solo spans (the default; FASTNN_SOLO=0 at import turns
-    them off) or not; returns the previous setting. For tests and comparisons."""
+    """Let large training chains run in solo spans (the default where the pool's parts run at
+    once, not on Windows; FASTNN_SOLO=0 at import turns them off) or not; returns the previous
+    setting. For tests and comparisons."""
     old = not _route.solo_off
-    _route.solo_off = 0 if enabled else 1
+    _route.solo_off = 0 if (enabled and FNN_OB_CONCURRENT) else 1
     return old
 
 

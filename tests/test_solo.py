@@ -20,7 +20,8 @@ from fastnn._ext import dense as _dense  # noqa: E402
 from fastnn._ext import memory as _memory  # noqa: E402
 
 L = fnn.layers
-pytestmark = pytest.mark.skipif(cpu.get_num_threads() is None, reason="OpenBLAS's thread count cannot be set")
+pytestmark = pytest.mark.skipif(cpu.get_num_threads() is None or _blas.solo_mode() == "off",
+                                reason="no solo spans here (OpenBLAS's threads cannot be set, Windows, FASTNN_SOLO=0)")
 
 
 MODES = ["callback", "split"]
