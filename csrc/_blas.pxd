@@ -56,10 +56,11 @@ ctypedef struct GemmRoute:
     unsigned long long since_retry[N_BUCKETS]   # products since the slower choice was last tried
     int retry_left[N_BUCKETS]                   # products still to run on retry_choice
     int retry_choice[N_BUCKETS]
-    # "Solo" spans (solo_enter/solo_exit, with the GIL): while a training chain runs, OpenBLAS is
-    # held at one thread and fastnn's own pool shares the products out (dense.pyx), so the
-    # memory-bound passes between them use both cores without OpenBLAS's idle workers spinning
-    # on them. solo_parts: the pool size saved at the outermost entry.
+    # "Solo" spans (solo_enter/solo_exit, with the GIL): while a large model trains, fastnn's own
+    # pool runs the products (OpenBLAS's jobs through its threads callback, or, without one,
+    # OpenBLAS held at one thread and the products split by dense.pyx), so the memory-bound passes
+    # between them use both cores without OpenBLAS's idle workers spinning on them (DECISIONS.md).
+    # solo_parts: the pool size at the outermost entry.
     int solo_depth
     int solo_parts
     int solo_off
@@ -180,7 +181,7 @@ cdef inline bint blas_gemm(const GemmRoute* route, int ta, int tb,
 
 cdef inline int pool_parts(const GemmRoute* route) noexcept nogil:
     """The threads fastnn's parallel passes may use: the BLAS pool's size (fnn.set_num_threads),
-    also inside a solo span, where OpenBLAS itself runs on one."""
+    also inside a split solo span, where OpenBLAS itself runs on one."""
     if route.solo_depth > 0:
         return route.solo_parts
     return route.get_threads() if route.get_threads != NULL else 1
@@ -188,7 +189,7 @@ cdef inline int pool_parts(const GemmRoute* route) noexcept nogil:
 
 cdef inline bint solo_enter(GemmRoute* route) noexcept:
     """Begin a solo span (call with the GIL held, and solo_exit after); False (nothing done)
-    where OpenBLAS's thread count cannot be set, or the pool has one thread."""
+    where OpenBLAS's thread count cannot be set, the pool has one thread or spans are off."""
     if route.set_threads == NULL or route.get_threads == NULL or route.solo_off:
         return False
     if route.solo_depth == 0:

@@ -73,6 +73,9 @@ cdef extern from *:
         return 0;
     }
     static int fnn_ob_spawned = 0;   /* calls that needed threads of their own (for the tests) */
+    /* one such call at a time: they share the slots below the pool's (two parts of one pool task
+       may both call OpenBLAS; their jobs do not need the pool, so waiting here cannot deadlock) */
+    static pthread_mutex_t fnn_ob_spawn_lock = PTHREAD_MUTEX_INITIALIZER;
     static void fnn_ob_callback(int sync, fnn_ob_dojob dojob, int numjobs, size_t elsize, void* jobdata,
                                 int dojob_data) {
         fnn_ob_jobs j;
@@ -86,6 +89,7 @@ cdef extern from *:
         if (numjobs == 1) { fnn_ob_part(&j, 0, 1); return; }
         if (fnn_ob_pool != 0 && numjobs <= 64 && fnn_ob_pool->try_parallel(fnn_ob_part, &j, numjobs)) return;
         if (j.top >= 0) j.top = fnn_ob_max - 1 - fnn_ob_max / 4;
+        pthread_mutex_lock(&fnn_ob_spawn_lock);
         __atomic_add_fetch(&fnn_ob_spawned, 1, __ATOMIC_RELAXED);
         for (i = 1; i < numjobs && i < 64; i++) {
             o[i].jobs = &j;
@@ -96,6 +100,7 @@ cdef extern from *:
         for (i = made; i < numjobs; i++) fnn_ob_part(&j, i, numjobs);  /* not reached unless threads ran out */
         fnn_ob_part(&j, 0, numjobs);
         for (i = 1; i < made; i++) pthread_join(t[i], 0);
+        pthread_mutex_unlock(&fnn_ob_spawn_lock);
     }
     static void* fnn_ob_callback_address(void) { return (void*)fnn_ob_callback; }
     static int fnn_ob_spawns(void) { return __atomic_load_n(&fnn_ob_spawned, __ATOMIC_RELAXED); }
