@@ -382,15 +382,17 @@ class Trainer:
         callbacks = self._callbacks(owner, callbacks, verbose)
         check_precision(owner, self.precision, self.model)  # the model's dtype may have changed since
         run = self._begin_fit(X, y, w, val, callbacks, epochs)
-        with _DeferredInterrupt(self) as run.sigint, self.model.training_precision(self.precision):
+        # the epochs (validation and callbacks included: a NumPy product between epochs would wake
+        # OpenBLAS's own workers, which then spin through the next epoch) in the backend's solo span
+        with _DeferredInterrupt(self) as run.sigint, self.model.training_precision(self.precision), \
+                run.backend.solo_span(self.model.n_params):
             try:
                 for _ in range(epochs):
                     epoch = self._begin_epoch(run)
-                    with run.backend.solo_span(self.model.n_params):  # the cpu backend's threads: its own
-                        for batch in range(run.n_batches):
-                            self._train_batch(run, epoch, batch)
-                            if self.stop_training:
-                                break
+                    for batch in range(run.n_batches):
+                        self._train_batch(run, epoch, batch)
+                        if self.stop_training:
+                            break
                     if run.sigint.caught and epoch.stop < run.n:  # Ctrl-C: the unfinished epoch is not recorded
                         run.interrupted = (epoch.number, epoch.batch)
                         break
