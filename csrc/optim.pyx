@@ -473,27 +473,20 @@ def nadam_update(floating[::1] p not None, const floating[::1] g not None, float
         _run(&u, _nadam_span)
 
 
-# --- RAdam: c = step, beta1, 1 - beta1, beta2, 1 - beta2, eps, coupled wd, the decoupled shrink; f0 adaptive
+# --- RAdam's unrectified steps (the rectified ones are Adam's loop with 1 / sqrt(bc2) = 1, which
+# leaves sqrt(v) exact): c = step, 1 (unused), beta1, 1 - beta1, beta2, 1 - beta2, eps (unused),
+# coupled wd, the decoupled shrink -- Adam's layout
 cdef inline void _radam_loop(floating* pp, const floating* pg, floating* pm, floating* pv, Upd* u, Py_ssize_t i0,
                              Py_ssize_t i1) noexcept nogil:
-    cdef floating step = u.c[0], b1 = u.c[1], c1 = u.c[2], b2 = u.c[3], c2 = u.c[4], e = u.c[5]
-    cdef floating wd = u.c[6], shrink = u.c[7]
+    cdef floating step = u.c[0], b1 = u.c[2], c1 = u.c[3], b2 = u.c[4], c2 = u.c[5]
+    cdef floating wd = u.c[7], shrink = u.c[8]
     cdef floating x, d, m, v
     cdef Py_ssize_t i
-    if u.f0:
-        for i in range(i0, i1):
-            x = pp[i]
-            d = pg[i] + wd * x
-            _moments(pm, pv, i, d, b1, c1, b2, c2, &m, &v)
-            pp[i] = x * shrink - step * m / (_sqrt(v) + e)
-    else:
-        for i in range(i0, i1):
-            x = pp[i]
-            d = pg[i] + wd * x
-            m = b1 * pm[i] + c1 * d
-            pm[i] = m
-            pv[i] = b2 * pv[i] + c2 * d * d
-            pp[i] = x * shrink - step * m
+    for i in range(i0, i1):
+        x = pp[i]
+        d = pg[i] + wd * x
+        _moments(pm, pv, i, d, b1, c1, b2, c2, &m, &v)
+        pp[i] = x * shrink - step * m
 
 
 cdef void _radam_span(Upd* u, Py_ssize_t i0, Py_ssize_t i1) noexcept nogil:
@@ -516,14 +509,14 @@ def radam_update(floating[::1] p not None, const floating[::1] g not None, float
         return
     cdef Upd u
     cdef bint adaptive = rect > 0.0
-    u.p, u.g, u.s0, u.s1, u.n, u.dbl = ptr1(p), cptr1(g), ptr1(exp_avg), ptr1(exp_avg_sq), n, floating is double
+    u.p, u.g, u.s0, u.s1, u.s2, u.n = ptr1(p), cptr1(g), ptr1(exp_avg), ptr1(exp_avg_sq), NULL, n
+    u.dbl, u.f0 = floating is double, False        # f0: Adam's amsgrad, off
     u.c[0] = lr * rect * sqrt(bias_correction2) / bias_correction1 if adaptive else lr / bias_correction1
-    u.c[1], u.c[2], u.c[3], u.c[4], u.c[5] = beta1, 1.0 - beta1, beta2, 1.0 - beta2, eps
-    u.c[6] = 0.0 if decoupled_weight_decay else weight_decay
-    u.c[7] = 1.0 - lr * weight_decay if decoupled_weight_decay else 1.0
-    u.f0 = adaptive
+    u.c[1], u.c[2], u.c[3], u.c[4], u.c[5], u.c[6] = 1.0, beta1, 1.0 - beta1, beta2, 1.0 - beta2, eps
+    u.c[7] = 0.0 if decoupled_weight_decay else weight_decay
+    u.c[8] = 1.0 - lr * weight_decay if decoupled_weight_decay else 1.0
     with nogil:
-        _run(&u, _radam_span)
+        _run(&u, _adam_span if adaptive else _radam_span)
 
 
 cdef inline double _sum_squares(const floating* x, Py_ssize_t n) noexcept nogil:

@@ -388,9 +388,9 @@ class Backend:
         return dx
 
     def solo_span(self, n_weights: int) -> contextlib.AbstractContextManager:
-        """A context for a training epoch of a model with ``n_weights`` parameters, in which a
-        backend may give all its threads to the epoch's own kernels (the cpu backend: OpenBLAS on
-        one thread, fastnn's pool sharing the products, updates and gathers); here nothing."""
+        """A context for training a model with ``n_weights`` parameters (Trainer.fit holds one over
+        its epochs), in which a backend may give all its threads to the training's own kernels
+        (the cpu backend: fastnn's pool runs the products, updates and gathers); here nothing."""
         return contextlib.nullcontext()
 
     def dense_chain(self, steps: Sequence[tuple], first: int, precision: str = "fp32") -> _DenseChain:

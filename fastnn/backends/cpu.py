@@ -355,10 +355,11 @@ class CpuBackend(Backend):
     # ------------------------------------------------------------------ dense
     def solo_span(self, n_weights):
         """Backend.solo_span: for a model of at least _dense.SOLO_WEIGHTS parameters on the OpenBLAS
-        route, a solo span (csrc/_blas.pxd): OpenBLAS held at one thread while fastnn's pool shares
-        out the products, the optimizer's update and the minibatch gather, so that those passes
-        get both cores instead of competing with OpenBLAS's idle workers, which spin for a while
-        after each product. NumPy products run inside it (in batch callbacks, say) use one thread."""
+        route, a solo span (csrc/_blas.pxd): fastnn's pool runs the products (OpenBLAS's jobs through
+        its threads callback, or OpenBLAS on one thread and the products split by fastnn), the
+        optimizer's update and the minibatch gather, so that those passes get both cores instead
+        of competing with OpenBLAS's idle workers, which spin for a while after each product.
+        NumPy products run inside it (in callbacks, say) go the same way."""
         if not self._gemm or n_weights < _dense.SOLO_WEIGHTS:
             return contextlib.nullcontext()
         return _SoloSpan()
